@@ -1,0 +1,8 @@
+"""`python -m reactor` runs the reactor, same as `ps-health reactor`."""
+
+import sys
+
+from reactor.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["reactor", *sys.argv[1:]]))

@@ -1,0 +1,70 @@
+"""The `ps-health` command: parses arguments, calls the SQL API, prints. Decides nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+
+from reactor import __version__, config
+from reactor.errors import BadInput, PsHealthError
+
+# Each module adds its subcommands; importing here keeps `ps-health --help` complete.
+from reactor import cmd_db  # noqa: E402
+
+COMMAND_MODULES = [cmd_db]
+
+
+class UsageError(BadInput):
+    """Bad flags or values caught before the database is asked."""
+
+
+def _json_default(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def print_json(data) -> None:
+    print(json.dumps(data, default=_json_default, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ps-health",
+        description="Keep AI coding-agent project supervisors healthy: records sessions and spawns in "
+                    "PostgreSQL, decides there what is wrong, and prompts the supervisor through tmux.",
+        epilog="Database: PS_HEALTH_DSN (libpq conninfo) or the PG* variables; without them the embedded "
+               "cluster under PS_HEALTH_HOME (default ./.ps-health) is used when it runs.")
+    parser.add_argument("--version", action="version", version=f"ps-health {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 failure, 2 bad usage or input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        cfg = config.load()
+        return args.func(args, cfg) or 0
+    except PsHealthError as exc:
+        where = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+        print(f"ps-health: {exc}{where}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Application settings from PS_HEALTH_* environment variables, read once."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reactor.errors import PsHealthError
+
+DEFAULT_PORT = 54329
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the database is and where local state lives."""
+
+    dsn: str | None
+    home: Path
+    port: int
+    host_label: str
+    tmux_socket: str | None = None
+    env: dict = field(default_factory=dict, repr=False)
+
+    def require_dsn(self) -> str:
+        """The conninfo to use, or a clear error saying how to configure one."""
+        if self.dsn is not None:
+            return self.dsn
+        from reactor.cluster import Cluster  # local import: cluster pulls in subprocess helpers
+
+        cluster = Cluster.from_config(self)
+        if cluster.is_running():
+            return cluster.dsn()
+        raise PsHealthError(
+            "no database configured: set PS_HEALTH_DSN (or PGHOST/PGDATABASE), "
+            "or start the embedded one with `ps-health db up`"
+        )
+
+
+def load(environ: dict | None = None) -> Config:
+    """Read the environment once; libpq's own PG* variables count as a configured DSN."""
+    env = dict(os.environ if environ is None else environ)
+    dsn = env.get("PS_HEALTH_DSN")
+    if dsn is None and any(env.get(k) for k in ("PGHOST", "PGDATABASE", "PGSERVICE")):
+        dsn = ""  # empty conninfo: libpq reads the PG* variables itself
+    try:
+        port = int(env.get("PS_HEALTH_PORT", DEFAULT_PORT))
+    except ValueError:
+        raise PsHealthError(f"PS_HEALTH_PORT must be a port number, got {env['PS_HEALTH_PORT']!r}") from None
+    return Config(
+        dsn=dsn,
+        home=Path(env.get("PS_HEALTH_HOME") or Path.cwd() / ".ps-health").resolve(),
+        port=port,
+        host_label=env.get("PS_HEALTH_HOST") or socket.gethostname(),
+        tmux_socket=env.get("PS_HEALTH_TMUX_SOCKET") or None,
+        env=env,
+    )

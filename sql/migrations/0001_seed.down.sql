@@ -1,0 +1,2 @@
+-- Roll back the seed: drops the whole ps_health schema.
+DROP SCHEMA ps_health CASCADE;

@@ -1,0 +1,111 @@
+"""Shared fixtures: one PostgreSQL per run (local cluster, Docker, or PS_HEALTH_TEST_DSN), a clone per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+from tests import pg
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "reactor.cli"]
+
+
+def _docker_server():
+    from testcontainers.postgres import PostgresContainer
+
+    image = os.environ.get("PS_HEALTH_TEST_IMAGE", "postgres:15")
+    container = PostgresContainer(image, username="postgres", password="postgres", dbname="postgres")
+    container.with_command("postgres -c shared_preload_libraries=pg_cron -c cron.database_name=postgres")
+    container.start()
+    host, port = container.get_container_host_ip(), container.get_exposed_port(5432)
+    return container, f"host={host} port={port} user=postgres password=postgres dbname=postgres"
+
+
+@pytest.fixture(scope="session")
+def server():
+    """(admin_dsn, cluster or None): the PostgreSQL every test of this run uses."""
+    if os.environ.get("PS_HEALTH_TEST_DSN"):
+        home = os.environ.get("PS_HEALTH_TEST_CLUSTER_HOME")
+        cluster = None
+        if home:
+            from reactor.cluster import Cluster
+            from psycopg.conninfo import conninfo_to_dict
+
+            cluster = Cluster(home, int(conninfo_to_dict(os.environ["PS_HEALTH_TEST_DSN"])["port"]), fast=True)
+        yield os.environ["PS_HEALTH_TEST_DSN"], cluster
+        return
+    if os.environ.get("PS_HEALTH_TEST_DOCKER") == "1" and pg.docker_reason() is None:
+        container, dsn = _docker_server()
+        yield dsn, None
+        container.stop()
+        return
+    cluster = pg.start_cluster()
+    yield make_conninfo(cluster.dsn("postgres")), cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(server) -> str:
+    return server[0]
+
+
+@pytest.fixture(scope="session")
+def template_dsn(admin_dsn) -> str:
+    return pg.migrate_template(admin_dsn)
+
+
+@pytest.fixture
+def db(admin_dsn, template_dsn):
+    """DSN of a fresh, migrated database for this test only."""
+    dsn = pg.clone(admin_dsn)
+    yield dsn
+    pg.drop(admin_dsn, dsn)
+
+
+@pytest.fixture
+def empty_db(admin_dsn):
+    """DSN of a fresh database with nothing migrated."""
+    dsn = pg.clone(admin_dsn, template="template0")
+    yield dsn
+    pg.drop(admin_dsn, dsn)
+
+
+@pytest.fixture
+def conn(db):
+    """Autocommit connection to the test database, search_path ps_health."""
+    with psycopg.connect(db, autocommit=True, row_factory=dict_row,
+                         options="-c search_path=ps_health,public") as c:
+        yield c
+
+
+def run_cli(dsn: str | None, *args: str, stdin: str | None = None, env: dict | None = None,
+            timeout: float = 60, cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Run `ps-health ARGS` as a user would, against dsn."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PS_HEALTH_", "PG"))}
+    full_env["PYTHONPATH"] = str(ROOT)
+    if dsn is not None:
+        full_env["PS_HEALTH_DSN"] = dsn
+    full_env.update(env or {})
+    return subprocess.run([*CLI, *args], input=stdin, capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=cwd or str(ROOT))
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    """Poll predicate until it returns a truthy value; fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
