@@ -1,0 +1,258 @@
+"""Host-side fact gathering for the reactor (files, pids, transcripts, tmux); no DB, no decisions."""
+from __future__ import annotations
+
+import errno
+import glob
+import json
+import logging
+import os
+import re
+import stat
+import subprocess
+from dataclasses import dataclass
+from typing import BinaryIO, Iterable
+
+log = logging.getLogger(__name__)
+
+TMUX_BIN = "tmux"
+TMUX_TIMEOUT = 2.0
+TAIL_BYTES = 256 * 1024
+_CHUNK = 1024 * 1024
+# A line longer than this is dropped rather than buffered without bound.
+_MAX_PENDING = 32 * 1024 * 1024
+# Bytes kept from just before the offset to detect truncate-then-regrow on the same inode.
+_SIG_BYTES = 64
+_PANE_LINE = re.compile(r"^(%\d+) (.*):(\d+)\.(\d+) (.*)$")
+# Accepted target forms: %N, sess:win.pane, sess (tmux forbids ':' and '.' in session names).
+_TARGET = re.compile(r"%\d+|[^%:][^:]*(:\d+\.\d+)?")
+_USAGE_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def file_mtimes(paths: Iterable[str]) -> dict[str, float | None | str]:
+    """Return mtime per path: float, None if absent, "unknown" on other OS errors."""
+    out: dict[str, float | None | str] = {}
+    for path in paths:
+        try:
+            out[path] = os.stat(path).st_mtime
+        except OSError as exc:
+            # ENOTDIR: a parent component is a regular file, so the path cannot exist.
+            out[path] = None if exc.errno in (errno.ENOENT, errno.ENOTDIR) else "unknown"
+        except ValueError:  # embedded NUL byte
+            out[path] = "unknown"
+    return out
+
+
+def pid_state(pid: int) -> str:
+    """Return "alive", "dead" or "unknown" for a pid; zombies count as dead."""
+    if pid <= 0:  # 0 and negatives address process groups, not a process
+        return "unknown"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "dead"
+    except PermissionError:
+        pass  # exists, owned by another user
+    except OSError:
+        return "unknown"
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        # Reaped between kill() and open(), unless this host simply has no procfs.
+        return "dead" if os.path.isdir("/proc/self") else "alive"
+    except OSError:
+        return "alive"
+    # comm may contain spaces and parentheses; the state follows the last ')'.
+    fields = raw[raw.rfind(b")") + 1:].split()
+    return "dead" if fields and fields[0] in (b"Z", b"X", b"x") else "alive"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Context usage of the latest assistant turn; at_offset is where its line starts."""
+
+    tokens_used: int
+    at_offset: int
+    context_window_size: int | None = None
+
+
+@dataclass(slots=True)
+class _FileState:
+    ino: tuple[int, int]
+    offset: int  # bytes consumed from the file, including `pending`
+    pending: bytearray
+    skipping: bool  # discard bytes up to the next newline
+    sig: bytes
+    last: Usage | None = None
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _usage_tokens(line: bytes) -> int | None:
+    """Return tokens used if the line is a main-thread assistant turn carrying usage."""
+    # Cheap prefilter: most bytes in a transcript are tool output that cannot match.
+    if b"assistant" not in line or b"usage" not in line:
+        return None
+    try:
+        obj = json.loads(line)
+        msg = obj["message"]
+        if obj.get("type") != "assistant" and msg.get("role") != "assistant":
+            return None
+        # Sub-agent turns and synthetic error placeholders do not describe the main context.
+        if obj.get("isSidechain") is True or "<synthetic>" in (msg.get("model"), obj.get("model")):
+            return None
+        usage = msg["usage"]
+        return sum(_int(usage.get(k)) for k in _USAGE_KEYS)
+    except (ValueError, RecursionError, LookupError, TypeError, AttributeError):
+        return None  # malformed JSON or an unexpected shape
+
+
+class TranscriptReader:
+    """Incrementally tails Claude Code transcript JSONL files, reporting usage changes."""
+
+    def __init__(self, context_window_size: int | None = None, tail_bytes: int = TAIL_BYTES) -> None:
+        self.context_window_size = context_window_size
+        self.tail_bytes = tail_bytes
+        self.bytes_read = 0  # cumulative, for cost monitoring and tests
+        self._files: dict[str, _FileState] = {}
+
+    def offset(self, path: str) -> int | None:
+        """Return the byte offset consumed so far for path, or None if untracked."""
+        st = self._files.get(path)
+        return st.offset if st else None
+
+    def last(self, path: str) -> Usage | None:
+        """Return the latest usage known for path, new or not."""
+        st = self._files.get(path)
+        return st.last if st else None
+
+    def forget(self, path: str) -> None:
+        """Drop state for path (e.g. the session ended)."""
+        self._files.pop(path, None)
+
+    def read(self, path: str, context_window_size: int | None = None) -> Usage | None:
+        """Read the new tail of path; return the latest usage if a new one appeared, else None."""
+        window = context_window_size if context_window_size is not None else self.context_window_size
+        try:
+            with open(path, "rb") as fh:
+                fst = os.fstat(fh.fileno())
+                return self._read_open(path, fh, fst, window)
+        except OSError as exc:
+            log.debug("transcript %s unreadable: %s", path, exc)
+            return None
+
+    def _fresh(self, ino: tuple[int, int], size: int) -> _FileState:
+        start = max(0, size - self.tail_bytes)
+        # Start one byte early so an exact line boundary is not mistaken for a partial line.
+        return _FileState(ino, start - 1 if start else 0, bytearray(), start > 0, b"")
+
+    def _read_open(self, path: str, fh: BinaryIO, fst: os.stat_result, window: int | None) -> Usage | None:
+        ino = (fst.st_dev, fst.st_ino)
+        st = self._files.get(path)
+        if st is not None and (st.ino != ino or fst.st_size < st.offset or not self._sig_ok(fh, st)):
+            log.info("transcript %s truncated, replaced or rewritten; restarting", path)
+            st = None
+        if st is None:
+            st = self._files[path] = self._fresh(ino, fst.st_size)
+        fh.seek(st.offset)
+        found: tuple[int, int] | None = None
+        while chunk := fh.read(_CHUNK):
+            self.bytes_read += len(chunk)
+            found = self._consume(st, chunk) or found
+        if found is None:
+            return None
+        st.last = Usage(found[0], found[1], window)
+        return st.last
+
+    def _sig_ok(self, fh: BinaryIO, st: _FileState) -> bool:
+        fh.seek(st.offset - len(st.sig))
+        got = fh.read(len(st.sig))
+        self.bytes_read += len(got)
+        return got == st.sig
+
+    def _consume(self, st: _FileState, data: bytes) -> tuple[int, int] | None:
+        """Feed bytes into st; return (tokens, line_offset) of the last usage line, if any."""
+        base = st.offset - len(st.pending)  # file offset of st.pending[0]
+        st.offset += len(data)
+        tail = data[-_SIG_BYTES:]
+        st.sig = (st.sig + tail)[-_SIG_BYTES:] if len(tail) < _SIG_BYTES else tail
+        if b"\n" not in data:
+            # Extend in place: re-concatenating a long line chunk by chunk would be quadratic.
+            if not st.skipping:
+                st.pending += data
+                self._cap_pending(st)
+            return None
+        buf = st.pending + data if st.pending else data
+        pos, found = 0, None
+        if st.skipping:
+            st.skipping, pos = False, buf.find(b"\n") + 1
+        while True:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                break
+            tokens = _usage_tokens(bytes(buf[pos:nl]))
+            if tokens is not None:
+                found = (tokens, base + pos)
+            pos = nl + 1
+        st.pending = bytearray(buf[pos:])
+        self._cap_pending(st)
+        return found
+
+    @staticmethod
+    def _cap_pending(st: _FileState) -> None:
+        if len(st.pending) > _MAX_PENDING:
+            log.warning("transcript line over %d bytes dropped", _MAX_PENDING)
+            st.pending, st.skipping = bytearray(), True
+
+
+class HandoffWatcher:
+    """Lists handoff files that appeared or changed after a given time."""
+
+    def new_files(self, folder: str, pattern: str, since: float) -> list[tuple[str, float]]:
+        """Return (path, mtime) of regular files in folder matching pattern with mtime > since."""
+        found = []
+        # glob swallows listing errors itself, so a missing or unreadable folder yields [].
+        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # vanished or unreadable between listing and stat
+            if stat.S_ISREG(st.st_mode) and st.st_mtime > since:
+                found.append((path, st.st_mtime))
+        return sorted(found, key=lambda item: (item[1], item[0]))
+
+
+def tmux_targets(targets: list[str], socket_name: str | None = None, socket_path: str | None = None,
+                 tmux_bin: str | None = None, timeout: float | None = None) -> dict[str, str]:
+    """Return "seen", "missing" or "unknown" per target (%N, sess:win.pane, sess) via one tmux call."""
+    if socket_name and socket_path:
+        raise ValueError("pass socket_name or socket_path, not both")
+    argv = [tmux_bin or TMUX_BIN]
+    if socket_name:
+        argv += ["-L", socket_name]
+    elif socket_path:
+        argv += ["-S", socket_path]
+    argv += ["list-panes", "-a", "-F", "#{pane_id} #{session_name}:#{window_index}.#{pane_index} #{session_name}"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                              timeout=timeout or TMUX_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("tmux probe failed: %s", exc)
+        return {t: "unknown" for t in targets}
+    if proc.returncode != 0:
+        err = proc.stderr
+        # A socket we may not open says nothing about whether the server exists.
+        if "no server running" in err or ("error connecting" in err and "Permission denied" not in err):
+            return {t: "missing" for t in targets}
+        log.warning("tmux probe exited %d: %s", proc.returncode, err.strip())
+        return {t: "unknown" for t in targets}
+    seen: set[str] = set()
+    for line in proc.stdout.splitlines():
+        m = _PANE_LINE.match(line)
+        # Session names may contain spaces; both copies must agree to trust the split.
+        if m and m.group(2) == m.group(5):
+            seen.update((m.group(1), m.group(2), f"{m.group(2)}:{m.group(3)}.{m.group(4)}"))
+    # Other syntax (window names, "sess:win", "=sess") cannot be resolved exactly here.
+    return {t: ("seen" if t in seen else "missing") if _TARGET.fullmatch(t) else "unknown" for t in targets}
