@@ -1,0 +1,176 @@
+"""Deliver prompts to many panes at once, one at a time and in order per pane."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from reactor.tmux import Outcome, Tmux
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("warning", "critical")
+
+
+@dataclass
+class Job:
+    """One prompt to type into one pane; on_done(job, outcome) is called once it ran.
+
+    Defaults: submit_delay 0.5 s (agent CLIs drop an Enter within ~150 ms of pasted text),
+    idle_seconds 5, max_defer 120 s (critical prompts are capped by the Dispatcher).
+    """
+
+    prompt_id: object
+    target: str
+    text: str
+    severity: str = "warning"
+    submit_delay: float = 0.5
+    idle_seconds: float = 5.0
+    max_defer: float = 120.0
+    on_done: Callable[[Job, Outcome], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"prompt {self.prompt_id}: severity must be one of {SEVERITIES}")
+        for name in ("submit_delay", "idle_seconds", "max_defer"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"prompt {self.prompt_id}: {name} must not be negative")
+
+
+class Dispatcher:
+    """Runs Jobs: per pane FIFO and serial, across panes concurrent, each behind a busy gate.
+
+    One worker thread per pane that has work, ended when its queue empties. The workers
+    spend nearly all their time asleep (busy gate, submit delay), so a thread each is
+    cheap, and unlike a fixed pool a few long-deferred panes can never starve the rest.
+    Jobs are keyed by their target string: give the same pane the same target (its %id).
+    """
+
+    def __init__(self, tmux: Tmux, *, poll_interval: float = 0.3,
+                 critical_max_defer: float = 30.0, attempts: int = 3):
+        self._tmux = tmux
+        self._poll = poll_interval
+        self._critical_max_defer = critical_max_defer
+        self._attempts = attempts
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[Job]] = {}
+        self._workers: dict[str, threading.Thread] = {}
+        self._active = 0
+        self._abandoned: list[Job] = []
+        self._stopping = threading.Event()
+
+    def submit(self, job: Job) -> bool:
+        """Queue job behind earlier jobs for its pane; False once stop() was called."""
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            self._queues.setdefault(job.target, deque()).append(job)
+            if job.target not in self._workers:
+                worker = threading.Thread(target=self._drain, args=(job.target,),
+                                          name=f"deliver {job.target}", daemon=True)
+                self._workers[job.target] = worker
+                worker.start()
+        return True
+
+    def in_flight(self) -> int:
+        """Jobs taken by a worker: waiting for their pane to go idle, or being typed."""
+        with self._lock:
+            return self._active
+
+    def pending(self) -> int:
+        """Jobs queued behind another job for the same pane."""
+        with self._lock:
+            return sum(len(queue) for queue in self._queues.values())
+
+    def stop(self, timeout: float) -> list[Job]:
+        """Refuse new jobs, let typing in progress finish, return the jobs never typed."""
+        self._stopping.set()
+        with self._lock:
+            left = [job for queue in self._queues.values() for job in queue]
+            self._queues.clear()
+            workers = list(self._workers.values())
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            # Jobs still waiting at the busy gate were not typed either.
+            left = self._abandoned + left
+            self._abandoned = []
+            if any(worker.is_alive() for worker in workers):
+                log.warning("stop: %d deliveries still running after %.1f s",
+                            self._active, timeout)
+        return left
+
+    def _drain(self, target: str) -> None:
+        """Worker loop for one pane: take its jobs in order until none are left."""
+        while True:
+            with self._lock:
+                queue = self._queues.get(target)
+                if self._stopping.is_set() or not queue:
+                    # Leave under the lock, so submit() starts a fresh worker if needed.
+                    del self._workers[target]
+                    if queue is not None and not queue:
+                        del self._queues[target]
+                    return
+                job = queue.popleft()
+                self._active += 1
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._active -= 1
+
+    def _run(self, job: Job) -> None:
+        """Wait for the pane to go idle, type the job, report the outcome."""
+        gate = self._wait_until_idle(job)
+        if gate is None:
+            with self._lock:
+                self._abandoned.append(job)
+            return
+        try:
+            outcome = self._tmux.deliver(job.target, job.text, job.submit_delay,
+                                         self._attempts)
+        except Exception as exc:  # a bug must not kill the pane's worker silently
+            log.exception("prompt %s: delivery crashed", job.prompt_id)
+            outcome = Outcome("failed", f"delivery crashed: {exc!r}", 0.0)
+        if gate:
+            outcome = replace(outcome, detail=f"{outcome.detail}; {gate}")
+        log.info("prompt %s to %s: %s (%s)", job.prompt_id, job.target,
+                 outcome.outcome, outcome.detail)
+        if job.on_done is not None:
+            try:
+                job.on_done(job, outcome)
+            except Exception:
+                log.exception("prompt %s: on_done callback failed", job.prompt_id)
+
+    def _wait_until_idle(self, job: Job) -> str | None:
+        """Wait until the screen is still for idle_seconds or the defer limit passes.
+
+        Returns "" when idle, a note when sent while busy, None when stop() interrupted.
+        """
+        if job.idle_seconds <= 0:
+            return ""
+        limit = job.max_defer
+        if job.severity == "critical":
+            limit = min(limit, self._critical_max_defer)
+        start = time.monotonic()
+        screen = self._tmux.capture(job.target)
+        still_since = start
+        while True:
+            if screen is None:
+                return ""  # cannot see the pane; deliver() reports why
+            now = time.monotonic()
+            if now - still_since >= job.idle_seconds:
+                return ""
+            if now - start >= limit:
+                return f"pane still busy after {limit:g} s, sent anyway"
+            pause = min(self._poll, still_since + job.idle_seconds - now, start + limit - now)
+            if self._stopping.wait(max(pause, 0.0)):
+                return None
+            latest = self._tmux.capture(job.target)
+            if latest != screen:
+                screen, still_since = latest, time.monotonic()

@@ -1,0 +1,352 @@
+"""Typing prompts into real tmux panes: sanitised, exactly once, in order, behind a busy gate."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from reactor.delivery import Dispatcher, Job
+from reactor.tmux import Outcome, Tmux, sanitise
+
+RECORDER = Path(__file__).with_name("recorder.py")
+SUBMIT_DELAY = 0.2
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    """Poll condition until it is truthy or the deadline passes; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Pane:
+    target: str
+    pid: int
+    record: Path
+
+    def received(self) -> bytes:
+        return self.record.read_bytes()
+
+
+class TmuxServer:
+    """A private tmux server for one test, with helpers to start recorder panes."""
+
+    def __init__(self, tmp_path: Path):
+        self.name = f"ps-health-test-{uuid.uuid4().hex[:10]}"
+        self.tmp_path = tmp_path
+        self.tmux = Tmux(socket_name=self.name)
+        self.run("-f", "/dev/null", "new-session", "-d", "-s", "keeper")
+        # Keep a dead pane visible so a test can see that its program died.
+        self.run("set-option", "-g", "remain-on-exit", "on")
+        self.socket = Path(self.run("display-message", "-p", "#{socket_path}"))
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True,
+                              text=True, timeout=10)
+        if done.returncode != 0:
+            raise RuntimeError(f"tmux {args}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def recorder(self, *extra: str) -> Pane:
+        record = self.tmp_path / f"rec-{uuid.uuid4().hex[:8]}.bin"
+        line = self.run("new-session", "-d", "-x", "100", "-y", "30", "-P",
+                        "-F", "#{pane_id} #{pane_pid}",
+                        sys.executable, str(RECORDER), str(record), *extra)
+        target, pid = line.split()
+        wait_for(record.exists, what="recorder to set up its tty")
+        return Pane(target, int(pid), record)
+
+    def alive(self, pane: Pane) -> bool:
+        dead = self.run("display-message", "-p", "-t", pane.target, "#{pane_dead}")
+        try:
+            os.kill(pane.pid, 0)
+        except ProcessLookupError:
+            return False
+        return dead == "0"
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
+
+    def remove(self) -> None:
+        self.kill()
+        self.socket.unlink(missing_ok=True)  # tmux leaves its socket file behind
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = TmuxServer(tmp_path)
+    yield srv
+    srv.remove()
+
+
+def test_sanitise_strips_controls_and_keeps_text():
+    assert sanitise("a\x03b") == "ab"
+    assert sanitise("\x1b[31mred\x1b[0m text") == "red text"
+    assert sanitise("title\x1b]0;evil\x07 ok") == "title ok"
+    assert sanitise("one\ntwo\r\n\tthree") == "one two three"
+    assert sanitise("  del\x7f c1\x9b31m  ") == "del c131m"
+    assert sanitise("-R ls;") == "-R ls;"
+    assert sanitise("café 日本 🎉 #{pane_id}") == "café 日本 🎉 #{pane_id}"
+    assert sanitise("bad \ud800 surrogate") == "bad surrogate"
+    assert sanitise(sanitise("x \n\x1b[1m y")) == sanitise("x \n\x1b[1m y")
+
+
+def test_prompt_reaches_the_right_pane_once_and_is_submitted(server):
+    pane, other = server.recorder(), server.recorder()
+    text = "Please report your status with: ps-health status"
+
+    outcome = server.tmux.deliver(pane.target, text, SUBMIT_DELAY)
+
+    assert outcome.outcome == "delivered", outcome
+    assert outcome.latency_ms > 0
+    wait_for(lambda: pane.received().endswith(b"\r"), what="Enter in the recorder")
+    assert pane.received() == text.encode() + b"\r"
+    assert other.received() == b""
+
+
+LONG = "start" + "".join(f" {i:05d}é" for i in range(2000))[:9_995]
+
+HOSTILE = {
+    "ctrl-c": ("stop\x03 now", "stop now"),
+    "ansi colour": ("\x1b[31mred\x1b[0m alert", "red alert"),
+    "newline mid-text": ("first line\nsecond line", "first line second line"),
+    "leading option": ("-R reset everything", "-R reset everything"),
+    "trailing semicolon": ("run this;", "run this;"),
+    "escaped semicolon": ("keep\\;", "keep\\;"),
+    "tmux format": ("pane #{pane_id} #S", "pane #{pane_id} #S"),
+    "non-ascii": ("café 日本語 🎉 naïve", "café 日本語 🎉 naïve"),
+    "10000 chars": (LONG, LONG),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE.keys())
+def test_hostile_text_arrives_sanitised_and_program_survives(server, case):
+    text, expected = HOSTILE[case]
+    assert sanitise(text) == expected
+    assert len(LONG) == 10_000
+    pane = server.recorder()
+
+    outcome = server.tmux.deliver(pane.target, text, SUBMIT_DELAY)
+
+    assert outcome.outcome == "delivered", outcome
+    wait_for(lambda: pane.received().endswith(b"\r"), what="Enter in the recorder")
+    assert pane.received() == expected.encode() + b"\r"
+    assert server.alive(pane)
+
+
+def test_format_is_shown_literally_in_the_pane(server):
+    pane = server.recorder()
+    assert server.tmux.deliver(pane.target, "id #{pane_id}", SUBMIT_DELAY).outcome == "delivered"
+    screen = wait_for(lambda: server.tmux.capture(pane.target), what="a capture")
+    assert "id #{pane_id}" in screen
+    assert pane.target not in screen
+
+
+def test_text_not_shown_fails_without_typing_twice_or_submitting(server):
+    pane = server.recorder("--no-echo")
+
+    outcome = server.tmux.deliver(pane.target, "are you there?", SUBMIT_DELAY, attempts=3)
+
+    assert outcome.outcome == "failed"
+    assert outcome.detail == "text not visible in pane after 3 attempts"
+    assert pane.received() == b"are you there?"
+
+
+def test_text_of_only_control_characters_is_not_sent(server):
+    pane = server.recorder()
+
+    outcome = server.tmux.deliver(pane.target, "\x1b[31m\x03\n", SUBMIT_DELAY)
+
+    assert outcome.outcome == "failed"
+    assert "nothing left to send" in outcome.detail
+    assert pane.received() == b""
+    assert server.alive(pane)
+
+
+def test_missing_pane_is_target_missing(server):
+    tmux = server.tmux
+    assert tmux.target_exists("%999") is False
+    assert tmux.capture("%999") is None
+    assert tmux.deliver("%999", "hello", SUBMIT_DELAY).outcome == "target_missing"
+    assert tmux.deliver("nosuchsession:0.0", "hello", SUBMIT_DELAY).outcome == "target_missing"
+
+
+def test_no_server_is_target_missing():
+    tmux = Tmux(socket_name=f"ps-health-test-absent-{uuid.uuid4().hex[:8]}")
+    assert tmux.target_exists("%0") is False
+    assert tmux.deliver("%0", "hello", SUBMIT_DELAY).outcome == "target_missing"
+
+
+@pytest.mark.parametrize("how", ["kill-server", "SIGKILL"])
+def test_killed_server_is_reported_not_raised(server, how):
+    pane = server.recorder()
+    assert server.tmux.target_exists(pane.target) is True
+    if how == "kill-server":
+        server.kill()
+    else:
+        os.kill(int(server.run("display-message", "-p", "#{pid}")), signal.SIGKILL)
+    wait_for(lambda: server.tmux.target_exists(pane.target) is not True, what="server gone")
+
+    outcome = server.tmux.deliver(pane.target, "hello", SUBMIT_DELAY)
+
+    assert outcome.outcome in ("target_missing", "failed"), outcome
+    assert pane.received() == b""
+
+
+class TimedTmux(Tmux):
+    """A real Tmux that also records when each delivery started and ended."""
+
+    def __init__(self, socket_name: str):
+        super().__init__(socket_name=socket_name)
+        self.spans: dict[str, list[tuple[float, float]]] = {}
+        self._lock = threading.Lock()
+
+    def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3) -> Outcome:
+        start = time.monotonic()
+        outcome = super().deliver(target, text, submit_delay, attempts)
+        with self._lock:
+            self.spans.setdefault(target, []).append((start, time.monotonic()))
+        return outcome
+
+
+class Done:
+    """Collects on_done calls with the time each arrived."""
+
+    def __init__(self) -> None:
+        self.calls: dict[object, tuple[Outcome, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, job: Job, outcome: Outcome) -> None:
+        with self._lock:
+            self.calls[job.prompt_id] = (outcome, time.monotonic())
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.calls)
+
+
+def test_dispatcher_types_into_many_panes_concurrently(server):
+    tmux = TimedTmux(server.name)
+    panes = [server.recorder() for _ in range(20)]
+    done, delay = Done(), 1.0
+    dispatcher = Dispatcher(tmux)
+    started = time.monotonic()
+
+    for n, pane in enumerate(panes):
+        assert dispatcher.submit(Job(n, pane.target, f"prompt number {n}", submit_delay=delay,
+                                     idle_seconds=0, on_done=done))
+    wait_for(lambda: done.count() == 20, timeout=30, what="20 outcomes")
+    elapsed = time.monotonic() - started
+
+    assert all(o.outcome == "delivered" for o, _ in done.calls.values()), done.calls
+    for n, pane in enumerate(panes):
+        assert pane.received() == f"prompt number {n}\r".encode()
+    spans = [span for spans in tmux.spans.values() for span in spans]
+    # Every delivery started before any finished: they all ran at the same time.
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
+    # Serial delivery could not take less than 20 submit delays.
+    assert elapsed < 20 * delay
+    assert dispatcher.stop(timeout=5) == []
+
+
+def test_dispatcher_keeps_order_per_pane(server):
+    tmux = TimedTmux(server.name)
+    pane = server.recorder()
+    done = Done()
+    dispatcher = Dispatcher(tmux)
+    first, second = "first " + "a" * 3000, "second " + "b" * 3000
+
+    dispatcher.submit(Job(1, pane.target, first, submit_delay=SUBMIT_DELAY, idle_seconds=0,
+                          on_done=done))
+    dispatcher.submit(Job(2, pane.target, second, submit_delay=SUBMIT_DELAY, idle_seconds=0,
+                          on_done=done))
+    wait_for(lambda: done.count() == 2, what="both outcomes")
+
+    assert pane.received() == f"{first}\r{second}\r".encode()
+    (start1, end1), (start2, _) = tmux.spans[pane.target]
+    assert end1 <= start2
+    assert done.calls[1][1] < done.calls[2][1]
+    dispatcher.stop(timeout=5)
+
+
+def test_busy_pane_is_deferred_while_idle_pane_is_served(server):
+    busy, idle = server.recorder("--tick", "0.2"), server.recorder()
+    done = Done()
+    dispatcher = Dispatcher(server.tmux, poll_interval=0.25)
+    submitted = time.monotonic()
+
+    dispatcher.submit(Job("busy", busy.target, "when you can, report", submit_delay=SUBMIT_DELAY,
+                          idle_seconds=1, max_defer=3, on_done=done))
+    dispatcher.submit(Job("idle", idle.target, "report now", submit_delay=SUBMIT_DELAY,
+                          idle_seconds=1, max_defer=3, on_done=done))
+    wait_for(lambda: done.count() == 2, timeout=20, what="both outcomes")
+
+    busy_outcome, busy_at = done.calls["busy"]
+    idle_outcome, idle_at = done.calls["idle"]
+    assert busy_outcome.outcome == idle_outcome.outcome == "delivered"
+    assert "still busy" in busy_outcome.detail
+    assert "still busy" not in idle_outcome.detail
+    assert idle_at - submitted >= 1  # waited for idle_seconds of quiet
+    assert busy_at - submitted >= 3  # waited the whole max_defer
+    assert idle_at < busy_at
+    assert busy.received() == b"when you can, report\r"
+    assert idle.received() == b"report now\r"
+    dispatcher.stop(timeout=5)
+
+
+def test_critical_prompt_waits_at_most_the_critical_cap(server):
+    busy = server.recorder("--tick", "0.2")
+    done = Done()
+    dispatcher = Dispatcher(server.tmux, poll_interval=0.25, critical_max_defer=1.5)
+    submitted = time.monotonic()
+
+    dispatcher.submit(Job("crit", busy.target, "context nearly full: hand off", severity="critical",
+                          submit_delay=SUBMIT_DELAY, idle_seconds=1, max_defer=600, on_done=done))
+    # Without the cap this would wait 600 s and time out here.
+    wait_for(lambda: done.count() == 1, timeout=15, what="the critical outcome")
+
+    outcome, at = done.calls["crit"]
+    assert outcome.outcome == "delivered"
+    assert "still busy after 1.5 s" in outcome.detail
+    assert at - submitted >= 1.5
+    dispatcher.stop(timeout=5)
+
+
+def test_stop_returns_untyped_jobs_and_finishes_typing(server):
+    busy, idle = server.recorder("--tick", "0.2"), server.recorder()
+    done = Done()
+    dispatcher = Dispatcher(server.tmux, poll_interval=0.1)
+    gated = Job("gated", busy.target, "later", idle_seconds=1, max_defer=60, on_done=done)
+    queued = Job("queued", busy.target, "even later", idle_seconds=1, on_done=done)
+    typing = Job("typing", idle.target, "right now", submit_delay=1.0, idle_seconds=0,
+                 on_done=done)
+
+    for job in (gated, queued, typing):
+        assert dispatcher.submit(job)
+    wait_for(lambda: dispatcher.in_flight() == 2 and dispatcher.pending() == 1,
+             what="one job typing, one gated, one queued")
+    left = dispatcher.stop(timeout=10)
+
+    assert {job.prompt_id for job in left} == {"gated", "queued"}
+    assert set(done.calls) == {"typing"}
+    assert done.calls["typing"][0].outcome == "delivered"
+    assert idle.received() == b"right now\r"
+    assert busy.received() == b""
+    assert not dispatcher.submit(Job("late", idle.target, "too late"))
+    assert dispatcher.in_flight() == 0 and dispatcher.pending() == 0
