@@ -13,9 +13,9 @@ from reactor import __version__, config
 from reactor.errors import BadInput, PsHealthError
 
 # Each module adds its subcommands; importing here keeps `ps-health --help` complete.
-from reactor import cmd_db  # noqa: E402
+from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor  # noqa: E402
 
-COMMAND_MODULES = [cmd_db]
+COMMAND_MODULES = [cmd_agent, cmd_ops, cmd_reactor, cmd_cron, cmd_db]
 
 
 class UsageError(BadInput):

@@ -58,14 +58,15 @@ def test_up_down_up_leaves_no_difference(empty_db, db):
     assert schemadiff.diff(empty_db, db) == ""
 
 
-def test_each_down_step_then_up_again_matches(empty_db, db):
+def test_each_down_step_leaves_the_schema_of_the_version_below(empty_db, admin_dsn):
     runner = quiet(empty_db)
     runner.migrate()
-    for f in reversed(migrate.discover()):
+    for f in reversed(migrate.discover()[1:]):
         runner.migrate(to=f.version - 1)
         assert recorded(empty_db) == list(range(1, f.version))
-    runner.migrate()
-    assert schemadiff.diff(empty_db, db) == ""
+        with schemadiff.scratch_database(admin_dsn) as reference:
+            quiet(reference).migrate(to=f.version - 1)
+            assert schemadiff.diff(empty_db, reference) == "", f"rolling back {f.name} left a difference"
 
 
 def test_changed_checksum_is_refused(empty_db, tmp_path):
