@@ -591,6 +591,24 @@ BEGIN
 END;
 $$;
 
+-- extend_leases: keep the leases of prompts a worker is still delivering (busy panes wait long).
+CREATE FUNCTION ps_health.extend_leases(p_worker text, p_ids bigint[], p_lease_seconds integer DEFAULT 60,
+                                        p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    IF p_lease_seconds IS NULL OR p_lease_seconds < 1 OR p_lease_seconds > 86400 THEN
+        RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
+    END IF;
+    UPDATE ps_health.prompts SET lease_until = p_now + make_interval(secs => p_lease_seconds)
+     WHERE state = 'claimed' AND worker = p_worker AND id = ANY (p_ids);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    UPDATE ps_health.reactors SET last_seen = p_now WHERE worker = p_worker;
+    RETURN v_n;
+END;
+$$;
+
 -- release_prompts: give back a worker's claimed prompts undelivered (clean shutdown).
 CREATE FUNCTION ps_health.release_prompts(p_worker text, p_ids bigint[] DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql AS $$
