@@ -224,6 +224,7 @@ BEGIN
     -- which nothing changed costs a few scans; _eval_* then decides each candidate.
     FOR r IN
         WITH th AS MATERIALIZED (SELECT * FROM ps_health._thresholds())
+        SELECT id FROM (
         SELECT sp.id FROM ps_health.active_spawns sp
           JOIN th g ON g.project = '*' LEFT JOIN th t ON t.project = sp.project
          WHERE sp.status = 'running'
@@ -234,6 +235,7 @@ BEGIN
          WHERE sp.status = 'stalled'
            AND (sp.stalled_at <= p_now - coalesce(t.abandon_after, g.abandon_after)
                 OR sp.last_output_change > sp.stalled_at)
+        ) candidates ORDER BY id
     LOOP
         v_changed := v_changed + ps_health._eval_spawn(r.id, p_now);
     END LOOP;

@@ -44,12 +44,12 @@ SELECT throws_ok($$SELECT ps_health.update_session_context('alpha', 150, NULL, N
 
 SELECT ok(ps_health.record_health_check('alpha', 'spawn', 'warning', '{"task_id": "x"}', 'prompted') > 0,
   'record_health_check returns the new id');
-SELECT is((SELECT details->>'task_id' FROM ps_health.health_checks WHERE project = 'alpha'), 'x', 'details stored');
+SELECT is((SELECT details->>'task_id' FROM ps_health.health_checks WHERE project = 'alpha' AND check_type = 'spawn'), 'x', 'details stored');
 
 SELECT results_eq($$SELECT project::text, active_spawns_count::int FROM ps_health.active_monitoring_targets ORDER BY project$$,
   $$VALUES ('alpha', 2), ('beta', 1), ('gamma', 0)$$,
   'active_monitoring_targets: every project with a session or running spawns');
-SELECT results_eq($$SELECT project::text, check_type::text, status::text, check_count::int FROM ps_health.health_check_summary$$,
+SELECT results_eq($$SELECT project::text, check_type::text, status::text, check_count::int FROM ps_health.health_check_summary WHERE check_type = 'spawn'$$,
   $$VALUES ('alpha', 'spawn', 'warning', 1)$$, 'health_check_summary counts the last 7 days');
 
 UPDATE ps_health.ps_sessions SET updated_at = '2000-01-01' WHERE project = 'gamma';

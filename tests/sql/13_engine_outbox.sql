@@ -1,0 +1,67 @@
+-- claim_prompts / complete_prompt: leases, lease expiry, attempts capped, expiry of recovered
+-- problems, release on shutdown, and clear refusals.
+BEGIN;
+SELECT no_plan();
+SET LOCAL search_path = ps_health, public;
+SELECT set_setting('context_check_interval', '1 day');
+SELECT set_setting('prompt_max_attempts', '2');
+
+CREATE TEMP TABLE t0 AS SELECT '2026-01-01 12:00+00'::timestamptz AS t;
+CREATE FUNCTION pg_temp.at(s integer) RETURNS timestamptz LANGUAGE sql AS
+  $$ SELECT t + make_interval(secs => s) FROM t0 $$;
+
+SELECT register_session('p', 'cli', '%20', 'hA', NULL, NULL, pg_temp.at(0));
+SELECT start_spawn('p', 'k', 'research', NULL, NULL, NULL, 'hA', pg_temp.at(0));
+SELECT finish_spawn('p', 'k', 1, 'err', pg_temp.at(0));
+CREATE TEMP TABLE pid AS SELECT id FROM ps_health.prompts WHERE project = 'p';
+
+SELECT is((SELECT count(*)::int FROM claim_prompts('hB', 'wB', 10, 60, pg_temp.at(1))), 0, 'another host gets nothing');
+SELECT is((SELECT attempts FROM claim_prompts('hA', 'w1', 10, 60, pg_temp.at(1))), 1, 'w1 claims it (attempt 1)');
+SELECT is((SELECT count(*)::int FROM claim_prompts('hA', 'w2', 10, 60, pg_temp.at(30))), 0, 'leased: w2 gets nothing');
+SELECT is((SELECT attempts FROM claim_prompts('hA', 'w2', 10, 60, pg_temp.at(62))), 2, 'lease expired: w2 claims it (attempt 2)');
+SELECT throws_ok(format('SELECT ps_health.complete_prompt(%s, %L, %L)', (SELECT id FROM pid), 'w1', 'delivered'), '55000', NULL,
+  'the old holder cannot complete it');
+SELECT throws_ok(format('SELECT ps_health.complete_prompt(%s, %L, %L)', (SELECT id FROM pid), 'w2', 'sent'), '22023',
+  'outcome must be delivered, target_missing or failed, got "sent"', 'an unknown outcome is refused');
+SELECT is(complete_prompt((SELECT id FROM pid), 'w2', 'target_missing', 'pane %20 not found', pg_temp.at(63)), 'failed',
+  'out of attempts: failed');
+SELECT matches((SELECT action_taken FROM health_checks WHERE project = 'p'), 'prompt #[0-9]+ failed after 2 attempts: target_missing',
+  'the check says so');
+
+-- a retry goes back to pending after the delay
+SELECT set_setting('prompt_max_attempts', '5');
+SELECT start_spawn('p', 'k2', 'research', NULL, NULL, NULL, 'hA', pg_temp.at(100));
+SELECT finish_spawn('p', 'k2', 1, 'err', pg_temp.at(100));
+SELECT is((SELECT count(*)::int FROM claim_prompts('hA', 'w1', 10, 60, pg_temp.at(101))), 1, 'claimed');
+SELECT is(complete_prompt((SELECT max(id) FROM prompts), 'w1', 'failed', 'text not visible', pg_temp.at(102)), 'pending',
+  'a failed attempt goes back to pending');
+SELECT is((SELECT count(*)::int FROM claim_prompts('hA', 'w1', 10, 60, pg_temp.at(120))), 0, 'not before the retry delay');
+SELECT is((SELECT count(*)::int FROM claim_prompts('hA', 'w1', 10, 60, pg_temp.at(133))), 1, 'claimable after it');
+SELECT is(release_prompts('w1'), 1, 'shutdown releases the claim');
+SELECT is((SELECT state || '/' || attempts FROM prompts WHERE id = (SELECT max(id) FROM prompts)), 'pending/1',
+  'released undelivered, the attempt not counted');
+
+-- a prompt whose problem recovered before delivery expires
+SELECT start_spawn('p', 'k3', 'research', NULL, NULL, NULL, 'hA', pg_temp.at(200));
+UPDATE prompts SET state = 'delivered', completed_at = pg_temp.at(200) WHERE state = 'pending';
+SELECT run_checks(pg_temp.at(200 + 15 * 60));
+SELECT is((SELECT state::text FROM prompts WHERE text LIKE '%spawn k3%'), 'pending', 'k3 stalled: prompt pending');
+SELECT report_spawn_output('p', 'k3', NULL, pg_temp.at(200 + 16 * 60));
+SELECT is((SELECT count(*)::int FROM claim_prompts('hA', 'w1', 10, 60, pg_temp.at(200 + 17 * 60))), 0, 'k3 recovered: nothing claimed');
+SELECT is((SELECT state::text FROM prompts WHERE text LIKE '%spawn k3%'), 'expired', 'the prompt expired');
+
+SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('hA', 'w1', 0)$$, '22023', 'limit must be between 1 and 1000, got 0',
+  'a bad limit is refused');
+SELECT throws_ok($$SELECT ps_health.respond(999999, 'done')$$, 'P0002', 'unknown check id 999999', 'an unknown check id is refused');
+
+-- respond acknowledges and stops reminders
+SELECT start_spawn('p', 'k4', 'research', NULL, NULL, NULL, 'hA', pg_temp.at(0));
+SELECT finish_spawn('p', 'k4', 1, 'err', pg_temp.at(3000));
+SELECT respond((SELECT max(id) FROM health_checks WHERE subject = 'k4'), 'restarted it as k5', pg_temp.at(3001));
+SELECT is((SELECT ps_response FROM health_checks WHERE subject = 'k4'), 'restarted it as k5', 'the answer is stored');
+UPDATE prompts SET state = 'delivered' WHERE state = 'pending';
+SELECT run_checks(pg_temp.at(3000 + 4 * 3600));
+SELECT is((SELECT count(*) FROM health_checks WHERE subject = 'k4'), 1::bigint, 'an answered check sends no reminder');
+
+SELECT * FROM finish();
+ROLLBACK;
