@@ -670,7 +670,7 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i JOIN ps_health.prompts p ON p.id = i.prompt_id
                         WHERE i.check_id = h.id AND p.state IN ('waiting', 'pending', 'claimed'));
     GET DIAGNOSTICS v_checks = ROW_COUNT;
-    DELETE FROM ps_health.sweep_runs WHERE swept_at < v_ok AND started_at < now() - (p_now - v_ok);
+    DELETE FROM ps_health.sweep_runs WHERE swept_at < v_ok;
     GET DIAGNOSTICS v_runs = ROW_COUNT;
     DELETE FROM ps_health.check_state WHERE status = 'ok' AND since < v_ok;
     IF to_regclass('cron.job_run_details') IS NOT NULL THEN

@@ -1,0 +1,52 @@
+"""pg_cron jobs: idempotent install and remove, and a scheduled sweep that really runs."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from reactor.migrate import Runner
+from tests.conftest import run_cli, wait_for
+
+
+@pytest.fixture
+def cron_db(admin_dsn):
+    """pg_cron's own database on the test server, migrated; our jobs removed afterwards."""
+    with psycopg.connect(admin_dsn) as c:
+        name = c.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
+    if not name:
+        pytest.skip("pg_cron is not preloaded on the test server")
+    dsn = make_conninfo(admin_dsn, dbname=name)
+    Runner(dsn, say=lambda _: None).migrate()
+    yield dsn
+    run_cli(dsn, "cron", "remove")
+
+
+def jobs(dsn) -> list[tuple]:
+    with psycopg.connect(dsn) as c:
+        return c.execute("SELECT jobname, schedule FROM cron.job WHERE jobname LIKE 'ps_health_%' ORDER BY 1").fetchall()
+
+
+def test_install_is_idempotent_and_remove_unschedules(cron_db):
+    for _ in range(2):
+        res = run_cli(cron_db, "cron", "install")
+        assert res.returncode == 0, res.stderr
+    assert jobs(cron_db) == [("ps_health_prune", "17 3 * * *"), ("ps_health_sweep", "* * * * *")]
+    status = run_cli(cron_db, "cron", "status")
+    assert "ps_health_sweep" in status.stdout and "active" in status.stdout
+    res = run_cli(cron_db, "cron", "remove")
+    assert res.returncode == 0 and "removed 2 job(s)" in res.stdout
+    assert jobs(cron_db) == []
+
+
+def test_scheduled_sweep_runs_within_a_minute_and_system_health_sees_it(cron_db):
+    res = run_cli(cron_db, "cron", "install")
+    assert res.returncode == 0, res.stderr
+    with psycopg.connect(cron_db, autocommit=True) as c:
+        row = wait_for(lambda: c.execute("SELECT swept_at FROM ps_health.sweep_runs WHERE source = 'pg_cron'").fetchone(),
+                       timeout=75, interval=1, what="a sweep started by pg_cron")
+        health = c.execute("SELECT ps_health.system_health()").fetchone()[0]
+    assert row[0] is not None
+    assert health["pg_cron"] is True and health["sweep_job"] is True
+    assert health["sweep_age_seconds"] < 120
