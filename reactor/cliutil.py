@@ -1,0 +1,104 @@
+"""Argument types and small helpers shared by the agent and operator subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import textwrap
+from datetime import timedelta
+
+from reactor import db
+
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_HELP = "a duration such as 90s, 30m, 2h, 1d or 1h30m"
+
+
+def parse_duration(text: str) -> timedelta:
+    """'1h30m' -> timedelta; raise ValueError on anything else (including zero)."""
+    compact = (text or "").strip().lower()
+    pos, seconds = 0, 0
+    for match in _DURATION.finditer(compact):
+        if match.start() != pos:
+            break
+        seconds += int(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not compact or pos != len(compact) or seconds <= 0:
+        raise ValueError(f"bad duration {text!r}: use {DURATION_HELP}")
+    return timedelta(seconds=seconds)
+
+
+def duration(text: str) -> timedelta:
+    """argparse type: argparse names the flag in front of this message."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def percent(text: str) -> float:
+    """argparse type for --percent: a number from 0 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 100, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for token counts and limits."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1, got 0")
+    return value
+
+
+def command(sub, name: str, summary: str, description: str, examples: list[str] | None = None,
+            func=None) -> argparse.ArgumentParser:
+    """A subcommand with a description and an `examples:` epilog kept as written."""
+    epilog = None
+    if examples:
+        epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    parser = sub.add_parser(name, help=summary, description=textwrap.fill(description, 88), epilog=epilog,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser
+
+
+def print_json(data) -> None:
+    from reactor.cli import print_json as emit  # the CLI module owns the JSON format
+
+    emit(data)
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def connect(cfg, timeout: int = 5):
+    """An autocommit connection for one CLI call: each API call is its own transaction."""
+    return db.connect(cfg.require_dsn(), autocommit=True, connect_timeout=timeout)
+
+
+def call(cfg, name: str, params: dict) -> list[dict]:
+    """Open a connection, run one named query of sql/queries/cli.sql, close; return the rows."""
+    with connect(cfg) as conn:
+        return db.fetch(conn, "cli", name, params)
+
+
+def call_one(cfg, name: str, params: dict) -> dict:
+    rows = call(cfg, name, params)
+    return rows[0] if rows else {}

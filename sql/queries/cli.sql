@@ -1,0 +1,136 @@
+-- Queries of the `ps-health` CLI and its demo. Each calls the SQL API or reads a view of
+-- the tables; every decision stays in the functions they call.
+
+-- name: register_session
+-- Start (or continue) the session of a project in a pane.
+SELECT ps_health.register_session(%(project)s::text, %(session_type)s::text, %(target)s::text, %(host)s::text,
+                                  %(transcript)s::text, %(session_id)s::text) AS id
+
+-- name: heartbeat_session
+-- The session is alive.
+SELECT ps_health.heartbeat_session(%(project)s::text)
+
+-- name: end_session
+-- The session is over; returns how many orphaned-work checks it raised.
+SELECT ps_health.end_session(%(project)s::text) AS changes
+
+-- name: report_context
+-- Context usage as a percentage or as tokens; returns the percentage stored.
+SELECT ps_health.report_context(%(project)s::text, %(percent)s::numeric, %(tokens_used)s::integer,
+                                %(tokens_total)s::integer) AS percent
+
+-- name: statusline
+-- The statusline's single round trip: report context, return the counts it shows.
+SELECT * FROM ps_health.statusline(%(target)s::text, %(host)s::text, %(project)s::text, %(percent)s::numeric,
+                                   %(window_size)s::integer)
+
+-- name: start_spawn
+-- Record a spawn the PS started.
+SELECT ps_health.start_spawn(%(project)s::text, %(task_id)s::text, %(task_type)s::text, %(description)s::text,
+                             %(output_file)s::text, %(pid)s::integer, %(host)s::text) AS id
+
+-- name: report_spawn_output
+-- The spawn produced output at a time (NULL: now).
+SELECT ps_health.report_spawn_output(%(project)s::text, %(task_id)s::text, %(at)s::timestamptz)
+
+-- name: finish_spawn
+-- The spawn ended; returns completed or failed.
+SELECT ps_health.finish_spawn(%(project)s::text, %(task_id)s::text, %(exit_code)s::integer, %(error)s::text) AS status
+
+-- name: respond
+-- The PS's answer to a check.
+SELECT id, project, check_type, subject, status, ps_response FROM ps_health.respond(%(check_id)s::integer, %(text)s::text)
+
+-- name: report_handoff
+-- The PS wrote its handoff file.
+SELECT ps_health.report_handoff(%(project)s::text, %(file)s::text) AS check_id
+
+-- name: mute_project
+-- No prompts to a project for a while; checks are still recorded.
+SELECT ps_health.mute_project(%(project)s::text, now() + %(duration)s::interval, %(reason)s::text) AS until
+
+-- name: unmute_project
+-- Prompts go out again; says whether a mute was lifted.
+SELECT ps_health.unmute_project(%(project)s::text) AS lifted
+
+-- name: system_health
+-- The monitor's own health, with the database clock the ages are measured on.
+SELECT now() AS now, ps_health.system_health() AS system
+
+-- name: now
+-- The database clock, which ages are measured on.
+SELECT now() AS now
+
+-- name: project_status
+-- One row per project for `status`.
+SELECT * FROM ps_health.project_status()
+
+-- name: checks
+-- The audit trail, newest first, filtered by project, type, status and age.
+SELECT h.id, h.check_time, h.project, h.check_type, h.subject, h.status, h.details, h.action_taken,
+       h.ps_response
+  FROM ps_health.health_checks h
+ WHERE (%(project)s::text IS NULL OR h.project = %(project)s::text)
+   AND (%(check_type)s::text IS NULL OR h.check_type = %(check_type)s::text)
+   AND (%(status)s::text IS NULL OR h.status = %(status)s::text)
+   AND (%(since)s::interval IS NULL OR h.check_time > now() - %(since)s::interval)
+ ORDER BY h.id DESC
+ LIMIT %(limit)s
+
+-- name: prompts
+-- The outbox, newest first, filtered by project and state.
+SELECT p.id, p.created_at, p.project, p.host, p.target, p.severity, p.state, p.attempts, p.outcome,
+       p.detail, p.not_before, p.completed_at, p.text
+  FROM ps_health.prompts p
+ WHERE (%(project)s::text IS NULL OR p.project = %(project)s::text)
+   AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
+ ORDER BY p.id DESC
+ LIMIT %(limit)s
+
+-- name: settings_show
+-- Every setting's effective value for a project (or globally) and where it comes from.
+SELECT d.key, ps_health.setting(d.key, %(project)s::text) AS value,
+       CASE WHEN p.value IS NOT NULL THEN 'project'
+            WHEN g.value IS NOT NULL THEN 'global'
+            ELSE 'default' END AS source,
+       d.default_value, d.kind, d.description
+  FROM ps_health.setting_definitions d
+  LEFT JOIN ps_health.settings p ON p.key = d.key AND p.project = %(project)s::text
+  LEFT JOIN ps_health.settings g ON g.key = d.key AND g.project = '*'
+ ORDER BY d.key
+
+-- name: set_setting
+-- Change a setting globally or for one project (a NULL value resets it); returns the effective value.
+SELECT ps_health.set_setting(%(key)s::text, %(value)s::text, %(project)s::text) AS value
+
+-- name: run_checks
+-- A sweep now, on behalf of the CLI.
+SELECT ps_health.run_checks(now(), 'cli') AS sweep
+
+-- name: sweep_changes
+-- The checks a sweep wrote: every row of a sweep carries its sweep time.
+SELECT h.id, h.check_time, h.project, h.check_type, h.subject, h.status, h.details, h.action_taken
+  FROM ps_health.health_checks h
+ WHERE h.check_time = %(swept_at)s::timestamptz
+ ORDER BY h.id
+
+-- name: open_spawns
+-- Spawns of a project still open (the demo closes its leftovers).
+SELECT task_id FROM ps_health.active_spawns
+ WHERE project = %(project)s::text AND status IN ('running', 'stalled', 'abandoned')
+ ORDER BY id
+
+-- name: demo_progress
+-- What the demo shows: its spawn's status, the latest prompt about it, and the PS's answer.
+SELECT (SELECT sp.status FROM ps_health.active_spawns sp
+         WHERE sp.project = %(project)s AND sp.task_id = %(task_id)s) AS spawn_status,
+       (SELECT jsonb_build_object('id', p.id, 'state', p.state, 'text', p.text)
+          FROM ps_health.prompts p
+          JOIN ps_health.prompt_items i ON i.prompt_id = p.id
+          JOIN ps_health.health_checks c ON c.id = i.check_id
+         WHERE c.project = %(project)s AND c.subject = %(task_id)s
+         ORDER BY p.id DESC LIMIT 1) AS prompt,
+       (SELECT jsonb_build_object('check_id', c.id, 'response', c.ps_response)
+          FROM ps_health.health_checks c
+         WHERE c.project = %(project)s AND c.subject = %(task_id)s AND c.ps_response IS NOT NULL
+         ORDER BY c.id DESC LIMIT 1) AS answer

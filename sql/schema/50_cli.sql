@@ -1,0 +1,106 @@
+-- ps-health: functions behind the `ps-health` CLI's two aggregate views. The statusline runs
+-- after every agent message, so its report and its counts are one call; `status` shows every
+-- project in one row each, so the CLI only prints.
+
+-- statusline: report the context usage of the session behind an agent's statusline (found by
+-- pane and host, else by project) and return what the line shows. One round trip per render.
+CREATE FUNCTION ps_health.statusline(p_tmux_target text, p_host text, p_project text,
+                                     p_percent numeric DEFAULT NULL, p_window_size integer DEFAULT NULL,
+                                     p_now timestamptz DEFAULT now())
+RETURNS TABLE (project varchar, registered boolean, context_percent numeric,
+               running integer, stalled integer, open_alerts integer)
+-- a row locked by a long sweep must not freeze the agent's screen: give up instead
+LANGUAGE plpgsql SET lock_timeout = '1500ms' AS $$
+DECLARE
+    s ps_health.ps_sessions;
+    v_project text := p_project;
+BEGIN
+    IF p_tmux_target IS NOT NULL THEN
+        -- pane ids repeat across hosts and tmux servers: a live session on this host wins
+        SELECT * INTO s FROM ps_health.ps_sessions x
+         WHERE x.tmux_target = p_tmux_target AND x.ended_at IS NULL
+           AND (x.host IS NULL OR x.host = p_host)
+         ORDER BY (x.host IS NOT NULL) DESC, x.last_activity DESC
+         LIMIT 1;
+    END IF;
+    IF s.id IS NULL AND p_project IS NOT NULL THEN
+        SELECT * INTO s FROM ps_health.ps_sessions x WHERE x.project = p_project;
+    END IF;
+    IF s.id IS NOT NULL THEN
+        v_project := s.project;
+        IF p_percent IS NOT NULL THEN
+            PERFORM ps_health.update_session_context(
+                s.project, p_percent,
+                CASE WHEN p_window_size > 0 THEN round(p_percent * p_window_size / 100)::integer END,
+                CASE WHEN p_window_size > 0 THEN p_window_size END, p_now);
+        END IF;
+    END IF;
+    RETURN QUERY
+    SELECT v_project::varchar, s.id IS NOT NULL,
+           coalesce(p_percent, round((SELECT x.context_usage FROM ps_health.ps_sessions x WHERE x.id = s.id) * 100, 1)),
+           (SELECT count(*)::integer FROM ps_health.active_spawns sp
+             WHERE sp.project = v_project AND sp.status = 'running'),
+           (SELECT count(*)::integer FROM ps_health.active_spawns sp
+             WHERE sp.project = v_project AND sp.status IN ('stalled', 'abandoned')),
+           (SELECT count(*)::integer FROM ps_health.check_state cs
+             WHERE cs.project = v_project AND cs.status <> 'ok');
+END;
+$$;
+
+-- project_status: one row per project (a session, open spawns, open problems or a mute):
+-- session, pane, context, activity, spawns, open alerts, last prompt, mute. `stalled`
+-- counts stalled and abandoned spawns; `abandoned` is the part of them given up on.
+CREATE FUNCTION ps_health.project_status(p_now timestamptz DEFAULT now())
+RETURNS TABLE (project varchar, session_state text, session_type varchar, session_id varchar,
+               host varchar, tmux_target varchar, target_state varchar, started_at timestamptz,
+               last_activity timestamptz, ended_at timestamptz, context_percent numeric,
+               last_context_check timestamptz, handoff_requested_at timestamptz, handoff_done_at timestamptz,
+               running integer, stalled integer, abandoned integer,
+               open_alerts integer, worst_status text, alerts jsonb,
+               last_prompt_id bigint, last_prompt_state varchar, last_prompt_severity varchar,
+               last_prompt_at timestamptz, last_prompt_delivered boolean, last_prompt_text text,
+               muted_until timestamptz, mute_reason text)
+LANGUAGE sql STABLE AS $$
+    WITH projects AS (
+        SELECT x.project FROM ps_health.ps_sessions x
+        UNION SELECT sp.project FROM ps_health.active_spawns sp WHERE sp.status IN ('running', 'stalled', 'abandoned')
+        UNION SELECT cs.project FROM ps_health.check_state cs WHERE cs.status <> 'ok'
+        UNION SELECT m.project FROM ps_health.mutes m WHERE m.until > p_now)
+    SELECT p.project::varchar,
+           CASE WHEN s.id IS NULL THEN 'none'
+                WHEN s.ended_at IS NOT NULL THEN 'ended'
+                WHEN s.target_state = 'gone' THEN 'gone'
+                WHEN ps_health._is_active(s, p_now) THEN 'active'
+                ELSE 'idle' END,
+           s.session_type, s.session_id, s.host, s.tmux_target, s.target_state, s.started_at,
+           s.last_activity, s.ended_at, round(s.context_usage * 100, 1), s.last_context_check,
+           s.handoff_requested_at, s.handoff_done_at,
+           coalesce(sp.running, 0), coalesce(sp.stalled, 0), coalesce(sp.abandoned, 0),
+           coalesce(a.n, 0), coalesce(a.worst, 'ok'), coalesce(a.alerts, '[]'),
+           lp.id, lp.state, lp.severity, lp.created_at, lp.state = 'delivered', lp.text,
+           m.until, m.reason
+      FROM projects p
+      LEFT JOIN ps_health.ps_sessions s ON s.project = p.project
+      LEFT JOIN LATERAL (
+          SELECT count(*) FILTER (WHERE x.status = 'running')::integer AS running,
+                 count(*) FILTER (WHERE x.status IN ('stalled', 'abandoned'))::integer AS stalled,
+                 count(*) FILTER (WHERE x.status = 'abandoned')::integer AS abandoned
+            FROM ps_health.active_spawns x
+           WHERE x.project = p.project AND x.status IN ('running', 'stalled', 'abandoned')) sp ON true
+      LEFT JOIN LATERAL (
+          SELECT count(*)::integer AS n,
+                 CASE WHEN bool_or(cs.status = 'critical') THEN 'critical' ELSE 'warning' END AS worst,
+                 jsonb_agg(jsonb_build_object('check_type', cs.check_type, 'subject', cs.subject,
+                                              'status', cs.status, 'since', cs.since, 'check_id', cs.last_check_id,
+                                              'acknowledged_at', cs.acknowledged_at)
+                           ORDER BY cs.since) AS alerts
+            FROM ps_health.check_state cs
+           WHERE cs.project = p.project AND cs.status <> 'ok'
+          HAVING count(*) > 0) a ON true
+      LEFT JOIN LATERAL (
+          SELECT pr.id, pr.state, pr.severity, pr.created_at, pr.text
+            FROM ps_health.prompts pr WHERE pr.project = p.project
+           ORDER BY pr.id DESC LIMIT 1) lp ON true
+      LEFT JOIN ps_health.mutes m ON m.project = p.project AND m.until > p_now
+     ORDER BY p.project;
+$$;
