@@ -16,7 +16,12 @@ ALTER TABLE ps_health.ps_sessions
     ADD COLUMN target_misses        integer NOT NULL DEFAULT 0,
     ADD COLUMN handoff_requested_at timestamptz,
     ADD COLUMN handoff_done_at      timestamptz,
-    ADD COLUMN handoff_file         text;
+    ADD COLUMN handoff_file         text,
+    -- the automatic handoff cycle: reset queued, resume delivered, then complete or incomplete
+    ADD COLUMN cycle_state          varchar(20)
+        CONSTRAINT ps_sessions_cycle_state_check
+        CHECK (cycle_state IN ('reset_queued', 'resume_delivered', 'complete', 'incomplete')),
+    ADD COLUMN cycle_resumed_at     timestamptz;
 
 ALTER TABLE ps_health.active_spawns
     ADD COLUMN host        varchar(255),
@@ -36,7 +41,9 @@ CREATE INDEX idx_active_spawns_open ON ps_health.active_spawns (project)
 -- Every threshold, with its default and meaning. Values are text, checked against kind.
 CREATE TABLE ps_health.setting_definitions (
     key          varchar(64) PRIMARY KEY,
-    kind         varchar(10) NOT NULL CHECK (kind IN ('interval', 'numeric', 'integer', 'text', 'boolean')),
+    kind         varchar(10) NOT NULL
+                 CONSTRAINT setting_definitions_kind_check
+                 CHECK (kind IN ('interval', 'numeric', 'integer', 'text', 'boolean', 'argv')),
     default_value text NOT NULL,
     description  text NOT NULL
 );
@@ -71,7 +78,18 @@ INSERT INTO ps_health.setting_definitions (key, kind, default_value, description
   ('pid_missing_after',      'integer',  '2',          'consecutive probe misses before a spawn process counts as dead'),
   ('retention_ok',           'interval', '7 days',     'keep ok checks, sweep records and scheduler logs this long'),
   ('retention_other',        'interval', '30 days',    'keep warning/critical checks and finished prompts this long'),
-  ('reactor_seen_window',    'interval', '5 minutes',  'a reactor that claimed within this window counts as alive');
+  ('reactor_seen_window',    'interval', '5 minutes',  'a reactor that claimed within this window counts as alive'),
+  ('handoff_folder',         'text',     '',           'folder the PS writes handoff files to; a new matching file after a request counts as done'),
+  ('handoff_pattern',        'text',     '*.md',       'file name pattern (glob) of handoff files in handoff_folder'),
+  ('auto_cycle',             'boolean',  'false',      'after a handoff: type the reset command, then a resume prompt naming the file'),
+  ('reset_command',          'text',     '/clear',     'the agent CLI''s command that clears its context'),
+  ('cycle_confirm_timeout',  'interval', '10 minutes', 'after the resume prompt, activity must arrive within this or the cycle is critical'),
+  ('command_channel',        'argv',     '[]',         'command (JSON argv) that receives prompts of sessions without a pane; text on stdin'),
+  ('command_timeout',        'interval', '30 seconds', 'a channel or escalation command running longer than this fails'),
+  ('escalation_command',     'argv',     '[]',         'operator command (JSON argv) for checks that stay critical; [] = no escalation'),
+  ('escalate_after',         'interval', '30 minutes', 'escalate a critical check unanswered this long'),
+  ('escalation_reminder',    'interval', '2 hours',    'escalate the same problem again after this'),
+  ('escalation_host',        'text',     '',           'host whose reactor runs the escalation command; empty: the session''s host, else any');
 
 -- setting: the effective value of a setting for a project (project override, global override, default).
 CREATE FUNCTION ps_health.setting(p_key text, p_project text DEFAULT NULL)
@@ -122,10 +140,17 @@ BEGIN
             WHEN 'integer' THEN
                 IF p_value::integer < 0 THEN RAISE invalid_parameter_value; END IF;
             WHEN 'boolean' THEN PERFORM p_value::boolean;
+            WHEN 'argv' THEN
+                IF jsonb_typeof(p_value::jsonb) <> 'array'
+                   OR EXISTS (SELECT 1 FROM jsonb_array_elements(p_value::jsonb) e WHERE jsonb_typeof(e) <> 'string') THEN
+                    RAISE invalid_parameter_value;
+                END IF;
             ELSE NULL;
         END CASE;
     EXCEPTION WHEN others THEN
-        RAISE EXCEPTION 'setting %: "%" is not a valid non-negative %', p_key, left(p_value, 100), v_kind
+        RAISE EXCEPTION 'setting %: "%" is not a valid %', p_key, left(p_value, 100),
+            CASE v_kind WHEN 'argv' THEN 'command (a JSON array of strings, e.g. ["notify-send", "ps-health"])'
+                        ELSE 'non-negative ' || v_kind END
             USING ERRCODE = '22023';
     END;
     IF p_key IN ('context_warning', 'context_critical') AND p_value::numeric > 1 THEN
@@ -159,6 +184,8 @@ CREATE TABLE ps_health.check_state (
     reminders        integer NOT NULL DEFAULT 0,
     next_reminder_at timestamptz,
     acknowledged_at  timestamptz,
+    escalated_at     timestamptz,
+    escalations      integer NOT NULL DEFAULT 0,
     PRIMARY KEY (project, check_type, subject)
 );
 CREATE INDEX idx_check_state_reminder ON ps_health.check_state (next_reminder_at)
@@ -193,10 +220,15 @@ INSERT INTO ps_health.prompt_templates (key, body) VALUES
   ('context.critical',    'context window at {percent}% (critical at {critical_percent}%). Write a handoff file now, then run: ps-health handoff done --project {project} --file <path>'),
   ('context.report',      'no context report for {minutes} min. Report it: ps-health context --project {project} --percent <N>'),
   ('handoff.overdue',     'handoff requested {minutes} min ago is not reported done. Write it, then run: ps-health handoff done --project {project} --file <path>'),
-  ('orphaned_work.spawns','{count} spawn(s) from the previous session are still marked running: {tasks}. Resume or finish them (ps-health spawn finish).');
+  ('orphaned_work.spawns','{count} spawn(s) from the previous session are still marked running: {tasks}. Resume or finish them (ps-health spawn finish).'),
+  ('handoff.resume',      '[ps-health] {project}: your context was cleared after a handoff. Read {file} and continue the work it describes.'),
+  ('handoff.incomplete',  'the handoff cycle did not complete: no context report or activity for {minutes} min after the resume prompt (handoff file {file}).'),
+  ('escalation',          '[ps-health] {project}: {check_type} check #{check_id} has been {status} for {minutes} min without an answer. {summary}');
 
--- The outbox: one row per prompt to type into a pane. state: waiting (no deliverable
--- session yet), pending, claimed, delivered, failed, suppressed, expired.
+-- The outbox: one row per prompt. state: waiting (no deliverable session yet), pending,
+-- claimed, delivered, failed, suppressed, expired. channel: the pane (tmux), the project's
+-- command channel, or the operator's escalation command. kind: an alert, or a step of the
+-- handoff cycle (reset, then resume, which waits for the reset: after_id).
 CREATE TABLE ps_health.prompts (
     id            bigserial PRIMARY KEY,
     project       varchar(255) NOT NULL,
@@ -216,9 +248,15 @@ CREATE TABLE ps_health.prompts (
     claimed_at    timestamptz,
     completed_at  timestamptz,
     txid          bigint NOT NULL DEFAULT txid_current(),
+    channel       varchar(12) NOT NULL DEFAULT 'tmux'
+                  CONSTRAINT prompts_channel_check CHECK (channel IN ('tmux', 'command', 'escalation')),
+    kind          varchar(12) NOT NULL DEFAULT 'alert'
+                  CONSTRAINT prompts_kind_check CHECK (kind IN ('alert', 'reset', 'resume', 'escalation')),
+    after_id      bigint REFERENCES ps_health.prompts (id) ON DELETE SET NULL,
     CONSTRAINT prompts_claimed_has_lease CHECK (state <> 'claimed' OR (lease_until IS NOT NULL AND worker IS NOT NULL))
 );
 CREATE INDEX idx_prompts_open ON ps_health.prompts (host, id) WHERE state IN ('pending', 'claimed');
+CREATE INDEX idx_prompts_after ON ps_health.prompts (after_id) WHERE after_id IS NOT NULL;
 CREATE INDEX idx_prompts_project ON ps_health.prompts (project, created_at DESC);
 
 -- The lines of a prompt, one per check it reports.
@@ -375,6 +413,17 @@ RETURNS void LANGUAGE sql AS $$
      WHERE p.id = p_id;
 $$;
 
+-- _route: how a session's prompts travel now: its pane, the project's command channel when it
+-- has no live pane, or NULL (the prompt waits for a session that can take it).
+CREATE FUNCTION ps_health._route(s ps_health.ps_sessions)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN s.id IS NULL OR s.ended_at IS NOT NULL THEN NULL
+        WHEN s.tmux_target IS NOT NULL AND s.target_state <> 'gone' THEN 'tmux'
+        WHEN s.host IS NOT NULL AND ps_health.setting('command_channel', s.project) <> '[]' THEN 'command'
+        END
+$$;
+
 -- _queue_prompt: put one problem line in front of the PS, respecting mute and the rate cap.
 -- Problems of one project join its pending prompt; returns the action_taken text for the check.
 CREATE FUNCTION ps_health._queue_prompt(p_project text, p_check_id integer, p_severity text, p_line text,
@@ -388,6 +437,7 @@ DECLARE
     v_state text;
     v_not_before timestamptz := p_now;
     v_last timestamptz;
+    v_channel text;
 BEGIN
     SELECT * INTO v_mute FROM ps_health.mutes WHERE project = p_project AND until > p_now;
     IF FOUND THEN
@@ -401,12 +451,12 @@ BEGIN
     END IF;
 
     SELECT * INTO s FROM ps_health.ps_sessions WHERE project = p_project;
-    -- A prompt is deliverable only to a live session with a pane; otherwise it waits for one.
-    v_state := CASE WHEN s.id IS NOT NULL AND s.ended_at IS NULL AND s.tmux_target IS NOT NULL
-                         AND s.target_state <> 'gone' THEN 'pending' ELSE 'waiting' END;
+    v_channel := ps_health._route(s);
+    v_state := CASE WHEN v_channel IS NULL THEN 'waiting' ELSE 'pending' END;
+    v_channel := coalesce(v_channel, 'tmux');
 
     SELECT * INTO v_prompt FROM ps_health.prompts
-     WHERE project = p_project AND state = v_state AND state IN ('pending', 'waiting')
+     WHERE project = p_project AND state = v_state AND channel = v_channel AND kind = 'alert'
      ORDER BY id DESC LIMIT 1 FOR UPDATE;
     IF FOUND THEN
         INSERT INTO ps_health.prompt_items VALUES (v_prompt.id, p_check_id, v_line) ON CONFLICT DO NOTHING;
@@ -427,14 +477,17 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO ps_health.prompts (project, host, target, severity, state, not_before, created_at)
-    VALUES (p_project, CASE WHEN v_state = 'pending' THEN s.host END, CASE WHEN v_state = 'pending' THEN s.tmux_target END,
-            p_severity, v_state, v_not_before, p_now)
+    INSERT INTO ps_health.prompts (project, host, target, severity, state, not_before, created_at, channel)
+    VALUES (p_project, CASE WHEN v_state = 'pending' THEN s.host END,
+            CASE WHEN v_state = 'pending' AND v_channel = 'tmux' THEN s.tmux_target END,
+            p_severity, v_state, v_not_before, p_now, v_channel)
     RETURNING * INTO v_prompt;
     INSERT INTO ps_health.prompt_items VALUES (v_prompt.id, p_check_id, v_line);
     PERFORM ps_health._rerender_prompt(v_prompt.id);
     IF v_state = 'waiting' THEN
         RETURN format('prompt #%s waits for a live session of the project', v_prompt.id);
+    ELSIF v_channel = 'command' THEN
+        RETURN format('prompt #%s queued for the command channel', v_prompt.id);
     ELSIF v_not_before > p_now THEN
         RETURN format('prompt #%s rate-limited until %s', v_prompt.id,
                       to_char(v_not_before AT TIME ZONE 'UTC', 'HH24:MI:SS "UTC"'));

@@ -112,7 +112,8 @@ BEGIN
         UPDATE ps_health.ps_sessions SET handoff_requested_at = p_now WHERE id = s.id;
         -- the critical context prompt already asks for the handoff: record the request, no second prompt
         v_n := v_n + ps_health._check(p_project, 'handoff', 'session', 'warning',
-            jsonb_build_object('requested_at', p_now, 'percent', round(s.context_usage * 100)), NULL, p_now, false);
+            jsonb_build_object('step', 'requested', 'requested_at', p_now, 'percent', round(s.context_usage * 100)),
+            NULL, p_now, false);
     END IF;
 
     v_last := coalesce(s.last_context_check, s.started_at);
@@ -171,6 +172,76 @@ BEGIN
         CASE WHEN v_count > 0 THEN 'warning' ELSE 'ok' END,
         jsonb_build_object('count', v_count, 'tasks', coalesce(v_tasks, '')),
         'orphaned_work.spawns', p_now);
+END;
+$$;
+
+-- _eval_cycle: after the resume prompt of a handoff cycle, activity (a context report, a
+-- heartbeat, a spawn) completes the cycle; none within cycle_confirm_timeout is critical.
+CREATE FUNCTION ps_health._eval_cycle(p_project text, p_now timestamptz)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    s ps_health.ps_sessions;
+BEGIN
+    SELECT * INTO s FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;
+    IF s.cycle_state IS DISTINCT FROM 'resume_delivered' AND s.cycle_state IS DISTINCT FROM 'incomplete' THEN
+        RETURN 0;
+    END IF;
+    IF s.last_activity > s.cycle_resumed_at THEN
+        UPDATE ps_health.ps_sessions SET cycle_state = 'complete' WHERE id = s.id;
+        RETURN ps_health._check(p_project, 'handoff', 'cycle', 'ok',
+            jsonb_build_object('step', 'cycle_complete', 'file', s.handoff_file,
+                               'context_percent', round(s.context_usage * 100)), NULL, p_now);
+    ELSIF s.cycle_state = 'resume_delivered'
+          AND s.cycle_resumed_at <= p_now - ps_health._setting_interval('cycle_confirm_timeout', p_project) THEN
+        UPDATE ps_health.ps_sessions SET cycle_state = 'incomplete' WHERE id = s.id;
+        RETURN ps_health._check(p_project, 'handoff', 'cycle', 'critical',
+            jsonb_build_object('step', 'cycle_incomplete', 'file', s.handoff_file,
+                               'minutes', ps_health._minutes(s.cycle_resumed_at, p_now)),
+            'handoff.incomplete', p_now);
+    END IF;
+    RETURN 0;
+END;
+$$;
+
+-- _escalate: hand checks that stay critical and unanswered to the operator's command, once per
+-- problem and again after escalation_reminder. Projects without an escalation_command are skipped.
+CREATE FUNCTION ps_health._escalate(p_now timestamptz)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    st record;
+    v_id bigint;
+    v_n integer := 0;
+BEGIN
+    FOR st IN
+        SELECT cs.*, s.host AS session_host, c.details AS check_details
+          FROM ps_health.check_state cs
+          JOIN ps_health.health_checks c ON c.id = cs.last_check_id
+          LEFT JOIN ps_health.ps_sessions s ON s.project = cs.project
+         WHERE cs.status = 'critical' AND cs.acknowledged_at IS NULL
+           AND ps_health.setting('escalation_command', cs.project) <> '[]'
+           AND cs.since <= p_now - ps_health._setting_interval('escalate_after', cs.project)
+           AND (cs.escalated_at IS NULL
+                OR cs.escalated_at <= p_now - ps_health._setting_interval('escalation_reminder', cs.project))
+         FOR UPDATE OF cs
+    LOOP
+        INSERT INTO ps_health.prompts (project, host, severity, state, not_before, created_at, channel, kind, text)
+        VALUES (st.project, coalesce(nullif(ps_health.setting('escalation_host', st.project), ''), st.session_host),
+                'critical', 'pending', p_now, p_now, 'escalation', 'escalation',
+                ps_health._render('escalation', jsonb_build_object(
+                    'project', st.project, 'check_type', st.check_type, 'check_id', st.last_check_id,
+                    'status', st.status, 'minutes', ps_health._minutes(st.since, p_now),
+                    'summary', ps_health._render(coalesce(st.template, 'header'),
+                                                 st.check_details || jsonb_build_object('project', st.project)))))
+        RETURNING id INTO v_id;
+        INSERT INTO ps_health.prompt_items (prompt_id, check_id, line) VALUES (v_id, st.last_check_id, 'escalation');
+        UPDATE ps_health.check_state SET escalated_at = p_now, escalations = escalations + 1
+         WHERE project = st.project AND check_type = st.check_type AND subject = st.subject;
+        UPDATE ps_health.health_checks
+           SET action_taken = coalesce(action_taken || '; ', '') || format('escalation #%s queued', v_id)
+         WHERE id = st.last_check_id;
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
 END;
 $$;
 
@@ -287,7 +358,13 @@ BEGIN
         v_changed := v_changed + ps_health._eval_orphans(r.project, p_now);
     END LOOP;
 
+    -- handoff cycles waiting for activity after the resume prompt
+    FOR r IN SELECT project FROM ps_health.ps_sessions WHERE cycle_state IN ('resume_delivered', 'incomplete') LOOP
+        v_changed := v_changed + ps_health._eval_cycle(r.project, p_now);
+    END LOOP;
+
     v_changed := v_changed + ps_health._remind(p_now);
+    v_changed := v_changed + ps_health._escalate(p_now);
 
     SELECT (SELECT count(*) FROM ps_health.ps_sessions WHERE ended_at IS NULL)
          + (SELECT count(*) FROM ps_health.active_spawns WHERE status IN ('running', 'stalled'))

@@ -58,6 +58,7 @@ BEGIN
         RAISE EXCEPTION 'unknown project "%": no session registered', left(p_project, 255) USING ERRCODE = 'P0002';
     END IF;
     PERFORM ps_health._eval_context(p_project, p_now);
+    PERFORM ps_health._eval_cycle(p_project, p_now);
 END;
 $$;
 
@@ -125,10 +126,11 @@ DECLARE
     v_n integer;
 BEGIN
     UPDATE ps_health.prompts p
-       SET state = 'pending', host = s.host, target = s.tmux_target
+       SET state = 'pending', host = s.host, channel = ps_health._route(s),
+           target = CASE WHEN ps_health._route(s) = 'tmux' THEN s.tmux_target END
       FROM ps_health.ps_sessions s
      WHERE p.project = p_project AND p.state = 'waiting' AND s.project = p_project
-       AND s.ended_at IS NULL AND s.tmux_target IS NOT NULL AND s.target_state <> 'gone';
+       AND ps_health._route(s) IS NOT NULL;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END;
@@ -142,6 +144,7 @@ BEGIN
     PERFORM ps_health._session(p_project);
     UPDATE ps_health.ps_sessions SET last_activity = greatest(last_activity, p_now), ended_at = NULL
      WHERE project = p_project;
+    PERFORM ps_health._eval_cycle(p_project, p_now);
 END;
 $$;
 
@@ -429,25 +432,30 @@ BEGIN
 END;
 $$;
 
--- report_handoff: the PS wrote its handoff; closes the request and resets the context expectation.
-CREATE FUNCTION ps_health.report_handoff(p_project text, p_file text, p_now timestamptz DEFAULT now())
+-- _handoff_done: a handoff was written (reported by the PS, or its file seen by a probe):
+-- close the request, reset the context expectation, and start the automatic cycle when set.
+CREATE FUNCTION ps_health._handoff_done(p_project text, p_file text, p_source text, p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     s ps_health.ps_sessions;
     v_id integer;
+    v_step integer;
+    v_reset bigint;
+    v_resume bigint;
 BEGIN
     PERFORM ps_health._check_text('file', p_file, 4096);
     PERFORM ps_health._check_time('p_now', p_now);
     s := ps_health._session(p_project);
     UPDATE ps_health.ps_sessions
        SET handoff_done_at = p_now, handoff_file = p_file, context_usage = NULL, last_context_check = NULL,
-           last_activity = greatest(last_activity, p_now)
+           last_activity = greatest(last_activity, p_now), cycle_state = NULL, cycle_resumed_at = NULL
      WHERE id = s.id;
     -- every handoff is a row in the audit, requested or not
     INSERT INTO ps_health.health_checks (project, check_time, check_type, status, details, subject, action_taken)
     VALUES (p_project, p_now, 'handoff', 'ok',
-            jsonb_build_object('subject', 'session', 'file', p_file, 'requested_at', s.handoff_requested_at),
-            'session', 'handoff reported done')
+            jsonb_build_object('subject', 'session', 'file', p_file, 'requested_at', s.handoff_requested_at,
+                               'source', p_source),
+            'session', 'handoff ' || p_source)
     RETURNING id INTO v_id;
     INSERT INTO ps_health.check_state (project, check_type, subject, status, since, last_check_id, details)
     VALUES (p_project, 'handoff', 'session', 'ok', p_now, v_id, jsonb_build_object('file', p_file))
@@ -455,8 +463,65 @@ BEGIN
        SET status = 'ok', since = p_now, last_check_id = v_id, details = EXCLUDED.details,
            reminders = 0, next_reminder_at = NULL, acknowledged_at = NULL;
     PERFORM ps_health._check(p_project, 'context', 'session', 'ok', '{"reason": "handoff done"}', NULL, p_now);
+
+    IF ps_health.setting('auto_cycle', p_project)::boolean AND ps_health._route(s) = 'tmux' THEN
+        PERFORM ps_health._check(p_project, 'handoff', 'cycle', 'warning',
+            jsonb_build_object('step', 'reset_queued', 'file', p_file), NULL, p_now, false);
+        SELECT last_check_id INTO v_step FROM ps_health.check_state
+         WHERE project = p_project AND check_type = 'handoff' AND subject = 'cycle';
+        UPDATE ps_health.health_checks SET action_taken = 'queued the reset command and the resume prompt'
+         WHERE id = v_step;
+        -- the resume waits for the reset (after_id); both skip the rate cap and never merge with alerts
+        INSERT INTO ps_health.prompts (project, host, target, severity, state, not_before, created_at, kind, text)
+        VALUES (p_project, s.host, s.tmux_target, 'warning', 'pending', p_now, p_now, 'reset',
+                ps_health.setting('reset_command', p_project))
+        RETURNING id INTO v_reset;
+        INSERT INTO ps_health.prompts (project, host, target, severity, state, not_before, created_at, kind, after_id, text)
+        VALUES (p_project, s.host, s.tmux_target, 'warning', 'pending', p_now, p_now, 'resume', v_reset,
+                ps_health._render('handoff.resume', jsonb_build_object('project', p_project, 'file', p_file)))
+        RETURNING id INTO v_resume;
+        INSERT INTO ps_health.prompt_items (prompt_id, check_id, line)
+        VALUES (v_reset, v_step, 'reset'), (v_resume, v_step, 'resume');
+        UPDATE ps_health.ps_sessions SET cycle_state = 'reset_queued' WHERE id = s.id;
+    END IF;
     RETURN v_id;
 END;
+$$;
+
+-- report_handoff: the PS wrote its handoff and says so.
+CREATE FUNCTION ps_health.report_handoff(p_project text, p_file text, p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE sql AS $$
+    SELECT ps_health._handoff_done(p_project, p_file, 'reported done', p_now)
+$$;
+
+-- report_handoff_file: a probe saw a handoff file (a fact); it counts as the handoff done only
+-- when a handoff is requested and the file is newer than the request. Returns the check id or NULL.
+CREATE FUNCTION ps_health.report_handoff_file(p_project text, p_file text, p_mtime timestamptz,
+                                              p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    s ps_health.ps_sessions;
+BEGIN
+    PERFORM ps_health._check_time('p_mtime', p_mtime);
+    s := ps_health._session(p_project);
+    IF s.handoff_requested_at IS NULL OR s.handoff_done_at >= s.handoff_requested_at
+       OR p_mtime <= s.handoff_requested_at THEN
+        RETURN NULL;
+    END IF;
+    RETURN ps_health._handoff_done(p_project, p_file, 'file seen by the reactor', p_now);
+END;
+$$;
+
+-- handoff_watches: for a host's reactor, the folders to watch for handoff files (open requests only).
+CREATE FUNCTION ps_health.handoff_watches(p_host text)
+RETURNS TABLE (project varchar, folder text, pattern text, requested_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT s.project, ps_health.setting('handoff_folder', s.project), ps_health.setting('handoff_pattern', s.project),
+           s.handoff_requested_at
+      FROM ps_health.ps_sessions s
+     WHERE s.host = p_host AND s.ended_at IS NULL AND s.handoff_requested_at IS NOT NULL
+       AND (s.handoff_done_at IS NULL OR s.handoff_done_at < s.handoff_requested_at)
+       AND ps_health.setting('handoff_folder', s.project) <> ''
 $$;
 
 -- mute_project: record checks but send no prompt to a project until p_until.
@@ -492,7 +557,9 @@ $$;
 CREATE FUNCTION ps_health.claim_prompts(p_host text, p_worker text, p_limit integer DEFAULT 10,
                                         p_lease_seconds integer DEFAULT 60, p_now timestamptz DEFAULT now())
 RETURNS TABLE (id bigint, project varchar, target varchar, severity varchar, text text, attempts integer,
-               submit_delay_ms integer, idle_seconds numeric, max_defer_seconds numeric, check_ids integer[])
+               submit_delay_ms integer, idle_seconds numeric, max_defer_seconds numeric, check_ids integer[],
+               channel varchar, kind varchar, command jsonb, timeout_seconds numeric,
+               check_id integer, check_type varchar, check_status varchar)
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._check_text('host', p_host);
@@ -514,7 +581,7 @@ BEGIN
        AND p.attempts >= ps_health.setting('prompt_max_attempts', p.project)::integer;
     UPDATE ps_health.prompts p
        SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
-     WHERE p.host = p_host AND p.state = 'pending'
+     WHERE p.host = p_host AND p.state = 'pending' AND p.kind = 'alert'
        AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i
                          JOIN ps_health.health_checks c ON c.id = i.check_id
                          JOIN ps_health.check_state st
@@ -524,8 +591,11 @@ BEGIN
     RETURN QUERY
     WITH picked AS (
         SELECT p.id FROM ps_health.prompts p
-         WHERE p.host = p_host
+         WHERE (p.host = p_host OR (p.host IS NULL AND p.channel = 'escalation' AND p.state IN ('pending', 'claimed')))
            AND ((p.state = 'pending' AND p.not_before <= p_now) OR (p.state = 'claimed' AND p.lease_until < p_now))
+           -- a step of the handoff cycle waits until the step before it was delivered
+           AND (p.after_id IS NULL OR EXISTS (SELECT 1 FROM ps_health.prompts b
+                                               WHERE b.id = p.after_id AND b.state = 'delivered'))
          ORDER BY p.id
          LIMIT p_limit
          FOR UPDATE SKIP LOCKED),
@@ -540,8 +610,18 @@ BEGIN
            ps_health._setting_numeric('idle_seconds', c.project),
            extract(epoch FROM ps_health._setting_interval(
                CASE c.severity WHEN 'critical' THEN 'critical_max_defer' ELSE 'max_defer' END, c.project))::numeric,
-           ARRAY(SELECT i.check_id FROM ps_health.prompt_items i WHERE i.prompt_id = c.id ORDER BY i.check_id)
-      FROM claimed c ORDER BY c.id;
+           ARRAY(SELECT i.check_id FROM ps_health.prompt_items i WHERE i.prompt_id = c.id ORDER BY i.check_id),
+           c.channel, c.kind,
+           CASE c.channel WHEN 'command' THEN ps_health.setting('command_channel', c.project)::jsonb
+                          WHEN 'escalation' THEN ps_health.setting('escalation_command', c.project)::jsonb END,
+           extract(epoch FROM ps_health._setting_interval('command_timeout', c.project))::numeric,
+           first.id, first.check_type, first.status
+      FROM claimed c
+      LEFT JOIN LATERAL (SELECT h.id, h.check_type, h.status FROM ps_health.prompt_items i
+                           JOIN ps_health.health_checks h ON h.id = i.check_id
+                          WHERE i.prompt_id = c.id
+                          ORDER BY (h.status = 'critical') DESC, h.id LIMIT 1) first ON true
+     ORDER BY c.id;
 END;
 $$;
 
@@ -578,9 +658,14 @@ BEGIN
                              THEN p_now + ps_health._setting_interval('prompt_retry_delay', p.project) * p.attempts
                              ELSE not_before END
      WHERE id = p_id;
+    IF p.kind <> 'alert' THEN
+        PERFORM ps_health._step_delivered(p, v_state, p_outcome, v_detail, p_now);
+        RETURN v_state;
+    END IF;
     UPDATE ps_health.health_checks c
        SET action_taken = CASE v_state
-               WHEN 'delivered' THEN format('prompt #%s delivered to %s at %s', p_id, p.target,
+               WHEN 'delivered' THEN format('prompt #%s delivered to %s at %s', p_id,
+                                            CASE p.channel WHEN 'tmux' THEN p.target ELSE 'the command channel' END,
                                             to_char(p_now AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
                WHEN 'failed' THEN format('prompt #%s failed after %s attempts: %s%s', p_id, p.attempts, p_outcome,
                                          coalesce(': ' || v_detail, ''))
@@ -606,6 +691,47 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
     UPDATE ps_health.reactors SET last_seen = p_now WHERE worker = p_worker;
     RETURN v_n;
+END;
+$$;
+
+-- _step_delivered: outcomes of the handoff cycle's steps and of escalations, each a row or a note in
+-- the audit; a delivered reset wakes the reactor for the resume that waited on it.
+CREATE FUNCTION ps_health._step_delivered(p ps_health.prompts, p_state text, p_outcome text, p_detail text,
+                                          p_now timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_check integer;
+    v_next ps_health.prompts;
+BEGIN
+    SELECT check_id INTO v_check FROM ps_health.prompt_items WHERE prompt_id = p.id LIMIT 1;
+    IF p.kind = 'escalation' THEN
+        UPDATE ps_health.health_checks
+           SET action_taken = coalesce(action_taken || '; ', '') ||
+                              format('escalation #%s %s%s', p.id, CASE p_state WHEN 'pending' THEN 'attempt failed, will retry'
+                                                                               ELSE p_state END, coalesce(': ' || p_detail, ''))
+         WHERE id = v_check;
+        RETURN;
+    END IF;
+    IF p_state <> 'delivered' THEN
+        IF p_state = 'failed' THEN
+            PERFORM ps_health._check(p.project, 'handoff', 'cycle', 'critical',
+                jsonb_build_object('step', p.kind || '_failed', 'file', coalesce(
+                    (SELECT handoff_file FROM ps_health.ps_sessions WHERE project = p.project), 'unknown'),
+                    'minutes', 0, 'detail', p_detail), 'handoff.incomplete', p_now);
+        END IF;
+        RETURN;
+    END IF;
+    INSERT INTO ps_health.health_checks (project, check_time, check_type, status, details, subject, action_taken)
+    VALUES (p.project, p_now, 'handoff', 'warning',
+            jsonb_build_object('subject', 'cycle', 'step', p.kind || '_delivered', 'prompt_id', p.id), 'cycle',
+            format('%s prompt #%s delivered to %s', p.kind, p.id, p.target));
+    IF p.kind = 'resume' THEN
+        UPDATE ps_health.ps_sessions SET cycle_state = 'resume_delivered', cycle_resumed_at = p_now
+         WHERE project = p.project;
+    END IF;
+    FOR v_next IN SELECT * FROM ps_health.prompts WHERE after_id = p.id AND state = 'pending' LOOP
+        PERFORM ps_health._notify_prompt(v_next.id, v_next.host);
+    END LOOP;
 END;
 $$;
 
