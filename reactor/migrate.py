@@ -130,15 +130,18 @@ class Runner:
     def _adopt(self, conn, dry_run: bool) -> list[tuple]:
         with schemadiff.scratch_database(self.dsn, "ps_health_adopt") as scratch:
             with psycopg.connect(scratch, autocommit=True) as sconn:
-                last_diff = ""
+                closest = (None, "")
                 for i, f in enumerate(self.files):
                     with sconn.transaction():
                         sconn.execute(f.path.read_text())
-                    last_diff = schemadiff.diff(self.dsn, scratch)
-                    if not last_diff:
+                        sconn.execute(query("migrate", "apply_privileges"))
+                    difference = schemadiff.diff(self.dsn, scratch)
+                    if not difference:
                         return self._record_adopted(conn, self.files[: i + 1], dry_run)
-        raise MigrationError("--adopt: the live ps_health schema matches no migration; "
-                             "difference from the latest one:\n" + last_diff[:4000])
+                    if closest[0] is None or len(difference) < len(closest[1]):
+                        closest = (f.name, difference)
+        raise MigrationError(f"--adopt: the live ps_health schema matches no migration; the closest is "
+                             f"{closest[0]}, which differs by:\n" + closest[1][:4000])
 
     def _record_adopted(self, conn, files: list[MigrationFile], dry_run: bool) -> list[tuple]:
         self.say(f"adopt: the live schema equals migrations up to {files[-1].name}"
@@ -163,6 +166,7 @@ class Runner:
             try:
                 with conn.transaction():
                     conn.execute(f.path.read_text())
+                    conn.execute(query("migrate", "apply_privileges"))
                     ms = (time.perf_counter() - started) * 1000
                     conn.execute(query("migrate", "record"), {"version": f.version, "name": f.name,
                                                               "checksum": f.checksum, "duration_ms": ms,
@@ -187,6 +191,7 @@ class Runner:
             try:
                 with conn.transaction():
                     conn.execute(f.down.read_text())
+                    conn.execute(query("migrate", "apply_privileges"))
                     conn.execute(query("migrate", "forget"), {"version": f.version})
             except psycopg.Error as exc:
                 raise MigrationError(f"rolling back {f.name} failed: {from_psycopg(exc)}") from exc

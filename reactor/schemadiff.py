@@ -60,7 +60,8 @@ def scratch_database(dsn: str, prefix: str = "ps_health_scratch") -> Iterator[st
 
 
 def load_files(dsn: str, paths) -> None:
-    """Execute whole SQL files in one transaction (declarative schema into a scratch database)."""
+    """Execute whole SQL files in one transaction, then apply privileges as the migration runner does."""
     with psycopg.connect(dsn) as conn:
         for path in paths:
             conn.execute(path.read_text())
+        conn.execute(query("migrate", "apply_privileges"))

@@ -47,3 +47,13 @@ CREATE DATABASE {name}
 
 -- name: drop_database
 DROP DATABASE IF EXISTS {name} WITH (FORCE)
+
+-- name: apply_privileges
+-- Owner, SECURITY DEFINER and grants after a migration (CREATE OR REPLACE resets them).
+DO $$
+BEGIN
+    IF to_regprocedure('ps_health._apply_privileges()') IS NOT NULL THEN
+        PERFORM ps_health._apply_privileges();
+    END IF;
+END;
+$$

@@ -47,6 +47,7 @@ BEGIN
         RAISE EXCEPTION 'tokens must be positive, got used % of %', p_tokens_used, p_tokens_total USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize(p_project);
     UPDATE ps_health.ps_sessions
        SET context_usage = round(p_context_percentage / 100, 4),
            estimated_tokens_used = coalesce(p_tokens_used, estimated_tokens_used),
@@ -84,6 +85,7 @@ BEGIN
         RAISE EXCEPTION 'session_type must be cli or sdk, got "%"', left(coalesce(p_session_type, 'NULL'), 40)
             USING ERRCODE = '22023';
     END IF;
+    PERFORM ps_health._authorize(p_project);
     SELECT * INTO old FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;
     -- registering the same live session again (same pane or session id) continues it
     v_continues := old.id IS NOT NULL AND old.ended_at IS NULL
@@ -141,6 +143,7 @@ CREATE FUNCTION ps_health.heartbeat_session(p_project text, p_now timestamptz DE
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize(p_project);
     PERFORM ps_health._session(p_project);
     UPDATE ps_health.ps_sessions SET last_activity = greatest(last_activity, p_now), ended_at = NULL
      WHERE project = p_project;
@@ -153,6 +156,7 @@ CREATE FUNCTION ps_health.end_session(p_project text, p_now timestamptz DEFAULT 
 RETURNS integer LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize(p_project);
     PERFORM ps_health._session(p_project);
     UPDATE ps_health.ps_sessions SET ended_at = p_now WHERE project = p_project;
     RETURN ps_health._eval_orphans(p_project, p_now);
@@ -221,6 +225,7 @@ BEGIN
     IF p_pid IS NOT NULL AND p_pid <= 0 THEN
         RAISE EXCEPTION 'pid must be positive, got %', p_pid USING ERRCODE = '22023';
     END IF;
+    PERFORM ps_health._authorize(p_project);
     BEGIN
         INSERT INTO ps_health.active_spawns (project, task_id, task_type, description, output_file, pid, host, spawn_time)
         VALUES (p_project, p_task_id, p_task_type, p_description, p_output_file, p_pid, p_host, p_now)
@@ -412,6 +417,28 @@ BEGIN
 END;
 $$;
 
+-- probe_sessions: a host's live sessions, for the reactor's probes (pane and transcript to look at).
+CREATE FUNCTION ps_health.probe_sessions(p_host text)
+RETURNS TABLE (project varchar, tmux_target varchar, transcript_path text, estimated_tokens_total integer)
+LANGUAGE sql STABLE AS $$
+    SELECT s.project, s.tmux_target, s.transcript_path, s.estimated_tokens_total
+      FROM ps_health.ps_sessions s
+     WHERE s.host = p_host AND s.ended_at IS NULL
+     ORDER BY s.project
+$$;
+
+-- probe_spawns: a host's open spawns (their own host, or none and their session is here).
+CREATE FUNCTION ps_health.probe_spawns(p_host text)
+RETURNS TABLE (id integer, output_file text, pid integer)
+LANGUAGE sql STABLE AS $$
+    SELECT sp.id, sp.output_file, sp.pid
+      FROM ps_health.active_spawns sp
+      LEFT JOIN ps_health.ps_sessions s ON s.project = sp.project
+     WHERE sp.status IN ('running', 'stalled', 'abandoned')
+       AND (sp.host = p_host OR (sp.host IS NULL AND s.host = p_host))
+     ORDER BY sp.id
+$$;
+
 -- ================================================================ answers, handoffs, mute
 
 -- respond: the PS's answer to a check; acknowledges the problem and stops its reminders.
@@ -422,10 +449,13 @@ DECLARE
 BEGIN
     PERFORM ps_health._check_text('text', p_text, 10000);
     PERFORM ps_health._check_time('p_now', p_now);
-    UPDATE ps_health.health_checks SET ps_response = p_text WHERE id = p_check_id RETURNING * INTO c;
+    SELECT * INTO c FROM ps_health.health_checks WHERE id = p_check_id FOR UPDATE;
     IF c.id IS NULL THEN
         RAISE EXCEPTION 'unknown check id %', coalesce(p_check_id::text, 'NULL') USING ERRCODE = 'P0002';
     END IF;
+    -- an agent answers only its own project's checks
+    PERFORM ps_health._authorize(c.project);
+    UPDATE ps_health.health_checks SET ps_response = p_text WHERE id = p_check_id RETURNING * INTO c;
     UPDATE ps_health.check_state SET acknowledged_at = p_now
      WHERE project = c.project AND check_type = c.check_type AND subject = c.subject AND status <> 'ok';
     RETURN c;
@@ -445,6 +475,7 @@ DECLARE
 BEGIN
     PERFORM ps_health._check_text('file', p_file, 4096);
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize(p_project);
     s := ps_health._session(p_project);
     UPDATE ps_health.ps_sessions
        SET handoff_done_at = p_now, handoff_file = p_file, context_usage = NULL, last_context_check = NULL,
@@ -751,18 +782,18 @@ $$;
 
 -- ================================================================ the system's own health, retention, jobs
 
--- system_health: age of the last sweep, reactors seen recently, whether pg_cron schedules the sweep.
+-- system_health: age of the last sweep, reactors seen recently, whether pg_cron is sweeping.
 CREATE FUNCTION ps_health.system_health(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_last timestamptz;
-    v_cron boolean := to_regclass('cron.job') IS NOT NULL;
-    v_job boolean := false;
+    v_cron boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron');
+    v_job boolean;
 BEGIN
     SELECT max(started_at) INTO v_last FROM ps_health.sweep_runs;
-    IF v_cron THEN
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1 AND active)' INTO v_job USING 'ps_health_sweep';
-    END IF;
+    -- pg_cron's job table shows each user only their own jobs: judge the scheduler by its sweeps
+    SELECT EXISTS (SELECT 1 FROM ps_health.sweep_runs WHERE source = 'pg_cron' AND swept_at > p_now - interval '3 minutes')
+      INTO v_job;
     RETURN jsonb_build_object(
         'last_sweep_at', v_last,
         'sweep_age_seconds', round(extract(epoch FROM p_now - v_last)::numeric, 1),

@@ -1,0 +1,118 @@
+-- ps-health: least privilege. ps_health_owner owns every object; the public API runs as the
+-- owner (SECURITY DEFINER, fixed search_path), and each role may call only its part of it:
+--   ps_health_reactor  claim/complete and the probe reports
+--   ps_health_agent    what a PS needs: sessions, context, spawns, answers, handoffs
+--   ps_health_reader   the views and the status functions
+-- Nothing is granted to PUBLIC. Agents act only for the projects listed for their login in
+-- agent_projects ('*' = all), so an agent cannot answer another project's checks.
+
+-- The roles are cluster-wide: create them once, keep them on rollback.
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['ps_health_owner', 'ps_health_reactor', 'ps_health_agent', 'ps_health_reader'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+    -- whoever migrates must be able to hand objects to the owner (superusers already can)
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE format('GRANT ps_health_owner TO %I', current_user);
+    END IF;
+END;
+$$;
+
+-- Which role may call which public function.
+CREATE TABLE ps_health.role_functions (
+    role      name NOT NULL CHECK (role IN ('ps_health_reactor', 'ps_health_agent', 'ps_health_reader')),
+    function  name NOT NULL,
+    PRIMARY KEY (role, function)
+);
+INSERT INTO ps_health.role_functions (role, function)
+SELECT 'ps_health_reactor', f FROM unnest(ARRAY[
+    'claim_prompts', 'complete_prompt', 'extend_leases', 'release_prompts', 'report_output_mtimes',
+    'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
+    'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context']) f
+UNION ALL
+SELECT 'ps_health_agent', f FROM unnest(ARRAY[
+    'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',
+    'start_spawn', 'report_spawn_output', 'finish_spawn', 'set_spawn_status', 'respond', 'report_handoff',
+    'statusline', 'project_status', 'system_health', 'setting', 'get_stalled_spawns',
+    'get_sessions_needing_context_check']) f
+UNION ALL
+SELECT 'ps_health_reader', f FROM unnest(ARRAY[
+    'project_status', 'system_health', 'setting', 'get_stalled_spawns', 'get_sessions_needing_context_check']) f;
+
+-- Logins allowed to act as an agent for a project ('*': every project).
+CREATE TABLE ps_health.agent_projects (
+    login    name NOT NULL,
+    project  varchar(255) NOT NULL,
+    PRIMARY KEY (login, project)
+);
+
+-- _authorize: refuse an agent login acting for a project that is not its own.
+CREATE FUNCTION ps_health._authorize(p_project text)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- session_user is the login even inside SECURITY DEFINER functions
+    IF pg_has_role(session_user, 'ps_health_agent', 'MEMBER')
+       AND NOT pg_has_role(session_user, 'ps_health_owner', 'MEMBER')
+       AND NOT EXISTS (SELECT 1 FROM ps_health.agent_projects a
+                        WHERE a.login = session_user AND a.project IN (p_project, '*')) THEN
+        RAISE EXCEPTION 'login "%" may not act for project "%"', session_user, left(p_project, 255)
+            USING ERRCODE = '42501';
+    END IF;
+END;
+$$;
+
+-- grant_agent / revoke_agent: let a login act as the agent of a project (owner only).
+CREATE FUNCTION ps_health.grant_agent(p_login name, p_project text DEFAULT '*')
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
+        RAISE EXCEPTION 'no login "%"', p_login USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ps_health.agent_projects VALUES (p_login, p_project) ON CONFLICT DO NOTHING;
+END;
+$$;
+
+-- _apply_privileges: owner, SECURITY DEFINER, grants. The migration runner calls it after every
+-- migration, because CREATE OR REPLACE FUNCTION resets a function's security and settings.
+CREATE FUNCTION ps_health._apply_privileges()
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    EXECUTE 'ALTER SCHEMA ps_health OWNER TO ps_health_owner';
+    REVOKE ALL ON SCHEMA ps_health FROM PUBLIC;
+    GRANT USAGE ON SCHEMA ps_health TO ps_health_reactor, ps_health_agent, ps_health_reader;
+    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'ps_health' AND c.relkind IN ('r', 'v') LOOP
+        -- a table's serial sequences follow it to the new owner
+        EXECUTE format('ALTER %s %s OWNER TO ps_health_owner', CASE r.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, r.rel);
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', r.rel);
+        -- readers read everything (status, history, the outbox) and write nothing
+        EXECUTE format('GRANT SELECT ON %s TO ps_health_reader', r.rel);
+    END LOOP;
+    GRANT SELECT ON ps_health.active_monitoring_targets, ps_health.health_check_summary TO ps_health_agent;
+    FOR r IN SELECT p.oid::regprocedure AS sig, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'ps_health' LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO ps_health_owner', r.sig);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.sig);
+        -- the API runs as the owner; prune keeps its caller's rights because it also trims
+        -- cron.job_run_details, which only pg_cron's own user may touch
+        IF r.proname !~ '^(_|trg_)' AND r.proname NOT IN ('update_updated_at_column', 'prune', 'job_prune',
+                                                         'grant_agent') THEN
+            EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = ps_health, pg_temp', r.sig);
+        END IF;
+    END LOOP;
+    FOR r IN SELECT p.oid::regprocedure AS sig, rf.role FROM ps_health.role_functions rf
+               JOIN pg_proc p ON p.proname = rf.function
+               JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname = 'ps_health' LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', r.sig, r.role);
+    END LOOP;
+END;
+$$;
+
+-- The migration runner (and `ps-health drift`) call _apply_privileges() after every file.
