@@ -8,7 +8,7 @@ PSH    := $(VENV)/bin/ps-health
 PYTHON ?= python3
 export PS_HEALTH_HOME ?= $(CURDIR)/.ps-health
 
-.PHONY: help deps system-deps run db test test-sql test-py test-faults bench demo lint clean
+.PHONY: help deps system-deps run db test test-sql test-py test-faults bench soak demo lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test-faults: deps ## fault-injection tests (processes killed and restarted)
 
 bench: deps ## benchmarks that print figures
 	$(PY) -m bench
+
+soak: deps ## a simulated 8-hour day: 500 sessions, 5,000 spawns, figures and retention
+	$(PY) -m bench day
 
 demo: deps ## a demo PS pane in a private tmux server, prompted within minutes
 	$(PSH) demo
