@@ -1,5 +1,99 @@
-"""Subcommands (filled in by their owner)."""
+"""`ps-health reactor`: the flags of the per-host reactor process (the loop is reactor.service)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _bounded(low: int, high: int):
+    def parse(text: str) -> int:
+        value = _positive(int)(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {text}")
+        return value
+    return parse
 
 
 def register(sub) -> None:
-    """Add this module's subcommands to the parser."""
+    """Add the `reactor` subcommand."""
+    p = sub.add_parser(
+        "reactor", help="run the per-host reactor: deliver prompts into tmux, probe the host",
+        description="Listen for prompts of this host, claim them, type them into their tmux panes and "
+                    "record the outcome; report output-file times, tmux and pid liveness and transcript "
+                    "usage. Stops cleanly on SIGTERM/SIGINT, giving back prompts it has not typed.",
+        epilog="Environment: PS_HEALTH_DSN (or PG*), PS_HEALTH_HOST, PS_HEALTH_TMUX_SOCKET. "
+               "See docs/operations.md.")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log debug detail to stderr")
+    p.add_argument("--host", help="host label to serve (default: PS_HEALTH_HOST, else the hostname)")
+    p.add_argument("--worker", help="worker id recorded on claimed prompts (default: HOST:PID)")
+    sock = p.add_mutually_exclusive_group()
+    sock.add_argument("--tmux-socket", metavar="NAME",
+                      help="tmux server socket name, as tmux -L (default: PS_HEALTH_TMUX_SOCKET, else "
+                           "the user's default server)")
+    sock.add_argument("--tmux-socket-path", metavar="PATH", help="tmux server socket path, as tmux -S")
+    p.add_argument("--poll-interval", type=_positive(float), default=5.0, metavar="SECONDS",
+                   help="claim even without a notification this often (default 5)")
+    p.add_argument("--probe-interval", type=_non_negative, default=15.0, metavar="SECONDS",
+                   help="probe tmux targets, output files, pids and transcripts this often; 0 turns "
+                        "probes off (default 15)")
+    p.add_argument("--lease", type=_bounded(1, 86400), default=60, metavar="SECONDS",
+                   help="lease on claimed prompts, renewed while they wait or are typed (default 60)")
+    p.add_argument("--batch", type=_bounded(1, 1000), default=100, metavar="N",
+                   help="prompts claimed per call (default 100)")
+    p.add_argument("--max-held", type=_bounded(1, 100000), default=1000, metavar="N",
+                   help="claim no more while this many prompts are queued or being typed; a larger "
+                        "backlog waits in the outbox (default 1000)")
+    p.add_argument("--run-checks-every", type=_non_negative, default=0.0, metavar="SECONDS",
+                   help="also run the sweep, run_checks(), this often: for databases without "
+                        "pg_cron (default 0: off)")
+    p.add_argument("--metrics-port", type=_bounded(1, 65535), metavar="PORT",
+                   help="serve Prometheus metrics on this port (default: off)")
+    p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics server binds (default 127.0.0.1)")
+    p.add_argument("--shutdown-timeout", type=_positive(float), default=15.0, metavar="SECONDS",
+                   help="on stop, wait this long for typing in progress (default 15)")
+    p.set_defaults(func=_reactor)
+
+
+def _reactor(args: argparse.Namespace, cfg) -> int:
+    from reactor import memory
+    from reactor.service import Options, Reactor  # the loop's imports are not needed by other commands
+
+    memory.limit_arenas()
+
+    if not args.verbose:
+        # The reactor logs one line per delivery with its latency; the dispatcher's own is a duplicate.
+        logging.getLogger("reactor.delivery").setLevel(logging.WARNING)
+    host = args.host or cfg.host_label
+    socket_name = None if args.tmux_socket_path else (args.tmux_socket or cfg.tmux_socket)
+    opts = Options(dsn=cfg.require_dsn(), host=host, worker=args.worker or f"{host}:{os.getpid()}",
+                   tmux_socket=socket_name, tmux_socket_path=args.tmux_socket_path,
+                   poll_interval=args.poll_interval, probe_interval=args.probe_interval, lease=args.lease,
+                   batch=args.batch, max_held=args.max_held, run_checks_every=args.run_checks_every, metrics_port=args.metrics_port,
+                   metrics_addr=args.metrics_addr, shutdown_timeout=args.shutdown_timeout)
+    return Reactor(opts).run()

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from reactor.delivery import Dispatcher, Job
 from reactor.tmux import Outcome, Tmux, sanitise
+from tests.tmux_server import TmuxServer, tmux_server  # noqa: F401 (fixture)
 
-RECORDER = Path(__file__).with_name("recorder.py")
 SUBMIT_DELAY = 0.2
 
 
@@ -34,65 +30,9 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str =
         time.sleep(0.05)
 
 
-@dataclass
-class Pane:
-    target: str
-    pid: int
-    record: Path
-
-    def received(self) -> bytes:
-        return self.record.read_bytes()
-
-
-class TmuxServer:
-    """A private tmux server for one test, with helpers to start recorder panes."""
-
-    def __init__(self, tmp_path: Path):
-        self.name = f"ps-health-test-{uuid.uuid4().hex[:10]}"
-        self.tmp_path = tmp_path
-        self.tmux = Tmux(socket_name=self.name)
-        self.run("-f", "/dev/null", "new-session", "-d", "-s", "keeper")
-        # Keep a dead pane visible so a test can see that its program died.
-        self.run("set-option", "-g", "remain-on-exit", "on")
-        self.socket = Path(self.run("display-message", "-p", "#{socket_path}"))
-
-    def run(self, *args: str) -> str:
-        done = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True,
-                              text=True, timeout=10)
-        if done.returncode != 0:
-            raise RuntimeError(f"tmux {args}: {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def recorder(self, *extra: str) -> Pane:
-        record = self.tmp_path / f"rec-{uuid.uuid4().hex[:8]}.bin"
-        line = self.run("new-session", "-d", "-x", "100", "-y", "30", "-P",
-                        "-F", "#{pane_id} #{pane_pid}",
-                        sys.executable, str(RECORDER), str(record), *extra)
-        target, pid = line.split()
-        wait_for(record.exists, what="recorder to set up its tty")
-        return Pane(target, int(pid), record)
-
-    def alive(self, pane: Pane) -> bool:
-        dead = self.run("display-message", "-p", "-t", pane.target, "#{pane_dead}")
-        try:
-            os.kill(pane.pid, 0)
-        except ProcessLookupError:
-            return False
-        return dead == "0"
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
-
-    def remove(self) -> None:
-        self.kill()
-        self.socket.unlink(missing_ok=True)  # tmux leaves its socket file behind
-
-
 @pytest.fixture
-def server(tmp_path: Path):
-    srv = TmuxServer(tmp_path)
-    yield srv
-    srv.remove()
+def server(tmux_server: TmuxServer) -> TmuxServer:
+    return tmux_server
 
 
 def test_sanitise_strips_controls_and_keeps_text():

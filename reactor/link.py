@@ -1,0 +1,127 @@
+"""A database connection shared by threads: opened on first use, dropped on an outage."""
+
+from __future__ import annotations
+
+import threading
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from reactor import db
+from reactor.errors import DatabaseUnavailable, PsHealthError
+from reactor.sqlfiles import query
+
+TOPIC = "reactor"
+CHANNEL = "ps_health"
+# TCP keepalives notice a silently dropped network path (ignored on Unix sockets).
+_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+# SQLSTATE classes that mean the session is gone: connection exception, operator intervention.
+_OUTAGE_CLASSES = ("08", "57P")
+
+
+def conninfo(dsn: str) -> str:
+    """The DSN with keepalives added (the DSN's own values win)."""
+    given = psycopg.conninfo.conninfo_to_dict(dsn)
+    return make_conninfo(dsn, **{k: v for k, v in _KEEPALIVE.items() if k not in given})
+
+
+def is_outage(exc: BaseException, conn: psycopg.Connection | None = None) -> bool:
+    """Whether an error means the database is unreachable, not that a call was refused."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    if state and state.startswith(_OUTAGE_CLASSES):
+        return True
+    return conn is not None and (conn.closed or conn.broken)
+
+
+def open_connection(dsn: str, name: str) -> psycopg.Connection:
+    """An autocommit connection; any failure to connect is DatabaseUnavailable."""
+    try:
+        return db.connect(conninfo(dsn), autocommit=True, application_name=name)
+    except PsHealthError as exc:
+        raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
+
+
+class Link:
+    """One autocommit connection behind a lock; reconnects on the next call after an outage."""
+
+    def __init__(self, dsn: str, name: str):
+        self._dsn = dsn
+        self._name = name
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection | None = None
+
+    def call(self, name: str, params: dict | None = None) -> list[dict]:
+        """Run a named reactor query; DatabaseUnavailable when the database is out of reach."""
+        with self._lock:
+            conn = self._open()
+            try:
+                return db.fetch(conn, TOPIC, name, params)
+            except PsHealthError as exc:
+                if is_outage(exc, conn):
+                    self._drop()
+                    raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _open(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = open_connection(self._dsn, self._name)
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # closing a broken socket may fail; it is gone either way
+                pass
+            self._conn = None
+
+
+class Listener:
+    """The dedicated LISTEN connection (autocommit); every failure of it is DatabaseUnavailable."""
+
+    def __init__(self, dsn: str, name: str):
+        self._dsn = dsn
+        self._name = name
+        self._conn: psycopg.Connection | None = None
+
+    def open(self) -> None:
+        """(Re)connect and LISTEN on the ps_health channel."""
+        self.close()
+        conn = open_connection(self._dsn, self._name)
+        try:
+            with db.mapped_errors():
+                conn.execute(sql.SQL(query(TOPIC, "listen")).format(channel=sql.Identifier(CHANNEL)))
+        except PsHealthError as exc:
+            conn.close()
+            raise DatabaseUnavailable(f"LISTEN failed: {exc}", exc.sqlstate) from exc
+        self._conn = conn
+
+    def wait(self, timeout: float) -> list[str]:
+        """Payloads of the notifications that arrive within timeout (returns at the first batch)."""
+        try:
+            with db.mapped_errors():
+                return [note.payload for note in self._conn.notifies(timeout=timeout, stop_after=1)]
+        except PsHealthError as exc:
+            raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
+
+    def ping(self) -> None:
+        """A round trip, so a dead idle connection is noticed."""
+        try:
+            with db.mapped_errors():
+                self._conn.execute(query(TOPIC, "ping"))
+        except PsHealthError as exc:
+            raise DatabaseUnavailable(f"listener ping failed: {exc}", exc.sqlstate) from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # a broken socket may fail to close; it is gone either way
+                pass
+            self._conn = None

@@ -1,0 +1,391 @@
+"""The reactor as a real process: prompts from the SQL API typed into real tmux panes, host probes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+
+from reactor.service import Options, Reactor
+from reactor.tmux import sanitise
+from tests.conftest import wait_for
+from tests.pg import free_port
+from tests.reactor_proc import (HOST, delivered, failed_spawn, fast, prompt, reactor_login, reactors,  # noqa: F401
+                                session, submitted)
+from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+
+
+def _metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"metric {name} not served")
+
+
+def test_prompt_reaches_the_right_pane_once_and_is_submitted(conn, tmux_server, reactors, reactor_login):
+    fast(conn)
+    pane, other = tmux_server.recorder(), tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    session(conn, "beta", other.target)
+    port = free_port()
+    proc = reactors.start("--metrics-port", str(port))
+
+    prompt_id = failed_spawn(conn, "alpha", error="tests crashed")
+
+    row = delivered(conn, prompt_id)
+    assert pane.received() == sanitise(row["text"]).encode() + b"\r"
+    assert other.received() == b""
+    assert (row["outcome"], row["attempts"], row["worker"]) == ("delivered", 1, proc.worker)
+    actions = conn.execute("SELECT c.action_taken FROM ps_health.prompt_items i "
+                           "JOIN ps_health.health_checks c ON c.id = i.check_id WHERE i.prompt_id = %s",
+                           (prompt_id,)).fetchall()
+    assert [a["action_taken"] for a in actions] == [
+        f"prompt #{prompt_id} delivered to {pane.target} at {row['completed_at']:%Y-%m-%d %H:%M:%S} UTC"]
+    assert _metric(port, 'ps_health_reactor_prompts_total{outcome="delivered"}') == 1
+    assert _metric(port, "ps_health_reactor_listener_connected") == 1
+    assert _metric(port, "ps_health_reactor_delivery_latency_seconds_count") == 1
+    assert re.search(rf"prompt {prompt_id} to {pane.target}: delivered in [0-9.]+ ms", proc.text())
+    if reactor_login:  # it did all this with the reactor role's grants only
+        logins = conn.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND application_name LIKE 'ps-health-reactor:%%'").fetchall()
+        assert [row["usename"] for row in logins] == [reactor_login]
+
+
+def test_hostile_spawn_error_arrives_sanitised_and_the_pane_survives(conn, tmux_server, reactors):
+    fast(conn)
+    # Templates are data: let the prompt be the error alone, so it can start with "-" and end with ";".
+    conn.execute("UPDATE ps_health.prompt_templates SET body = '' WHERE key IN ('header', 'answer')")
+    conn.execute("UPDATE ps_health.prompt_templates SET body = '{error}' WHERE key = 'spawn.failed'")
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    reactors.start()
+    hostile = "-R stop\x03 now \x1b[31mred\x1b[0m\nsecond line #{pane_id} café 日本語 🎉;"
+
+    prompt_id = failed_spawn(conn, "alpha", error=hostile)
+
+    row = delivered(conn, prompt_id)
+    got = submitted(pane)
+    typed = got[:-1].decode()
+    assert typed == sanitise(row["text"])
+    assert typed.startswith("-R stop")
+    assert typed.endswith("日本語 🎉;")
+    assert "#{pane_id}" in typed and pane.target not in typed
+    assert not any(ch < 0x20 or ch == 0x7F for ch in got[:-1])
+    assert got.count(b"\r") == 1
+    assert tmux_server.alive(pane)
+
+
+def test_missing_pane_is_recorded_and_retried_and_nothing_crashes(conn, tmux_server, reactors):
+    fast(conn, prompt_retry_delay="200 milliseconds", prompt_max_attempts="3")
+    session(conn, "ghost", "%999")
+    proc = reactors.start()
+    seen: set[tuple[str, str | None]] = set()
+
+    prompt_id = failed_spawn(conn, "ghost")
+
+    def given_up():
+        row = prompt(conn, prompt_id)
+        seen.add((row["state"], row["outcome"]))
+        return row["state"] == "failed" and row
+
+    row = wait_for(given_up, timeout=20, interval=0.01, what="three attempts")
+    assert ("pending", "target_missing") in seen  # back in the outbox between attempts
+    assert (row["outcome"], row["attempts"]) == ("target_missing", 3)
+    action = conn.execute("SELECT action_taken FROM ps_health.health_checks WHERE project = 'ghost' "
+                          "AND status = 'critical'").fetchone()["action_taken"]
+    assert action.startswith(f"prompt #{prompt_id} failed after 3 attempts: target_missing")
+    # Still serving: another project's prompt goes through.
+    pane = tmux_server.recorder()
+    session(conn, "alive", pane.target)
+    delivered(conn, failed_spawn(conn, "alive"))
+    assert proc.running()
+
+
+def test_prompt_queued_while_stopped_is_delivered_on_start(conn, tmux_server, reactors):
+    fast(conn)
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    prompt_id = failed_spawn(conn, "alpha")
+    assert prompt(conn, prompt_id)["state"] == "pending"
+
+    # A poll interval far beyond the deadline: only the drain at start can deliver it in time.
+    reactors.start(poll="600")
+
+    row = delivered(conn, prompt_id)
+    assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+
+
+def test_two_reactors_on_one_host_deliver_each_prompt_once(conn, tmux_server, reactors):
+    fast(conn)
+    panes = {f"p{i}": tmux_server.recorder() for i in range(6)}
+    for project, pane in panes.items():
+        session(conn, project, pane.target)
+    first, second = reactors.start(), reactors.start()
+    wait_for(lambda: conn.execute("SELECT count(*) AS n FROM ps_health.reactors").fetchone()["n"] == 2,
+             what="both reactors claiming")
+
+    with conn.transaction():  # one commit: both reactors wake at once and race for the rows
+        ids = {project: failed_spawn(conn, project) for project in panes}
+
+    for project, pane in panes.items():
+        row = delivered(conn, ids[project])
+        assert row["attempts"] == 1
+        assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+    workers = {prompt(conn, i)["worker"] for i in ids.values()}
+    assert workers <= {first.worker, second.worker}
+
+
+def test_reactor_of_another_host_never_touches_this_hosts_prompts(conn, tmux_server, reactors):
+    fast(conn)
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)  # on HOST
+    other = reactors.start(host="host-b", poll="0.2", probe="0.2")
+    prompt_id = failed_spawn(conn, "alpha")
+    created = prompt(conn, prompt_id)["created_at"]
+
+    # host-b has claimed (and probed) several times since the prompt was queued.
+    wait_for(lambda: conn.execute("SELECT count(*) AS n FROM ps_health.reactors WHERE worker = %s "
+                                  "AND last_seen > %s + interval '1 second'", (other.worker, created)).fetchone()["n"],
+             what="host-b to poll past the prompt")
+    row = prompt(conn, prompt_id)
+    assert (row["state"], row["attempts"], row["worker"]) == ("pending", 0, None)
+    assert conn.execute("SELECT target_state FROM ps_health.ps_sessions WHERE project = 'alpha'"
+                        ).fetchone()["target_state"] == "unknown"
+    assert pane.received() == b""
+
+    reactors.start()
+    delivered(conn, prompt_id)
+
+
+def test_sigterm_releases_the_gated_prompt_and_finishes_the_one_being_typed(conn, tmux_server, reactors):
+    fast(conn, critical_max_defer="60 seconds")
+    busy, idle = tmux_server.recorder("--tick", "0.2"), tmux_server.recorder()
+    session(conn, "busy", busy.target)
+    session(conn, "typing", idle.target)
+    conn.execute("SELECT ps_health.set_setting('idle_seconds', '5', 'busy')")
+    conn.execute("SELECT ps_health.set_setting('submit_delay', '2 seconds', 'typing')")
+    proc = reactors.start()
+    gated = failed_spawn(conn, "busy")
+    wait_for(lambda: prompt(conn, gated)["state"] == "claimed", what="the busy pane's prompt claimed")
+    typing = failed_spawn(conn, "typing")
+    wait_for(lambda: idle.received(), what="text typed, Enter not yet pressed")
+
+    assert proc.stop(signal.SIGTERM) == 0
+
+    assert idle.received().endswith(b"\r")
+    assert prompt(conn, typing)["state"] == "delivered"
+    row = prompt(conn, gated)
+    assert (row["state"], row["worker"], row["attempts"]) == ("pending", None, 0)
+    assert busy.received() == b""
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.prompts WHERE state = 'claimed'").fetchone()["n"] == 0
+    assert "released 1 undelivered prompts" in proc.text()
+
+
+# ---------------------------------------------------------------- command channel, escalation, handoff cycle
+
+def test_command_channel_gets_the_text_on_stdin_and_its_variables(conn, tmux_server, reactors, tmp_path):
+    fast(conn, prompt_retry_delay="1 hour")
+    out = tmp_path / "channel"
+    script = f'cat > {out}.txt; env | grep ^PS_HEALTH_ | sort > {out}.env'
+    conn.execute("SELECT ps_health.set_setting('command_channel', %s, 'sdk')", (json.dumps(["sh", "-c", script]),))
+    conn.execute("SELECT ps_health.set_setting('command_channel', %s, 'broken')",
+                 (json.dumps(["sh", "-c", "echo no route to webhook >&2; exit 3"]),))
+    for project in ("sdk", "broken"):
+        conn.execute("SELECT ps_health.register_session(%s, 'sdk', NULL, %s)", (project, HOST))
+    proc = reactors.start()
+
+    good, bad = failed_spawn(conn, "sdk"), failed_spawn(conn, "broken")
+
+    row = delivered(conn, good)
+    assert row["channel"] == "command"
+    assert (tmp_path / "channel.txt").read_text() == row["text"]
+    check_id = conn.execute("SELECT check_id FROM ps_health.prompt_items WHERE prompt_id = %s",
+                            (good,)).fetchone()["check_id"]
+    assert (tmp_path / "channel.env").read_text().splitlines() == [
+        f"PS_HEALTH_CHECK_ID={check_id}", "PS_HEALTH_CHECK_TYPE=spawn", "PS_HEALTH_PROJECT=sdk",
+        f"PS_HEALTH_PROMPT_ID={good}", "PS_HEALTH_STATUS=critical"]  # and never the reactor's DSN
+    failed = wait_for(lambda: (r := prompt(conn, bad))["outcome"] and r, what="the broken channel's outcome")
+    assert (failed["state"], failed["outcome"], failed["detail"]) == ("pending", "failed",
+                                                                      "sh exited 3: no route to webhook")
+    assert proc.running()
+
+
+def test_unanswered_critical_check_is_escalated_to_the_operator_command(conn, tmux_server, reactors, tmp_path):
+    fast(conn, escalate_after="0 seconds")
+    mail = tmp_path / "mail.txt"
+    conn.execute("SELECT ps_health.set_setting('escalation_command', %s)", (json.dumps(["sh", "-c", f"cat > {mail}"]),))
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    reactors.start()
+    delivered(conn, failed_spawn(conn, "alpha"))  # the PS got its prompt and did not answer
+
+    conn.execute("SELECT ps_health.run_checks()")
+
+    escalation = conn.execute("SELECT id FROM ps_health.prompts WHERE channel = 'escalation'").fetchone()["id"]
+    row = delivered(conn, escalation)
+    assert mail.read_text() == row["text"]
+    assert "has been critical" in row["text"]
+    assert pane.received().count(b"\r") == 1  # the escalation went to the operator, not the pane
+
+
+def test_handoff_file_completes_the_handoff_and_the_cycle_is_typed_in_order(conn, tmux_server, reactors, tmp_path):
+    fast(conn)
+    folder = tmp_path / "handoffs"
+    folder.mkdir()
+    for key, value in (("handoff_folder", str(folder)), ("handoff_pattern", "HANDOFF-*.md"), ("auto_cycle", "true")):
+        conn.execute("SELECT ps_health.set_setting(%s, %s, 'alpha')", (key, value))
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    reactors.start(probe="0.3")
+    conn.execute("SELECT ps_health.report_context('alpha', 90)")  # critical: a handoff is requested
+    first = submitted(pane)
+
+    handoff = folder / "HANDOFF-0412.md"
+    handoff.write_text("# where I stopped\n")
+
+    resume = wait_for(lambda: conn.execute("SELECT * FROM ps_health.prompts WHERE kind = 'resume' "
+                                           "AND state = 'delivered'").fetchone(), what="the resume prompt delivered")
+    assert str(handoff) in resume["text"]
+    assert pane.received() == first + b"/clear\r" + sanitise(resume["text"]).encode() + b"\r"
+    session_row = conn.execute("SELECT handoff_file, cycle_state FROM ps_health.ps_sessions").fetchone()
+    assert session_row == {"handoff_file": str(handoff), "cycle_state": "resume_delivered"}
+
+
+# ---------------------------------------------------------------- probes
+
+def _spawn(conn, task: str) -> dict:
+    return conn.execute("SELECT * FROM ps_health.active_spawns WHERE task_id = %s", (task,)).fetchone()
+
+
+def test_growing_output_file_keeps_a_spawn_running_until_it_stops(conn, tmux_server, reactors, tmp_path):
+    conn.execute("SELECT ps_health.set_setting('stall_after', '2 seconds')")
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    reactors.start(probe="0.3")
+    wait_for(lambda: conn.execute("SELECT target_state FROM ps_health.ps_sessions").fetchone()["target_state"]
+             == "seen", what="the first probe round")
+    output = tmp_path / "spawn.out"
+    output.write_text("starting\n")
+    # No host on the spawn: it belongs to this host because its project's session is here.
+    conn.execute("SELECT ps_health.start_spawn('alpha', 'worker-1', 'impl', NULL, %s)", (str(output),))
+    writing = threading.Event()
+    writing.set()
+
+    def append() -> None:
+        while writing.is_set():
+            with output.open("a") as fh:
+                fh.write("progress\n")
+            time.sleep(0.1)
+
+    writer = threading.Thread(target=append, daemon=True)
+    writer.start()
+    try:
+        wait_for(lambda: _spawn(conn, "worker-1")["last_output_change"], what="an output time reported")
+        marks = set()
+        deadline = time.monotonic() + 5  # 2.5 stall periods of continuous output
+        while time.monotonic() < deadline:
+            conn.execute("SELECT ps_health.run_checks()")
+            spawn = _spawn(conn, "worker-1")
+            assert spawn["status"] == "running"
+            marks.add(spawn["last_output_change"])
+            time.sleep(0.2)
+        assert len(marks) >= 5  # the reported time kept moving
+    finally:
+        writing.clear()
+        writer.join()
+
+    def stalled() -> bool:
+        conn.execute("SELECT ps_health.run_checks()")
+        return _spawn(conn, "worker-1")["status"] == "stalled"
+
+    wait_for(stalled, timeout=10, interval=0.2, what="the spawn to stall once output stopped")
+
+
+def test_vanished_tmux_session_is_missing_once_before_it_is_gone(conn, tmux_server, reactors):
+    pane = tmux_server.recorder(session="ps-alpha")
+    session(conn, "alpha", pane.target)
+    reactors.start(probe="0.5")
+    states = []
+
+    def state(want: str):
+        def check():
+            row = conn.execute("SELECT target_state, target_misses FROM ps_health.ps_sessions").fetchone()
+            if not states or states[-1] != (row["target_state"], row["target_misses"]):
+                states.append((row["target_state"], row["target_misses"]))
+            return row["target_state"] == want
+        return check
+
+    wait_for(state("seen"), what="the pane seen")
+    tmux_server.run("kill-session", "-t", "ps-alpha")
+    wait_for(state("gone"), interval=0.02, what="the session gone")
+
+    assert states[-3:] == [("seen", 0), ("missing", 1), ("gone", 2)]
+
+
+def test_dead_spawn_process_fails_the_spawn(conn, tmux_server, reactors):
+    session(conn, "alpha", None)
+    reactors.start(probe="0.3")
+    child = subprocess.Popen(["sleep", "60"])
+    conn.execute("SELECT ps_health.start_spawn('alpha', 'worker-1', 'impl', NULL, NULL, %s, %s)",
+                 (child.pid, HOST))
+
+    child.kill()
+    child.wait()
+
+    spawn = wait_for(lambda: (s := _spawn(conn, "worker-1"))["status"] == "failed" and s, what="spawn failed")
+    assert spawn["error_message"] == f"process {child.pid} vanished without reporting an exit code"
+
+
+def test_transcript_usage_is_reported_as_context(conn, tmux_server, reactors, tmp_path):
+    transcript = tmp_path / "session.jsonl"
+
+    def turn(used: int) -> None:
+        usage = {"input_tokens": used - 1000, "cache_creation_input_tokens": 0,
+                 "cache_read_input_tokens": 1000, "output_tokens": 5}
+        with transcript.open("a") as fh:
+            fh.write(json.dumps({"type": "assistant", "message": {"role": "assistant", "usage": usage}}) + "\n")
+
+    turn(50_000)
+    session(conn, "alpha", None, transcript=str(transcript))
+    reactors.start(probe="0.3")
+
+    def usage():
+        return conn.execute("SELECT estimated_tokens_used AS used, context_usage FROM ps_health.ps_sessions"
+                            ).fetchone()
+
+    assert wait_for(lambda: usage()["used"] == 50_000 and usage(), what="first usage")["context_usage"] == 0.25
+    turn(100_000)
+    assert wait_for(lambda: usage()["used"] == 100_000 and usage(), what="new usage")["context_usage"] == 0.5
+
+
+def test_run_checks_every_writes_reactor_sweeps(conn, tmux_server, reactors):
+    reactors.start("--run-checks-every", "0.3", probe="0")
+
+    wait_for(lambda: conn.execute("SELECT count(*) AS n FROM ps_health.sweep_runs WHERE source = 'reactor'"
+                                  ).fetchone()["n"] >= 2, what="two sweeps by the reactor")
+
+
+# ---------------------------------------------------------------- in-process pieces
+
+def test_only_well_formed_notifications_for_this_host_wake_the_reactor():
+    reactor = Reactor(Options(dsn="", host="host-a", worker="w"))
+    assert reactor._for_this_host('{"id": 1, "host": "host-a"}')
+    assert not reactor._for_this_host('{"id": 1, "host": "host-b"}')
+    assert reactor._for_this_host('{"id": 1, "host": null}')  # an escalation any reactor may run
+    assert not reactor._for_this_host('{"id": 1}')
+    assert not reactor._for_this_host("not json")
+    assert not reactor._for_this_host('["host-a"]')
+    assert not reactor._for_this_host("")
+
+
+def test_bad_flags_are_refused_before_connecting():
+    from tests.conftest import run_cli
+
+    done = run_cli(None, "reactor", "--lease", "0")
+    assert done.returncode == 2
+    assert "--lease: must be positive" in done.stderr

@@ -1,0 +1,100 @@
+"""The reactor survives losing its database: prompts queued while it was cut off arrive after reconnect."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+
+from reactor.tmux import sanitise
+from tests.conftest import wait_for
+from tests.reactor_proc import (Reactors, delivered, failed_spawn, fast, reactor_login, reactors,  # noqa: F401
+                                session, submitted)
+from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.faults
+
+LISTENER = "ps-health-reactor:listen"
+# A poll interval far beyond every deadline: a prompt arrives only by NOTIFY or the drain after a reconnect.
+NO_POLL = "600"
+
+
+def _listener_pid(conn) -> int:
+    return wait_for(lambda: (row := conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+        (LISTENER,)).fetchone()) and row["pid"], what="the reactor's listener connection")
+
+
+def _reconnected(proc, drained: int) -> str:
+    return wait_for(lambda: re.search(rf"reconnected after \d+ s, drained {drained} prompts", proc.text()),
+                    timeout=30, what="the reconnect log line").group(0)
+
+
+def test_killed_listener_reconnects_and_delivers_what_was_queued_meanwhile(conn, db, admin_dsn,
+                                                                           tmux_server, reactors):
+    fast(conn)
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    proc = reactors.start(poll=NO_POLL)
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    old_pid = _listener_pid(conn)
+    name = sql.Identifier(conninfo_to_dict(db)["dbname"])
+
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        # Keep the reactor from reconnecting until the prompt is queued; this test's connection stays.
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+        try:
+            assert conn.execute("SELECT pg_terminate_backend(%s, 5000) AS ok", (old_pid,)).fetchone()["ok"]
+            wait_for(lambda: "database went away" in proc.text(), what="the outage noticed")
+            prompt_id = failed_spawn(conn, "alpha")
+        finally:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+
+    row = delivered(conn, prompt_id, timeout=30)
+    assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+    _reconnected(proc, 1)
+    assert _listener_pid(conn) != old_pid
+    assert proc.text().count("database went away") == 1
+    assert proc.running()
+
+
+def test_server_restart_reconnects_and_delivers_what_was_queued_meanwhile(server, db, tmux_server, tmp_path):
+    admin_dsn, cluster = server
+    if cluster is None:
+        pytest.skip("the PostgreSQL server was not started by this test run, so it cannot be restarted")
+    role = f"reactor_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ps_health_reactor").format(sql.Identifier(role)))
+    # The reactor logs in as its own role, so it alone can be kept out after the restart.
+    group = Reactors(make_conninfo(db, user=role), tmux_server, tmp_path)
+    try:
+        with psycopg.connect(db, autocommit=True, row_factory=dict_row) as conn:
+            fast(conn)
+            pane = tmux_server.recorder()
+            session(conn, "alpha", pane.target)
+            proc = group.start(poll=NO_POLL)
+            wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+
+        cluster.restart()
+
+        with psycopg.connect(db, autocommit=True, row_factory=dict_row) as conn:
+            wait_for(lambda: "database went away" in proc.text(), what="the outage noticed")
+            prompt_id = failed_spawn(conn, "alpha")
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(role)))
+            row = delivered(conn, prompt_id, timeout=40)
+        assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+        _reconnected(proc, 1)
+        assert proc.text().count("database went away") == 1
+        assert proc.stop() == 0
+    finally:
+        group.stop_all()
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

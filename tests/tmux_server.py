@@ -1,0 +1,95 @@
+"""A private tmux server per test, with recorder panes (tests/recorder.py) that log every byte typed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reactor.tmux import Tmux
+
+RECORDER = Path(__file__).with_name("recorder.py")
+
+
+def _wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Pane:
+    """One recorder pane: its %id target, the program's pid and the file of bytes it received."""
+
+    target: str
+    pid: int
+    record: Path
+
+    def received(self) -> bytes:
+        return self.record.read_bytes()
+
+
+class TmuxServer:
+    """A private tmux server for one test, with helpers to start recorder panes."""
+
+    def __init__(self, tmp_path: Path):
+        self.name = f"ps-health-test-{uuid.uuid4().hex[:10]}"
+        self.tmp_path = tmp_path
+        self.tmux = Tmux(socket_name=self.name)
+        self.run("-f", "/dev/null", "new-session", "-d", "-s", "keeper")
+        # Keep a dead pane visible so a test can see that its program died.
+        self.run("set-option", "-g", "remain-on-exit", "on")
+        self.socket = Path(self.run("display-message", "-p", "#{socket_path}"))
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True,
+                              text=True, timeout=10)
+        if done.returncode != 0:
+            raise RuntimeError(f"tmux {args}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def recorder(self, *extra: str, session: str | None = None) -> Pane:
+        """A new session whose only pane runs the recorder; extra args go to recorder.py."""
+        record = self.tmp_path / f"rec-{uuid.uuid4().hex[:8]}.bin"
+        named = ["-s", session] if session else []
+        line = self.run("new-session", "-d", *named, "-x", "100", "-y", "30", "-P",
+                        "-F", "#{pane_id} #{pane_pid}",
+                        sys.executable, str(RECORDER), str(record), *extra)
+        target, pid = line.split()
+        _wait_for(record.exists, what="recorder to set up its tty")
+        return Pane(target, int(pid), record)
+
+    def alive(self, pane: Pane) -> bool:
+        dead = self.run("display-message", "-p", "-t", pane.target, "#{pane_dead}")
+        try:
+            os.kill(pane.pid, 0)
+        except ProcessLookupError:
+            return False
+        return dead == "0"
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
+
+    def remove(self) -> None:
+        self.kill()
+        self.socket.unlink(missing_ok=True)  # tmux leaves its socket file behind
+
+
+@pytest.fixture
+def tmux_server(tmp_path: Path):
+    """A private tmux server, killed after the test."""
+    srv = TmuxServer(tmp_path)
+    yield srv
+    srv.remove()
