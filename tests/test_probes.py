@@ -8,28 +8,18 @@ import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reactor import probes
 from reactor.probes import HandoffWatcher, TranscriptReader, Usage, file_mtimes, pid_state, tmux_targets
+from tests.conftest import wait_for
 
 TMUX = shutil.which("tmux")
 needs_tmux = pytest.mark.skipif(TMUX is None, reason="tmux not installed")
 
-
-def wait_for(cond: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:
-    """Poll cond until truthy or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def assistant(inp: int, created: int = 0, read: int = 0, **extra: object) -> bytes:

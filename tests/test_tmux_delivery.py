@@ -7,27 +7,16 @@ import signal
 import threading
 import time
 import uuid
-from typing import Callable
 
 import pytest
 
 from reactor.delivery import Dispatcher, Job
 from reactor.tmux import Outcome, Tmux, sanitise
 from tests.tmux_server import TmuxServer, tmux_server  # noqa: F401 (fixture)
+from tests.conftest import wait_for
 
 SUBMIT_DELAY = 0.2
 
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    """Poll condition until it is truthy or the deadline passes; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -5,28 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from reactor.tmux import Tmux
+from tests.conftest import wait_for
 
 RECORDER = Path(__file__).with_name("recorder.py")
 
-
-def _wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass
@@ -68,7 +57,7 @@ class TmuxServer:
                         "-F", "#{pane_id} #{pane_pid}",
                         sys.executable, str(RECORDER), str(record), *extra)
         target, pid = line.split()
-        _wait_for(record.exists, what="recorder to set up its tty")
+        wait_for(record.exists, what="recorder to set up its tty")
         return Pane(target, int(pid), record)
 
     def alive(self, pane: Pane) -> bool:
