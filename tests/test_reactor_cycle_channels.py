@@ -1,0 +1,92 @@
+"""The handoff cycle closing (or not) in a real pane, and command channels that time out or get hostile text."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from reactor.tmux import sanitise
+from tests.conftest import wait_for
+from tests.reactor_proc import HOST, fast, prompt, reactor_login, reactors, session, submitted  # noqa: F401
+from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+
+
+def _cycle(conn, tmux_server, reactors, tmp_path):
+    """A PS pane at 90 %: it is asked for a handoff, writes the file (without reporting it), gets the cycle."""
+    fast(conn, cycle_confirm_timeout="2 seconds")
+    folder = tmp_path / "handoffs"
+    folder.mkdir()
+    for key, value in (("handoff_folder", str(folder)), ("auto_cycle", "true")):
+        conn.execute("SELECT ps_health.set_setting(%s, %s, 'alpha')", (key, value))
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    reactors.start(probe="0.3")
+    conn.execute("SELECT ps_health.report_context('alpha', 86)")
+    asked = submitted(pane)
+    assert b"ps-health handoff done --project alpha" in asked
+    (folder / "handoff.md").write_text("# next: finish the parser\n")   # what the PS does with the prompt
+    resume = wait_for(lambda: conn.execute("SELECT * FROM ps_health.prompts WHERE kind = 'resume' AND state = 'delivered'"
+                                           ).fetchone(), what="the resume prompt delivered")
+    assert pane.received() == asked + b"/clear\r" + sanitise(resume["text"]).encode() + b"\r"
+    return pane
+
+
+def _steps(conn) -> list[str]:
+    return [r["step"] for r in conn.execute(
+        "SELECT status || ':' || coalesce(details->>'step', details->>'source') AS step FROM ps_health.health_checks "
+        "WHERE project = 'alpha' AND check_type = 'handoff' ORDER BY id")]
+
+
+def test_a_lower_context_report_after_the_resume_closes_the_cycle(conn, tmux_server, reactors, tmp_path):
+    _cycle(conn, tmux_server, reactors, tmp_path)
+    conn.execute("SELECT ps_health.report_context('alpha', 9)")   # the statusline after /clear
+    assert conn.execute("SELECT cycle_state FROM ps_health.ps_sessions").fetchone()["cycle_state"] == "complete"
+    assert _steps(conn) == ["warning:requested", "ok:file seen by the reactor", "warning:reset_queued",
+                            "warning:reset_delivered", "warning:resume_delivered", "ok:cycle_complete"]
+
+
+def test_no_report_after_the_resume_is_critical_and_the_pane_is_told(conn, tmux_server, reactors, tmp_path):
+    pane = _cycle(conn, tmux_server, reactors, tmp_path)
+    before = pane.received()
+    wait_for(lambda: conn.execute("SELECT ps_health.run_checks()") and
+             conn.execute("SELECT cycle_state FROM ps_health.ps_sessions").fetchone()["cycle_state"] == "incomplete",
+             timeout=15, interval=0.5, what="the cycle marked incomplete")
+    assert _steps(conn)[-1] == "critical:cycle_incomplete"
+    told = wait_for(lambda: (data := pane.received()) != before and data.endswith(b"\r") and data, what="the prompt")
+    assert b"the handoff cycle did not complete" in told[len(before):]
+
+
+def test_a_channel_command_that_hangs_is_killed_recorded_failed_and_retried(conn, tmux_server, reactors, tmp_path):
+    fast(conn, command_timeout="1 second", prompt_retry_delay="1 second")
+    marker = tmp_path / "runs"
+    conn.execute("SELECT ps_health.set_setting('command_channel', %s, 'sdk')",
+                 (json.dumps(["sh", "-c", f"echo run >> {marker}; sleep 30"]),))
+    conn.execute("SELECT ps_health.register_session('sdk', 'sdk', NULL, %s)", (HOST,))
+    reactors.start()
+    conn.execute("SELECT ps_health.start_spawn('sdk', 't', 'impl')")
+    conn.execute("SELECT ps_health.finish_spawn('sdk', 't', 1, 'boom')")
+    pid = conn.execute("SELECT max(id) AS id FROM ps_health.prompts").fetchone()["id"]
+    row = wait_for(lambda: (r := prompt(conn, pid))["attempts"] >= 2 and r["outcome"] and r, timeout=30,
+                   what="a second attempt after the timeout")
+    assert row["outcome"] == "failed" and "killed after 1 s" in row["detail"]
+    assert marker.read_text().count("run") >= 2
+    assert "will retry" in conn.execute("SELECT action_taken FROM ps_health.health_checks WHERE subject = 't'"
+                                        ).fetchone()["action_taken"]
+
+
+def test_hostile_prompt_text_never_reaches_a_shell(conn, tmux_server, reactors, tmp_path):
+    fast(conn)
+    got, pwned = tmp_path / "got.txt", Path(f"/tmp/ph-{uuid.uuid4().hex[:8]}")
+    conn.execute("SELECT ps_health.set_setting('command_channel', %s, 'sdk')",
+                 (json.dumps(["sh", "-c", f"cat > {got}"]),))
+    conn.execute("SELECT ps_health.register_session('sdk', 'sdk', NULL, %s)", (HOST,))
+    reactors.start()
+    hostile = f"$(touch {pwned}) `touch {pwned}`; touch {pwned} && rm -rf / #"
+    conn.execute("SELECT ps_health.start_spawn('sdk', 'evil', 'impl')")
+    conn.execute("SELECT ps_health.finish_spawn('sdk', 'evil', 1, %s)", (hostile,))
+    wait_for(lambda: got.exists() and got.read_text(), what="the channel's stdin")
+    assert hostile in got.read_text()
+    assert not pwned.exists()
+    pwned.unlink(missing_ok=True)
+
