@@ -18,6 +18,12 @@ from tests.conftest import wait_for
 SUBMIT_DELAY = 0.2
 
 
+def arrived(pane, expected: bytes) -> None:
+    """The recorder writes what it read a moment after tmux took it: wait for exactly `expected`."""
+    wait_for(lambda: pane.received() == expected, timeout=5,
+             what=f"exactly {expected[:40]!r} in {pane.target}")
+
+
 
 @pytest.fixture
 def server(tmux_server: TmuxServer) -> TmuxServer:
@@ -185,7 +191,7 @@ def test_dispatcher_types_into_many_panes_concurrently(server):
 
     assert all(o.outcome == "delivered" for o, _ in done.calls.values()), done.calls
     for n, pane in enumerate(panes):
-        assert pane.received() == f"prompt number {n}\r".encode()
+        arrived(pane, f"prompt number {n}\r".encode())
     spans = [span for spans in tmux.spans.values() for span in spans]
     # Every delivery started before any finished: they all ran at the same time.
     assert max(start for start, _ in spans) < min(end for _, end in spans)
@@ -207,7 +213,7 @@ def test_dispatcher_keeps_order_per_pane(server):
                           on_done=done))
     wait_for(lambda: done.count() == 2, what="both outcomes")
 
-    assert pane.received() == f"{first}\r{second}\r".encode()
+    arrived(pane, f"{first}\r{second}\r".encode())
     (start1, end1), (start2, _) = tmux.spans[pane.target]
     assert end1 <= start2
     assert done.calls[1][1] < done.calls[2][1]
@@ -234,8 +240,8 @@ def test_busy_pane_is_deferred_while_idle_pane_is_served(server):
     assert idle_at - submitted >= 1  # waited for idle_seconds of quiet
     assert busy_at - submitted >= 3  # waited the whole max_defer
     assert idle_at < busy_at
-    assert busy.received() == b"when you can, report\r"
-    assert idle.received() == b"report now\r"
+    arrived(busy, b"when you can, report\r")
+    arrived(idle, b"report now\r")
     dispatcher.stop(timeout=5)
 
 
@@ -275,7 +281,8 @@ def test_stop_returns_untyped_jobs_and_finishes_typing(server):
     assert {job.prompt_id for job in left} == {"gated", "queued"}
     assert set(done.calls) == {"typing"}
     assert done.calls["typing"][0].outcome == "delivered"
-    assert idle.received() == b"right now\r"
+    # the Enter was sent before stop() returned; the recorder writes it down a moment later
+    assert wait_for(lambda: idle.received().endswith(b"\r") and idle.received()) == b"right now\r"
     assert busy.received() == b""
     assert not dispatcher.submit(Job("late", idle.target, "too late"))
     assert dispatcher.in_flight() == 0 and dispatcher.pending() == 0
