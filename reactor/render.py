@@ -62,7 +62,7 @@ def shorten(text: str | None, width: int) -> str:
 
 
 def system_line(system: dict, now: datetime) -> str:
-    """The monitor's own health: last sweep, reactors seen, pg_cron and the sweep job."""
+    """The monitor's own health: last sweep, reactors seen, pg_cron and whether it is sweeping."""
     age = system.get("sweep_age_seconds")
     sweep = "never" if age is None else f"{span(float(age))} ago"
     reactors = system.get("reactors") or []
@@ -71,7 +71,7 @@ def system_line(system: dict, now: datetime) -> str:
         hosts[r["host"]] = hosts.get(r["host"], 0) + 1
     seen = ", ".join(host + (f" ×{n}" if n > 1 else "") for host, n in hosts.items())
     cron = "pg_cron: " + ("present" if system.get("pg_cron") else "absent")
-    job = "sweep job " + ("scheduled" if system.get("sweep_job") else "not scheduled")
+    job = "sweeping every minute" if system.get("sweep_job") else "no pg_cron sweep in the last 3 min"
     return (f"system: last sweep {sweep} · reactors seen: {len(reactors)}{' (' + seen + ')' if seen else ''}"
             f" · {cron}, {job}")
 

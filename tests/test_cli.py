@@ -340,7 +340,7 @@ def test_status_table_shows_the_system_line_bars_and_ages(db, conn):
     conn.execute("INSERT INTO reactors VALUES ('w1', 'host-a', now())")
     out = ok(db, "status").stdout
     assert "system: last sweep 3m ago · reactors seen: 1 (host-a)" in out
-    assert "sweep job not scheduled" in out
+    assert "no pg_cron sweep in the last 3 min" in out
     line = next(line for line in out.splitlines() if line.startswith("alpha"))
     assert "███████░░░ 72%" in line and "host-a:%7" in line and "0s ago" in line
 
