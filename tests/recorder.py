@@ -1,12 +1,13 @@
 """Test helper run in a tmux pane: append every byte typed into it to FILE.
 
-Usage: recorder.py FILE [--tick SECONDS] [--no-echo]
+Usage: recorder.py FILE [--tick SECONDS] [--no-echo] [--on TEXT COMMAND]...
 
 The tty is non-canonical and does not echo, but keeps ISIG, so a raw Ctrl-C typed into
 the pane kills this program (which is how a test sees unsanitised input). Printable
 input is echoed so capture-pane shows it; Enter (\\r) is echoed as a new line. With
 --tick, a counter is printed every SECONDS to make the pane look busy; with --no-echo
-input is recorded but never shown. FILE is created
+input is recorded but never shown. With --on, the program plays a PS: once a submitted
+line contains TEXT it runs COMMAND (sh -c, test-supplied) once. FILE is created
 only once the tty is set up: its existence means "ready". Exits only on a signal.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import subprocess
 import sys
 import termios
 import time
@@ -46,8 +48,19 @@ def _write_all(data: bytes) -> None:
         data = data[os.write(1, data):]
 
 
+def _react(line: bytes, rules: list[tuple[bytes, str]], fired: set[int]) -> None:
+    for n, (text, command) in enumerate(rules):
+        if n not in fired and text in line:
+            fired.add(n)
+            subprocess.Popen(["sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+
+
 def main(argv: list[str]) -> None:
     path = argv[1]
+    rules = [(argv[i + 1].encode(), argv[i + 2]) for i, a in enumerate(argv) if a == "--on"]
+    fired: set[int] = set()
+    line = b""
     tick = float(argv[argv.index("--tick") + 1]) if "--tick" in argv else None
     echo = "--no-echo" not in argv
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # die at once, like a real CLI would
@@ -64,6 +77,10 @@ def main(argv: list[str]) -> None:
                 if not data:
                     return  # the pane is gone
                 out.write(data)
+                line += data
+                while b"\r" in line:
+                    done, line = line.split(b"\r", 1)
+                    _react(done, rules, fired)
                 if echo:
                     _write_all(_echo(data))
             if next_tick and time.monotonic() >= next_tick:

@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from pathlib import Path
 
 from reactor.tmux import sanitise
-from tests.conftest import wait_for
+from tests.conftest import ROOT, wait_for
 from tests.reactor_proc import HOST, fast, prompt, reactor_login, reactors, session, submitted  # noqa: F401
 from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
 
 
-def _cycle(conn, tmux_server, reactors, tmp_path):
-    """A PS pane at 90 %: it is asked for a handoff, writes the file (without reporting it), gets the cycle."""
-    fast(conn, cycle_confirm_timeout="2 seconds")
+def _cycle(conn, tmux_server, reactors, tmp_path, reports_back: bool):
+    """A pane whose program plays a PS at 86 %: asked for a handoff, it writes the file (without
+    reporting it); after the reset and the resume prompt it reports its context, if reports_back."""
+    fast(conn, cycle_confirm_timeout="3 seconds")
     folder = tmp_path / "handoffs"
     folder.mkdir()
     for key, value in (("handoff_folder", str(folder)), ("auto_cycle", "true")):
         conn.execute("SELECT ps_health.set_setting(%s, %s, 'alpha')", (key, value))
-    pane = tmux_server.recorder()
+    plays = ["--on", "ps-health handoff done --project alpha", f"echo '# next: the parser' > {folder}/handoff.md"]
+    if reports_back:
+        cli = f"PS_HEALTH_DSN='{conn.info.dsn}' PYTHONPATH={ROOT} {sys.executable} -m reactor.cli"
+        plays += ["--on", "continue the work it describes", f"{cli} context --project alpha --percent 9"]
+    pane = tmux_server.recorder(*plays)
     session(conn, "alpha", pane.target)
     reactors.start(probe="0.3")
     conn.execute("SELECT ps_health.report_context('alpha', 86)")
     asked = submitted(pane)
     assert b"ps-health handoff done --project alpha" in asked
-    (folder / "handoff.md").write_text("# next: finish the parser\n")   # what the PS does with the prompt
     resume = wait_for(lambda: conn.execute("SELECT * FROM ps_health.prompts WHERE kind = 'resume' AND state = 'delivered'"
                                            ).fetchone(), what="the resume prompt delivered")
+    assert str(folder / "handoff.md") in resume["text"]
     assert pane.received() == asked + b"/clear\r" + sanitise(resume["text"]).encode() + b"\r"
     return pane
 
@@ -39,15 +45,16 @@ def _steps(conn) -> list[str]:
 
 
 def test_a_lower_context_report_after_the_resume_closes_the_cycle(conn, tmux_server, reactors, tmp_path):
-    _cycle(conn, tmux_server, reactors, tmp_path)
-    conn.execute("SELECT ps_health.report_context('alpha', 9)")   # the statusline after /clear
-    assert conn.execute("SELECT cycle_state FROM ps_health.ps_sessions").fetchone()["cycle_state"] == "complete"
+    _cycle(conn, tmux_server, reactors, tmp_path, reports_back=True)
+    wait_for(lambda: conn.execute("SELECT cycle_state FROM ps_health.ps_sessions").fetchone()["cycle_state"] == "complete",
+             what="the PS's own context report closing the cycle")
+    assert float(conn.execute("SELECT context_usage FROM ps_health.ps_sessions").fetchone()["context_usage"]) == 0.09
     assert _steps(conn) == ["warning:requested", "ok:file seen by the reactor", "warning:reset_queued",
                             "warning:reset_delivered", "warning:resume_delivered", "ok:cycle_complete"]
 
 
 def test_no_report_after_the_resume_is_critical_and_the_pane_is_told(conn, tmux_server, reactors, tmp_path):
-    pane = _cycle(conn, tmux_server, reactors, tmp_path)
+    pane = _cycle(conn, tmux_server, reactors, tmp_path, reports_back=False)
     before = pane.received()
     wait_for(lambda: conn.execute("SELECT ps_health.run_checks()") and
              conn.execute("SELECT cycle_state FROM ps_health.ps_sessions").fetchone()["cycle_state"] == "incomplete",
