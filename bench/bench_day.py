@@ -20,9 +20,11 @@ from psycopg.conninfo import make_conninfo
 from tests import pg
 
 SESSIONS, SPAWNS, MINUTES, SEED = 500, 5_000, 480, 20261128
+REAL_SAMPLE = 25  # sessions whose prompts the real reactor types into real tmux panes
 DAY = {"sessions": SESSIONS, "spawns": SPAWNS, "minutes": MINUTES}
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 HOST = "sim-host"
+REAL_HOST = "real-host"
 
 
 @dataclass
@@ -121,14 +123,17 @@ def write_script(rng: random.Random, sessions: int = SESSIONS, spawns: int = SPA
     return s
 
 
-def play(conn, script: Script, rng: random.Random) -> list[float]:
-    """Run the day; returns every sweep's duration in ms."""
+def play(conn, script: Script, rng: random.Random, real: dict | None = None) -> list[float]:
+    """Run the day; returns every sweep's duration in ms. Sessions in `real` (project -> pane)
+    live on REAL_HOST, where the real reactor types their prompts into real panes."""
     sweeps = []
+    real = real or {}
     for minute in range(script.minutes):
         now = T0 + timedelta(minutes=minute)
         ev = script.events.get(minute, {})
         for p, target in ev.get("register", []):
-            conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, %s, NULL, NULL, %s)", (p, target, HOST, now))
+            where = (real[p], REAL_HOST) if p in real else (target, HOST)
+            conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, %s, NULL, NULL, %s)", (p, *where, now))
         if ev.get("context"):
             ps, pct = zip(*ev["context"])
             conn.execute("SELECT ps_health.report_context(p, c, NULL, NULL, %s) FROM unnest(%s::text[], %s::numeric[]) x(p, c)",
@@ -208,6 +213,9 @@ def report(f: dict, script: Script, elapsed: float) -> None:
     print(f"prompts sent: {f['prompts']}, prompts per incident: {f['prompts'] / max(1, f['incidents']):.2f}")
     print(f"reminders: {f['reminders']}, sooner than the configured interval: {f['early_reminders']}")
     print(f"sweep ms over the day: p50 {f['sweep_p50']:.2f}, p99 {f['sweep_p99']:.2f}, max {f['sweep_max']:.2f}")
+    if "real_panes" in f:
+        print(f"real reactor, {f['real_panes']} real panes: {f['real_delivered']} prompts delivered, "
+              f"{len(f['real_not_in_pane'])} not found in their pane, healthy panes typed into: {f['real_healthy_typed']}")
 
 
 def prune_after(conn, say=print) -> int:
@@ -249,18 +257,76 @@ def prune_after(conn, say=print) -> int:
     return stale
 
 
-def simulate(dsn: str, sessions: int, spawns: int, minutes: int, say=print) -> dict:
-    """Play a scripted day against a migrated database with pg_cron; return the figures."""
+def simulate(dsn: str, sessions: int, spawns: int, minutes: int, say=print, real_sample: int = 0) -> dict:
+    """Play a scripted day against a migrated database; return the figures. With real_sample, that many
+    sessions get real tmux panes and the real reactor delivers their prompts."""
     rng = random.Random(SEED)
     script = write_script(rng, sessions, spawns, minutes)
+    live = RealPanes(dsn, real_sample) if real_sample else None
     with psycopg.connect(dsn, autocommit=True) as conn:
         started = time.perf_counter()
-        sweeps = play(conn, script, rng)
-        result = figures(conn, script, sweeps)
+        try:
+            sweeps = play(conn, script, rng, live.targets if live else None)
+            result = figures(conn, script, sweeps)
+            if live:
+                result.update(live.check(conn, script))
+        finally:
+            if live:
+                live.close()
         if say:
             report(result, script, time.perf_counter() - started)
         result["stale_after_prune"] = prune_after(conn, say or (lambda _: None))
     return result
+
+
+class RealPanes:
+    """A private tmux server with recorder panes for the first sessions, and a real reactor for them."""
+
+    def __init__(self, dsn: str, n: int):
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        from tests.tmux_server import TmuxServer
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="ps-health-day-"))
+        self.tmux = TmuxServer(self.tmp)
+        self.panes = {f"proj{i:03d}": self.tmux.recorder() for i in range(n)}
+        self.targets = {p: pane.target for p, pane in self.panes.items()}
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for key, value in (("submit_delay", "50 milliseconds"), ("idle_seconds", "0")):
+                c.execute("SELECT ps_health.set_setting(%s, %s)", (key, value))
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("PS_HEALTH_", "PG"))}
+        env.update(PS_HEALTH_DSN=dsn, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        self.log = (self.tmp / "reactor.log").open("wb")
+        self.reactor = subprocess.Popen([sys.executable, "-m", "reactor", "--host", REAL_HOST, "--tmux-socket",
+                                         self.tmux.name, "--poll-interval", "0.5", "--probe-interval", "3600"],
+                                        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def check(self, conn, script: Script) -> dict:
+        """Wait for the real reactor to finish, then compare what the panes got with the outbox."""
+        from reactor.tmux import sanitise
+        from tests.conftest import wait_for
+
+        wait_for(lambda: conn.execute("SELECT count(*) FROM ps_health.prompts WHERE host = %s AND state IN "
+                                      "('pending', 'claimed')", (REAL_HOST,)).fetchone()[0] == 0,
+                 timeout=120, interval=0.5, what="the real reactor to drain")
+        rows = conn.execute("SELECT project, text FROM ps_health.prompts WHERE host = %s AND state = 'delivered'",
+                            (REAL_HOST,)).fetchall()
+        missing = [p for p, text in rows if sanitise(text).encode() not in self.panes[p].received()]
+        healthy_typed = [p for p in self.panes if p in script.healthy and self.panes[p].received()]
+        return {"real_panes": len(self.panes), "real_delivered": len(rows), "real_not_in_pane": missing,
+                "real_healthy_typed": healthy_typed}
+
+    def close(self) -> None:
+        import shutil
+
+        self.reactor.terminate()
+        self.reactor.wait(30)
+        self.log.close()
+        self.tmux.remove()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -271,8 +337,9 @@ def main() -> None:
         from reactor.migrate import Runner
 
         Runner(dsn, say=lambda _: None).migrate()
-        f = simulate(dsn, SESSIONS, SPAWNS, MINUTES)
-        if f["missed"] or f["healthy_prompts"] or f["early_reminders"] or f["stale_after_prune"]:
+        f = simulate(dsn, SESSIONS, SPAWNS, MINUTES, real_sample=REAL_SAMPLE)
+        if (f["missed"] or f["healthy_prompts"] or f["early_reminders"] or f["stale_after_prune"]
+                or f["real_not_in_pane"] or f["real_healthy_typed"]):
             raise SystemExit("FAILED: an incident went unprompted, a healthy session was prompted, "
                              "a reminder came early or retention left rows behind")
     finally:
