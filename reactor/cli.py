@@ -11,16 +11,12 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from reactor import __version__, config
-from reactor.errors import BadInput, PsHealthError
+from reactor.errors import PsHealthError
 
 # Each module adds its subcommands; importing here keeps `ps-health --help` complete.
 from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor  # noqa: E402
 
 COMMAND_MODULES = [cmd_agent, cmd_ops, cmd_reactor, cmd_cron, cmd_db]
-
-
-class UsageError(BadInput):
-    """Bad flags or values caught before the database is asked."""
 
 
 def _json_default(value):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from reactor.errors import PsHealthError
@@ -21,7 +21,6 @@ class Config:
     port: int
     host_label: str
     tmux_socket: str | None = None
-    env: dict = field(default_factory=dict, repr=False)
 
     def require_dsn(self) -> str:
         """The conninfo to use, or a clear error saying how to configure one."""
@@ -54,5 +53,4 @@ def load(environ: dict | None = None) -> Config:
         port=port,
         host_label=env.get("PS_HEALTH_HOST") or socket.gethostname(),
         tmux_socket=env.get("PS_HEALTH_TMUX_SOCKET") or None,
-        env=env,
     )

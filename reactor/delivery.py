@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import logging
 import threading
 import time
@@ -28,9 +30,10 @@ class Job:
     target: str
     text: str
     severity: str = "warning"
-    submit_delay: float = 0.5
-    idle_seconds: float = 5.0
-    max_defer: float = 120.0
+    # Timing comes from SQL with each claimed prompt (settings); zero here means "no wait".
+    submit_delay: float = 0.0
+    idle_seconds: float = 0.0
+    max_defer: float = 0.0
     on_done: Callable[[Job, Outcome], None] | None = None
 
     def __post_init__(self) -> None:
@@ -51,7 +54,7 @@ class Dispatcher:
     """
 
     def __init__(self, tmux: Tmux, *, poll_interval: float = 0.3,
-                 critical_max_defer: float = 30.0, attempts: int = 3):
+                 critical_max_defer: float = math.inf, attempts: int = 3):
         self._tmux = tmux
         self._poll = poll_interval
         self._critical_max_defer = critical_max_defer

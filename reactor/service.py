@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import threading
 import time
@@ -58,8 +57,8 @@ class Reactor:
         self.opts = opts
         self.metrics = Metrics()
         self._tmux = tmux or Tmux(socket_name=opts.tmux_socket, socket_path=opts.tmux_socket_path)
-        # The SQL already caps a critical prompt's wait (critical_max_defer): no second cap here.
-        self._dispatcher = Dispatcher(self._tmux, critical_max_defer=math.inf)
+        # The SQL caps a critical prompt's wait (critical_max_defer, returned as its max_defer).
+        self._dispatcher = Dispatcher(self._tmux)
         self._commands = CommandRunner(self._finished)
         self._work = Link(opts.dsn, "ps-health-reactor:work")
         self._probe_link = Link(opts.dsn, "ps-health-reactor:probe")
