@@ -80,6 +80,10 @@ CALLS = {
     "claim_prompts": st.tuples(nasty_text, nasty_text, ints, ints, times),
     "complete_prompt": st.tuples(check_ids, nasty_text, st.sampled_from(["delivered", "target_missing", "failed",
                                                                           "sent", None]), nasty_text, times),
+    "complete_prompts": st.tuples(nasty_text, st.one_of(st.none(), st.lists(st.integers(-2, 40), max_size=4)),
+                                  st.one_of(st.none(), st.lists(st.sampled_from(["delivered", "failed", "sent", None]),
+                                                                max_size=4)),
+                                  st.one_of(st.none(), st.lists(nasty_text, max_size=4)), times),
 }
 
 COUNTS = """SELECT (SELECT count(*) FROM ps_health.ps_sessions) AS sessions,

@@ -17,9 +17,7 @@ SELECT id, project, target, severity, text, attempts, submit_delay_ms, idle_seco
 
 -- name: complete
 -- Record the outcomes of a batch of deliveries in one round trip; returns each prompt's new state.
-SELECT c.id, ps_health.complete_prompt(c.id, %(worker)s, c.outcome, c.detail) AS state
-  FROM unnest(%(ids)s::bigint[], %(outcomes)s::text[], %(details)s::text[]) WITH ORDINALITY AS c(id, outcome, detail, n)
- ORDER BY c.n
+SELECT id, state FROM ps_health.complete_prompts(%(worker)s, %(ids)s::bigint[], %(outcomes)s::text[], %(details)s::text[])
 
 -- name: extend
 -- Keep the leases of prompts still queued or being typed by this worker.

@@ -91,31 +91,36 @@ INSERT INTO ps_health.setting_definitions (key, kind, default_value, description
   ('escalation_reminder',    'interval', '2 hours',    'escalate the same problem again after this'),
   ('escalation_host',        'text',     '',           'host whose reactor runs the escalation command; empty: the session''s host, else any');
 
--- setting: the effective value of a setting for a project (project override, global override, default).
-CREATE FUNCTION ps_health.setting(p_key text, p_project text DEFAULT NULL)
+-- _unknown_setting: the error for a key no setting_definitions row declares.
+CREATE FUNCTION ps_health._unknown_setting(p_key text)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v text;
 BEGIN
-    SELECT coalesce(
-             (SELECT s.value FROM ps_health.settings s WHERE s.key = p_key AND s.project = p_project),
-             (SELECT s.value FROM ps_health.settings s WHERE s.key = p_key AND s.project = '*'),
-             d.default_value)
-      INTO v
-      FROM ps_health.setting_definitions d WHERE d.key = p_key;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', p_key USING ERRCODE = '22023';
-    END IF;
-    RETURN v;
+    RAISE EXCEPTION 'unknown setting "%"', p_key USING ERRCODE = '22023';
 END;
 $$;
 
+-- _setting: the effective value of a setting for a project (project override, global override,
+-- default). The engine's lookup: no SECURITY DEFINER switch per call, which made per-row lookups
+-- in claim_prompts cost more than the claim itself.
+CREATE FUNCTION ps_health._setting(p_key text, p_project text DEFAULT NULL)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+             (SELECT s.value FROM ps_health.settings s WHERE s.key = p_key AND s.project = p_project),
+             (SELECT s.value FROM ps_health.settings s WHERE s.key = p_key AND s.project = '*'),
+             (SELECT d.default_value FROM ps_health.setting_definitions d WHERE d.key = p_key),
+             ps_health._unknown_setting(p_key))
+$$;
+
+-- setting: the effective value of a setting for a project, for clients (see _setting).
+CREATE FUNCTION ps_health.setting(p_key text, p_project text DEFAULT NULL)
+RETURNS text LANGUAGE sql STABLE AS $$ SELECT ps_health._setting(p_key, p_project) $$;
+
 -- _setting_interval / _setting_numeric: typed shorthands for the engine.
 CREATE FUNCTION ps_health._setting_interval(p_key text, p_project text DEFAULT NULL)
-RETURNS interval LANGUAGE sql STABLE AS $$ SELECT ps_health.setting(p_key, p_project)::interval $$;
+RETURNS interval LANGUAGE sql STABLE AS $$ SELECT ps_health._setting(p_key, p_project)::interval $$;
 
 CREATE FUNCTION ps_health._setting_numeric(p_key text, p_project text DEFAULT NULL)
-RETURNS numeric LANGUAGE sql STABLE AS $$ SELECT ps_health.setting(p_key, p_project)::numeric $$;
+RETURNS numeric LANGUAGE sql STABLE AS $$ SELECT ps_health._setting(p_key, p_project)::numeric $$;
 
 -- set_setting: change a setting globally (p_project NULL) or for one project; checks the value's kind.
 CREATE FUNCTION ps_health.set_setting(p_key text, p_value text, p_project text DEFAULT NULL)
@@ -129,7 +134,7 @@ BEGIN
     END IF;
     IF p_value IS NULL THEN
         DELETE FROM ps_health.settings WHERE key = p_key AND project = coalesce(p_project, '*');
-        RETURN ps_health.setting(p_key, p_project);
+        RETURN ps_health._setting(p_key, p_project);
     END IF;
     BEGIN
         CASE v_kind
@@ -421,7 +426,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
     SELECT CASE
         WHEN s.id IS NULL OR s.ended_at IS NOT NULL THEN NULL
         WHEN s.tmux_target IS NOT NULL AND s.target_state <> 'gone' THEN 'tmux'
-        WHEN s.host IS NOT NULL AND ps_health.setting('command_channel', s.project) <> '[]' THEN 'command'
+        WHEN s.host IS NOT NULL AND ps_health._setting('command_channel', s.project) <> '[]' THEN 'command'
         END
 $$;
 

@@ -218,14 +218,14 @@ BEGIN
           JOIN ps_health.health_checks c ON c.id = cs.last_check_id
           LEFT JOIN ps_health.ps_sessions s ON s.project = cs.project
          WHERE cs.status = 'critical' AND cs.acknowledged_at IS NULL
-           AND ps_health.setting('escalation_command', cs.project) <> '[]'
+           AND ps_health._setting('escalation_command', cs.project) <> '[]'
            AND cs.since <= p_now - ps_health._setting_interval('escalate_after', cs.project)
            AND (cs.escalated_at IS NULL
                 OR cs.escalated_at <= p_now - ps_health._setting_interval('escalation_reminder', cs.project))
          FOR UPDATE OF cs
     LOOP
         INSERT INTO ps_health.prompts (project, host, severity, state, not_before, created_at, channel, kind, text)
-        VALUES (st.project, coalesce(nullif(ps_health.setting('escalation_host', st.project), ''), st.session_host),
+        VALUES (st.project, coalesce(nullif(ps_health._setting('escalation_host', st.project), ''), st.session_host),
                 'critical', 'pending', p_now, p_now, 'escalation', 'escalation',
                 ps_health._render('escalation', jsonb_build_object(
                     'project', st.project, 'check_type', st.check_type, 'check_id', st.last_check_id,

@@ -367,7 +367,7 @@ BEGIN
            SET target_misses = CASE f.state WHEN 'seen' THEN 0 ELSE s.target_misses + 1 END,
                target_state = CASE
                    WHEN f.state = 'seen' THEN 'seen'
-                   WHEN s.target_misses + 1 >= ps_health.setting('target_missing_after', s.project)::integer THEN 'gone'
+                   WHEN s.target_misses + 1 >= ps_health._setting('target_missing_after', s.project)::integer THEN 'gone'
                    ELSE 'missing' END
           FROM unnest(p_projects, p_states) AS f(project, state)
          WHERE s.project = f.project AND f.state <> 'unknown' AND s.ended_at IS NULL
@@ -404,7 +404,7 @@ BEGIN
          WHERE sp.id = f.id AND f.state <> 'unknown' AND sp.status IN ('running', 'stalled', 'abandoned')
         RETURNING sp.id, sp.project, sp.task_id, sp.pid, sp.task_type, sp.pid_misses
     LOOP
-        IF r.pid_misses >= ps_health.setting('pid_missing_after', r.project)::integer THEN
+        IF r.pid_misses >= ps_health._setting('pid_missing_after', r.project)::integer THEN
             UPDATE ps_health.active_spawns
                SET status = 'failed', completed_at = p_now,
                    error_message = format('process %s vanished without reporting an exit code', r.pid)
@@ -495,7 +495,7 @@ BEGIN
            reminders = 0, next_reminder_at = NULL, acknowledged_at = NULL;
     PERFORM ps_health._check(p_project, 'context', 'session', 'ok', '{"reason": "handoff done"}', NULL, p_now);
 
-    IF ps_health.setting('auto_cycle', p_project)::boolean AND ps_health._route(s) = 'tmux' THEN
+    IF ps_health._setting('auto_cycle', p_project)::boolean AND ps_health._route(s) = 'tmux' THEN
         PERFORM ps_health._check(p_project, 'handoff', 'cycle', 'warning',
             jsonb_build_object('step', 'reset_queued', 'file', p_file), NULL, p_now, false);
         SELECT last_check_id INTO v_step FROM ps_health.check_state
@@ -505,7 +505,7 @@ BEGIN
         -- the resume waits for the reset (after_id); both skip the rate cap and never merge with alerts
         INSERT INTO ps_health.prompts (project, host, target, severity, state, not_before, created_at, kind, text)
         VALUES (p_project, s.host, s.tmux_target, 'warning', 'pending', p_now, p_now, 'reset',
-                ps_health.setting('reset_command', p_project))
+                ps_health._setting('reset_command', p_project))
         RETURNING id INTO v_reset;
         INSERT INTO ps_health.prompts (project, host, target, severity, state, not_before, created_at, kind, after_id, text)
         VALUES (p_project, s.host, s.tmux_target, 'warning', 'pending', p_now, p_now, 'resume', v_reset,
@@ -547,12 +547,12 @@ $$;
 CREATE FUNCTION ps_health.handoff_watches(p_host text)
 RETURNS TABLE (project varchar, folder text, pattern text, requested_at timestamptz)
 LANGUAGE sql STABLE AS $$
-    SELECT s.project, ps_health.setting('handoff_folder', s.project), ps_health.setting('handoff_pattern', s.project),
+    SELECT s.project, ps_health._setting('handoff_folder', s.project), ps_health._setting('handoff_pattern', s.project),
            s.handoff_requested_at
       FROM ps_health.ps_sessions s
      WHERE s.host = p_host AND s.ended_at IS NULL AND s.handoff_requested_at IS NOT NULL
        AND (s.handoff_done_at IS NULL OR s.handoff_done_at < s.handoff_requested_at)
-       AND ps_health.setting('handoff_folder', s.project) <> ''
+       AND ps_health._setting('handoff_folder', s.project) <> ''
 $$;
 
 -- mute_project: record checks but send no prompt to a project until p_until.
@@ -592,6 +592,10 @@ RETURNS TABLE (id bigint, project varchar, target varchar, severity varchar, tex
                channel varchar, kind varchar, command jsonb, timeout_seconds numeric,
                check_id integer, check_type varchar, check_status varchar)
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_left integer := p_limit;
+    v_ids bigint[];
+    v_n integer;
 BEGIN
     PERFORM ps_health._check_text('host', p_host);
     PERFORM ps_health._check_text('worker', p_worker);
@@ -604,107 +608,162 @@ BEGIN
     INSERT INTO ps_health.reactors (worker, host, last_seen) VALUES (p_worker, p_host, p_now)
     ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen;
 
-    UPDATE ps_health.prompts p
-       SET state = 'failed', outcome = 'failed', completed_at = p_now,
-           detail = format('gave up after %s attempts; last: %s', p.attempts, coalesce(p.detail, 'lease expired'))
-     WHERE p.host = p_host AND p.state IN ('pending', 'claimed')
-       AND (p.state = 'pending' OR p.lease_until < p_now)
-       AND p.attempts >= ps_health.setting('prompt_max_attempts', p.project)::integer;
-    UPDATE ps_health.prompts p
-       SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
-     WHERE p.host = p_host AND p.state = 'pending' AND p.kind = 'alert'
-       AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i
-                         JOIN ps_health.health_checks c ON c.id = i.check_id
-                         JOIN ps_health.check_state st
-                           ON st.project = c.project AND st.check_type = c.check_type AND st.subject = c.subject
-                        WHERE i.prompt_id = p.id AND st.status <> 'ok');
+    -- Rounds: lock the next deliverable prompts, close those out of attempts or whose problems all
+    -- recovered, claim the rest; again while closed ones left room. Only the rows taken are looked
+    -- at, so a claim costs the same with ten or ten thousand prompts waiting.
+    LOOP
+        SELECT array_agg(q.id ORDER BY q.id) INTO v_ids FROM (
+            SELECT p.id FROM ps_health.prompts p
+             WHERE (p.host = p_host OR (p.host IS NULL AND p.channel = 'escalation' AND p.state IN ('pending', 'claimed')))
+               AND ((p.state = 'pending' AND p.not_before <= p_now) OR (p.state = 'claimed' AND p.lease_until < p_now))
+               -- a step of the handoff cycle waits until the step before it was delivered
+               AND (p.after_id IS NULL OR EXISTS (SELECT 1 FROM ps_health.prompts b
+                                                   WHERE b.id = p.after_id AND b.state = 'delivered'))
+             ORDER BY p.id
+             LIMIT v_left
+             FOR UPDATE SKIP LOCKED) q;
+        EXIT WHEN v_ids IS NULL;
 
-    RETURN QUERY
-    WITH picked AS (
-        SELECT p.id FROM ps_health.prompts p
-         WHERE (p.host = p_host OR (p.host IS NULL AND p.channel = 'escalation' AND p.state IN ('pending', 'claimed')))
-           AND ((p.state = 'pending' AND p.not_before <= p_now) OR (p.state = 'claimed' AND p.lease_until < p_now))
-           -- a step of the handoff cycle waits until the step before it was delivered
-           AND (p.after_id IS NULL OR EXISTS (SELECT 1 FROM ps_health.prompts b
-                                               WHERE b.id = p.after_id AND b.state = 'delivered'))
-         ORDER BY p.id
-         LIMIT p_limit
-         FOR UPDATE SKIP LOCKED),
-    claimed AS (
         UPDATE ps_health.prompts p
-           SET state = 'claimed', worker = p_worker, lease_until = p_now + make_interval(secs => p_lease_seconds),
-               attempts = p.attempts + 1, claimed_at = p_now
-          FROM picked WHERE p.id = picked.id
-        RETURNING p.*)
-    SELECT c.id, c.project, c.target, c.severity, c.text, c.attempts,
-           (extract(epoch FROM ps_health._setting_interval('submit_delay', c.project)) * 1000)::integer,
-           ps_health._setting_numeric('idle_seconds', c.project),
-           extract(epoch FROM ps_health._setting_interval(
-               CASE c.severity WHEN 'critical' THEN 'critical_max_defer' ELSE 'max_defer' END, c.project))::numeric,
-           ARRAY(SELECT i.check_id FROM ps_health.prompt_items i WHERE i.prompt_id = c.id ORDER BY i.check_id),
-           c.channel, c.kind,
-           CASE c.channel WHEN 'command' THEN ps_health.setting('command_channel', c.project)::jsonb
-                          WHEN 'escalation' THEN ps_health.setting('escalation_command', c.project)::jsonb END,
-           extract(epoch FROM ps_health._setting_interval('command_timeout', c.project))::numeric,
-           first.id, first.check_type, first.status
-      FROM claimed c
-      LEFT JOIN LATERAL (SELECT h.id, h.check_type, h.status FROM ps_health.prompt_items i
-                           JOIN ps_health.health_checks h ON h.id = i.check_id
-                          WHERE i.prompt_id = c.id
-                          ORDER BY (h.status = 'critical') DESC, h.id LIMIT 1) first ON true
-     ORDER BY c.id;
+           SET state = 'failed', outcome = 'failed', completed_at = p_now, lease_until = NULL,
+               detail = format('gave up after %s attempts; last: %s', p.attempts, coalesce(p.detail, 'lease expired'))
+         WHERE p.id = ANY (v_ids)
+           AND p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer;
+        UPDATE ps_health.prompts p
+           SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
+         WHERE p.id = ANY (v_ids) AND p.state = 'pending' AND p.kind = 'alert'
+           AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i
+                             JOIN ps_health.health_checks c ON c.id = i.check_id
+                             JOIN ps_health.check_state st
+                               ON st.project = c.project AND st.check_type = c.check_type AND st.subject = c.subject
+                            WHERE i.prompt_id = p.id AND st.status <> 'ok');
+
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE ps_health.prompts p
+               SET state = 'claimed', worker = p_worker, lease_until = p_now + make_interval(secs => p_lease_seconds),
+                   attempts = p.attempts + 1, claimed_at = p_now
+             WHERE p.id = ANY (v_ids) AND p.state IN ('pending', 'claimed')
+            RETURNING p.*)
+        SELECT c.id, c.project, c.target, c.severity, c.text, c.attempts,
+               (extract(epoch FROM ps_health._setting_interval('submit_delay', c.project)) * 1000)::integer,
+               ps_health._setting_numeric('idle_seconds', c.project),
+               extract(epoch FROM ps_health._setting_interval(
+                   CASE c.severity WHEN 'critical' THEN 'critical_max_defer' ELSE 'max_defer' END, c.project))::numeric,
+               ARRAY(SELECT i.check_id FROM ps_health.prompt_items i WHERE i.prompt_id = c.id ORDER BY i.check_id),
+               c.channel, c.kind,
+               CASE c.channel WHEN 'command' THEN ps_health._setting('command_channel', c.project)::jsonb
+                              WHEN 'escalation' THEN ps_health._setting('escalation_command', c.project)::jsonb END,
+               extract(epoch FROM ps_health._setting_interval('command_timeout', c.project))::numeric,
+               first.id, first.check_type, first.status
+          FROM claimed c
+          LEFT JOIN LATERAL (SELECT h.id, h.check_type, h.status FROM ps_health.prompt_items i
+                               JOIN ps_health.health_checks h ON h.id = i.check_id
+                              WHERE i.prompt_id = c.id
+                              ORDER BY (h.status = 'critical') DESC, h.id LIMIT 1) first ON true
+         ORDER BY c.id;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        EXIT WHEN v_n = cardinality(v_ids) OR cardinality(v_ids) < v_left;
+        v_left := v_left - v_n;
+    END LOOP;
 END;
 $$;
 
--- complete_prompt: the reactor's outcome for a claimed prompt (delivered, target_missing, failed);
--- writes the checks' action_taken. A failed attempt goes back to pending after the retry delay.
-CREATE FUNCTION ps_health.complete_prompt(p_id bigint, p_worker text, p_outcome text, p_detail text DEFAULT NULL,
-                                          p_now timestamptz DEFAULT now())
-RETURNS text LANGUAGE plpgsql AS $$
+-- complete_prompts: the reactor's outcomes for a batch of claimed prompts (delivered, target_missing,
+-- failed), one set-based pass; writes the checks' action_taken. A failed attempt goes back to pending
+-- after the retry delay (times the attempt); out of attempts it fails. All or nothing: one unknown
+-- prompt, bad outcome or prompt not claimed by the worker refuses the batch and changes nothing.
+CREATE FUNCTION ps_health.complete_prompts(p_worker text, p_ids bigint[], p_outcomes text[],
+                                           p_details text[] DEFAULT NULL, p_now timestamptz DEFAULT now())
+RETURNS TABLE (id bigint, state varchar) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
-    p ps_health.prompts;
-    v_state text;
-    v_detail text := left(p_detail, 1000);
+    v_n integer := cardinality(p_ids);
+    v_bad record;
+    v_steps ps_health.prompts[];
+    v_step ps_health.prompts;
 BEGIN
-    IF p_outcome IS NULL OR p_outcome NOT IN ('delivered', 'target_missing', 'failed') THEN
-        RAISE EXCEPTION 'outcome must be delivered, target_missing or failed, got "%"', left(coalesce(p_outcome, 'NULL'), 40)
+    IF p_ids IS NULL OR p_outcomes IS NULL OR cardinality(p_outcomes) <> v_n
+       OR (p_details IS NOT NULL AND cardinality(p_details) <> v_n) THEN
+        RAISE EXCEPTION 'ids, outcomes and details must be arrays of one length, got %, % and %',
+            coalesce(cardinality(p_ids)::text, 'NULL'), coalesce(cardinality(p_outcomes)::text, 'NULL'),
+            coalesce(cardinality(p_details)::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF v_n > 10000 THEN
+        RAISE EXCEPTION 'at most 10000 outcomes per call, got %', v_n USING ERRCODE = '22023';
+    END IF;
+    SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o) WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed') LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'outcome must be delivered, target_missing or failed, got "%"', left(coalesce(v_bad.o, 'NULL'), 40)
             USING ERRCODE = '22023';
     END IF;
-    SELECT * INTO p FROM ps_health.prompts WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown prompt %', p_id USING ERRCODE = 'P0002';
+    SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) GROUP BY u.i HAVING u.i IS NULL OR count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'prompt % is given more than one outcome', coalesce(v_bad.i::text, 'NULL') USING ERRCODE = '22023';
     END IF;
-    IF p.state <> 'claimed' OR p.worker IS DISTINCT FROM p_worker THEN
-        RAISE EXCEPTION 'prompt % is % and not claimed by worker "%"', p_id, p.state, left(p_worker, 255)
+    PERFORM 1 FROM ps_health.prompts p WHERE p.id = ANY (p_ids) ORDER BY p.id FOR UPDATE;
+    SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) WHERE NOT EXISTS (SELECT 1 FROM ps_health.prompts p WHERE p.id = u.i) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown prompt %', v_bad.i USING ERRCODE = 'P0002';
+    END IF;
+    SELECT p.id, p.state INTO v_bad FROM ps_health.prompts p
+     WHERE p.id = ANY (p_ids) AND (p.state <> 'claimed' OR p.worker IS DISTINCT FROM p_worker) ORDER BY p.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'prompt % is % and not claimed by worker "%"', v_bad.id, v_bad.state, left(p_worker, 255)
             USING ERRCODE = '55000';
     END IF;
-    v_state := CASE WHEN p_outcome = 'delivered' THEN 'delivered'
-                    WHEN p.attempts >= ps_health.setting('prompt_max_attempts', p.project)::integer THEN 'failed'
-                    ELSE 'pending' END;
-    UPDATE ps_health.prompts
-       SET state = v_state, outcome = p_outcome, detail = v_detail, lease_until = NULL,
-           worker = CASE WHEN v_state = 'pending' THEN NULL ELSE worker END,
-           completed_at = CASE WHEN v_state = 'pending' THEN NULL ELSE p_now END,
-           not_before = CASE WHEN v_state = 'pending'
-                             THEN p_now + ps_health._setting_interval('prompt_retry_delay', p.project) * p.attempts
-                             ELSE not_before END
-     WHERE id = p_id;
-    IF p.kind <> 'alert' THEN
-        PERFORM ps_health._step_delivered(p, v_state, p_outcome, v_detail, p_now);
-        RETURN v_state;
-    END IF;
-    UPDATE ps_health.health_checks c
-       SET action_taken = CASE v_state
-               WHEN 'delivered' THEN format('prompt #%s delivered to %s at %s', p_id,
-                                            CASE p.channel WHEN 'tmux' THEN p.target ELSE 'the command channel' END,
-                                            to_char(p_now AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
-               WHEN 'failed' THEN format('prompt #%s failed after %s attempts: %s%s', p_id, p.attempts, p_outcome,
-                                         coalesce(': ' || v_detail, ''))
-               ELSE format('prompt #%s attempt %s: %s%s; will retry', p_id, p.attempts, p_outcome,
-                           coalesce(': ' || v_detail, '')) END
-      FROM ps_health.prompt_items i WHERE i.prompt_id = p_id AND c.id = i.check_id;
-    RETURN v_state;
+    -- the cycle's steps and escalations as they were before this outcome
+    SELECT array_agg(p ORDER BY p.id) INTO v_steps FROM ps_health.prompts p WHERE p.id = ANY (p_ids) AND p.kind <> 'alert';
+
+    RETURN QUERY
+    WITH input AS (
+        SELECT u.id, u.outcome, left(u.detail, 1000) AS detail, u.n
+          FROM unnest(p_ids, p_outcomes, coalesce(p_details, array_fill(NULL::text, ARRAY[v_n])))
+               WITH ORDINALITY AS u(id, outcome, detail, n)),
+    decided AS (
+        SELECT i.*, p.project, p.attempts, p.kind, p.channel, p.target,
+               CASE WHEN i.outcome = 'delivered' THEN 'delivered'
+                    WHEN p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer THEN 'failed'
+                    ELSE 'pending' END AS new_state
+          FROM input i JOIN ps_health.prompts p ON p.id = i.id),
+    updated AS (
+        UPDATE ps_health.prompts p
+           SET state = d.new_state, outcome = d.outcome, detail = d.detail, lease_until = NULL,
+               worker = CASE WHEN d.new_state = 'pending' THEN NULL ELSE p.worker END,
+               completed_at = CASE WHEN d.new_state = 'pending' THEN NULL ELSE p_now END,
+               not_before = CASE WHEN d.new_state = 'pending'
+                                 THEN p_now + ps_health._setting_interval('prompt_retry_delay', p.project) * p.attempts
+                                 ELSE p.not_before END
+          FROM decided d WHERE p.id = d.id
+        RETURNING p.id),
+    audited AS (
+        UPDATE ps_health.health_checks c
+           SET action_taken = CASE d.new_state
+                   WHEN 'delivered' THEN format('prompt #%s delivered to %s at %s', d.id,
+                                                CASE d.channel WHEN 'tmux' THEN d.target ELSE 'the command channel' END,
+                                                to_char(p_now AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
+                   WHEN 'failed' THEN format('prompt #%s failed after %s attempts: %s%s', d.id, d.attempts, d.outcome,
+                                             coalesce(': ' || d.detail, ''))
+                   ELSE format('prompt #%s attempt %s: %s%s; will retry', d.id, d.attempts, d.outcome,
+                               coalesce(': ' || d.detail, '')) END
+          FROM decided d JOIN ps_health.prompt_items i ON i.prompt_id = d.id
+         WHERE d.kind = 'alert' AND c.id = i.check_id
+        RETURNING c.id)
+    SELECT d.id, d.new_state::varchar FROM decided d ORDER BY d.n;
+
+    -- the cycle's steps and escalations, told their outcome (now on the row) one by one
+    FOREACH v_step IN ARRAY coalesce(v_steps, '{}') LOOP
+        PERFORM ps_health._step_delivered(v_step, p.state, p.outcome, p.detail, p_now)
+           FROM ps_health.prompts p WHERE p.id = v_step.id;
+    END LOOP;
 END;
+$$;
+
+-- complete_prompt: the reactor's outcome for one claimed prompt; see complete_prompts.
+CREATE FUNCTION ps_health.complete_prompt(p_id bigint, p_worker text, p_outcome text, p_detail text DEFAULT NULL,
+                                          p_now timestamptz DEFAULT now())
+RETURNS text LANGUAGE sql AS $$
+    SELECT c.state::text FROM ps_health.complete_prompts(p_worker, ARRAY[p_id], ARRAY[p_outcome], ARRAY[p_detail], p_now) c
 $$;
 
 -- extend_leases: keep the leases of prompts a worker is still delivering (busy panes wait long).

@@ -31,7 +31,7 @@ CREATE TABLE ps_health.role_functions (
 );
 INSERT INTO ps_health.role_functions (role, function)
 SELECT 'ps_health_reactor', f FROM unnest(ARRAY[
-    'claim_prompts', 'complete_prompt', 'extend_leases', 'release_prompts', 'report_output_mtimes',
+    'claim_prompts', 'complete_prompt', 'complete_prompts', 'extend_leases', 'release_prompts', 'report_output_mtimes',
     'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
     'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context']) f
 UNION ALL

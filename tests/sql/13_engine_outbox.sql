@@ -63,5 +63,66 @@ UPDATE prompts SET state = 'delivered' WHERE state = 'pending';
 SELECT run_checks(pg_temp.at(3000 + 4 * 3600));
 SELECT is((SELECT count(*) FROM health_checks WHERE subject = 'k4'), 1::bigint, 'an answered check sends no reminder');
 
+-- complete_prompts: a batch of outcomes in one call, all or nothing
+UPDATE prompts SET state = 'delivered' WHERE state IN ('pending', 'claimed');
+SELECT set_setting('prompt_max_attempts', '2');
+SELECT register_session('b' || i, 'cli', '%3' || i, 'hA', NULL, NULL, pg_temp.at(4000)) FROM generate_series(1, 3) i;
+SELECT start_spawn('b' || i, 'k', 'research', NULL, NULL, NULL, 'hA', pg_temp.at(4000)) FROM generate_series(1, 3) i;
+SELECT finish_spawn('b' || i, 'k', 1, 'err', pg_temp.at(4000)) FROM generate_series(1, 3) i;
+CREATE TEMP TABLE batch AS SELECT id, project FROM claim_prompts('hA', 'w9', 10, 60, pg_temp.at(4001));
+SELECT is((SELECT count(*)::int FROM batch), 3, 'three prompts claimed');
+CREATE TEMP TABLE before_refusal AS SELECT id, state, attempts, detail FROM prompts;
+SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, %L, %L)', 'w9',
+                        (SELECT array_agg(id ORDER BY id) FROM batch) || 999999::bigint, ARRAY['delivered', 'delivered', 'delivered', 'delivered']),
+  'P0002', 'unknown prompt 999999', 'an unknown prompt refuses the batch');
+SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, %L, %L)', 'w9',
+                        (SELECT array_agg(id ORDER BY id) FROM batch), ARRAY['delivered', 'delivered']),
+  '22023', 'ids, outcomes and details must be arrays of one length, got 3, 2 and NULL', 'arrays of different lengths are refused');
+SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, %L, %L)', 'w9',
+                        ARRAY[(SELECT min(id) FROM batch), (SELECT min(id) FROM batch)], ARRAY['delivered', 'failed']),
+  '22023', format('prompt %s is given more than one outcome', (SELECT min(id) FROM batch)), 'two outcomes for one prompt are refused');
+SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, %L, %L)', 'w9',
+                        (SELECT array_agg(id ORDER BY id) FROM batch), ARRAY['delivered', 'sent', 'delivered']),
+  '22023', 'outcome must be delivered, target_missing or failed, got "sent"', 'a bad outcome refuses the batch');
+SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, %L, %L)', 'w8',
+                        (SELECT array_agg(id ORDER BY id) FROM batch), ARRAY['delivered', 'delivered', 'delivered']),
+  '55000', NULL, 'another worker cannot complete them');
+SELECT is((SELECT count(*)::int FROM prompts p JOIN before_refusal b USING (id)
+            WHERE (p.state, p.attempts, p.detail) IS NOT DISTINCT FROM (b.state, b.attempts, b.detail)),
+          (SELECT count(*)::int FROM before_refusal), 'the refused calls changed nothing');
+SELECT results_eq(format('SELECT id, state::text FROM ps_health.complete_prompts(%L, %L, %L, %L, %L)', 'w9',
+                         (SELECT array_agg(id ORDER BY id DESC) FROM batch), ARRAY['delivered', 'failed', 'target_missing'],
+                         ARRAY['ok', 'text not visible', NULL], pg_temp.at(4002)),
+  format('VALUES (%s::bigint, %L), (%s, %L), (%s, %L)', (SELECT max(id) FROM batch), 'delivered',
+         (SELECT id FROM batch ORDER BY id OFFSET 1 LIMIT 1), 'pending', (SELECT min(id) FROM batch), 'pending'),
+  'each outcome recorded, in the order given: delivered, or back to pending for a retry');
+SELECT matches((SELECT action_taken FROM health_checks c JOIN prompt_items i ON i.check_id = c.id
+                 WHERE i.prompt_id = (SELECT max(id) FROM batch)), '^prompt #[0-9]+ delivered to %3[0-9] at ',
+  'the delivered prompt''s check says where it went');
+SELECT is((SELECT action_taken FROM health_checks c JOIN prompt_items i ON i.check_id = c.id
+            WHERE i.prompt_id = (SELECT min(id) FROM batch)), format('prompt #%s attempt 1: target_missing; will retry', (SELECT min(id) FROM batch)),
+  'a retried prompt''s check says it will retry');
+SELECT is((SELECT not_before FROM prompts WHERE id = (SELECT min(id) FROM batch)), pg_temp.at(4002 + 30),
+  'the retry waits the retry delay');
+SELECT is((SELECT count(*)::int FROM claim_prompts('hA', 'w9', 10, 60, pg_temp.at(4040))), 2, 'both retries claimed again');
+SELECT results_eq(format('SELECT state::text FROM ps_health.complete_prompts(%L, %L, %L)', 'w9',
+                         (SELECT array_agg(id ORDER BY id) FROM batch WHERE id < (SELECT max(id) FROM batch)),
+                         ARRAY['failed', 'failed']),
+  $$VALUES ('failed'), ('failed')$$, 'out of attempts: failed');
+SELECT is((SELECT count(*)::int FROM ps_health.complete_prompts('w9', '{}', '{}')), 0, 'an empty batch is fine');
+
+-- claim looks only at the prompts it takes: a prompt out of attempts or made pointless is closed
+-- when it comes up, and the batch is filled from the ones after it
+UPDATE prompts SET state = 'delivered' WHERE state IN ('pending', 'claimed');
+SELECT register_session('c' || i, 'cli', '%4' || i, 'hA', NULL, NULL, pg_temp.at(5000)) FROM generate_series(1, 4) i;
+SELECT start_spawn('c' || i, 'k', 'research', NULL, NULL, NULL, 'hA', pg_temp.at(5000)) FROM generate_series(1, 4) i;
+SELECT finish_spawn('c' || i, 'k', 1, 'err', pg_temp.at(5000)) FROM generate_series(1, 4) i;
+UPDATE prompts SET attempts = 2 WHERE project = 'c1' AND state = 'pending';
+UPDATE check_state SET status = 'ok' WHERE project = 'c2';  -- its problem recovered
+SELECT results_eq($$SELECT project::text FROM claim_prompts('hA', 'w9', 2, 60, pg_temp.at(5002))$$,
+  $$VALUES ('c3'), ('c4')$$, 'a batch of two skips the two closed prompts and takes the next two');
+SELECT is((SELECT state::text FROM prompts WHERE project = 'c1' AND created_at = pg_temp.at(5000)), 'failed',
+  'the prompt out of attempts failed');
+
 SELECT * FROM finish();
 ROLLBACK;

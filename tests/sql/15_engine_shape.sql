@@ -8,7 +8,7 @@ SELECT has_function('ps_health', f, 'function ' || f) FROM unnest(ARRAY['setting
   'register_session', 'heartbeat_session', 'end_session', 'report_context', 'start_spawn', 'report_spawn_output',
   'report_output_mtimes', 'finish_spawn', 'set_spawn_status', 'report_session_targets', 'report_spawn_pids',
   'respond', 'report_handoff', 'mute_project', 'unmute_project', 'claim_prompts', 'complete_prompt',
-  'extend_leases', 'release_prompts', 'system_health', 'prune', 'job_sweep', 'job_prune']) f;
+  'complete_prompts', 'extend_leases', 'release_prompts', 'system_health', 'prune', 'job_sweep', 'job_prune']) f;
 SELECT has_trigger('ps_health', 'prompts', 'trg_prompts_insert', 'prompts notify on insert');
 SELECT has_trigger('ps_health', 'active_spawns', 'trg_active_spawns_status', 'spawn transitions are enforced');
 SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
