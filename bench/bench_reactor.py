@@ -98,7 +98,7 @@ def _failed_spawn(conn, project: str, task: str) -> None:
     conn.execute("SELECT finish_spawn(%s, %s, 1, 'benchmark failure')", (project, task))
 
 
-def latency(dsn: str, panes: Panes, folder: Path) -> dict:
+def latency(dsn: str, panes: Panes, folder: Path, *extra: str) -> dict:
     """Prompts one after another into one pane: commit to first keystroke, and to Enter minus the delay."""
     delay = 0.02
     (target,) = panes.add(1)
@@ -106,7 +106,7 @@ def latency(dsn: str, panes: Panes, folder: Path) -> dict:
     with _connect(dsn) as conn:
         _settings(conn, submit_delay=f"{int(delay * 1000)} milliseconds", idle_seconds="0")
         conn.execute("SELECT register_session('lat', 'cli', %s, %s)", (target, HOST))
-    reactor = ReactorProcess(dsn, panes.name, folder / "latency.log", "--poll-interval", "5")
+    reactor = ReactorProcess(dsn, panes.name, folder / "latency.log", "--poll-interval", "5", *extra)
     reactor.wait_listening()
     first_key, enter = [], []
     with _connect(dsn, autocommit=False) as conn:
@@ -245,13 +245,14 @@ def main() -> None:
         print(f"LISTEN/NOTIFY commit->arrival: p50 {notify_p50:.3f} ms, p99 {_pct(raw, 99):.3f} ms "
               f"({len(raw)} notifications)", flush=True)
 
-        lat = latency(pg.clone(admin), panes, folder)
-        for key, label in (("enter", "commit->Enter minus submit delay"), ("first_key", "commit->first keystroke")):
-            values = lat[key]
-            p50, p99 = statistics.median(values), _pct(values, 99)
-            print(f"reactor {label}: p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(values)} prompts "
-                  f"(targets p50 <= 5 ms, p99 <= 20 ms); p50 = {p50 / notify_p50:.0f}x raw NOTIFY p50",
-                  flush=True)
+        for mode, extra in (("tmux control client", ()), ("a tmux process per step", ("--no-tmux-control",))):
+            lat = latency(pg.clone(admin), panes, folder, *extra)
+            for key, label in (("enter", "commit->Enter minus submit delay"), ("first_key", "commit->first keystroke")):
+                values = lat[key]
+                p50, p99 = statistics.median(values), _pct(values, 99)
+                print(f"reactor ({mode}) {label}: p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(values)} prompts "
+                      f"(targets p50 <= 5 ms, p99 <= 20 ms); p50 = {p50 / notify_p50:.0f}x raw NOTIFY p50",
+                      flush=True)
 
         b = burst(pg.clone(admin), panes, folder)
         print(f"{BURST_PANES} panes prompted by one commit: all submitted in {b['total_s']:.2f} s with a "

@@ -56,6 +56,9 @@ def register(sub) -> None:
                       help="tmux server socket name, as tmux -L (default: PS_HEALTH_TMUX_SOCKET, else "
                            "the user's default server)")
     sock.add_argument("--tmux-socket-path", metavar="PATH", help="tmux server socket path, as tmux -S")
+    p.add_argument("--no-tmux-control", dest="tmux_control", action="store_false",
+                   help="run a tmux process per step instead of keeping one control-mode client "
+                        "attached (about 2 ms more per step; tmux ls no longer shows it attached)")
     p.add_argument("--poll-interval", type=_positive(float), default=5.0, metavar="SECONDS",
                    help="claim even without a notification this often (default 5)")
     p.add_argument("--probe-interval", type=_non_negative, default=15.0, metavar="SECONDS",
@@ -92,7 +95,7 @@ def _reactor(args: argparse.Namespace, cfg) -> int:
     host = args.host or cfg.host_label
     socket_name = None if args.tmux_socket_path else (args.tmux_socket or cfg.tmux_socket)
     opts = Options(dsn=cfg.require_dsn(), host=host, worker=args.worker or f"{host}:{os.getpid()}",
-                   tmux_socket=socket_name, tmux_socket_path=args.tmux_socket_path,
+                   tmux_socket=socket_name, tmux_socket_path=args.tmux_socket_path, tmux_control=args.tmux_control,
                    poll_interval=args.poll_interval, probe_interval=args.probe_interval, lease=args.lease,
                    batch=args.batch, max_held=args.max_held, run_checks_every=args.run_checks_every, metrics_port=args.metrics_port,
                    metrics_addr=args.metrics_addr, shutdown_timeout=args.shutdown_timeout)

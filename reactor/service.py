@@ -39,6 +39,7 @@ class Options:
     worker: str
     tmux_socket: str | None = None
     tmux_socket_path: str | None = None
+    tmux_control: bool = True
     poll_interval: float = 5.0
     probe_interval: float = 15.0
     lease: int = 60
@@ -56,7 +57,8 @@ class Reactor:
     def __init__(self, opts: Options, tmux: Tmux | None = None):
         self.opts = opts
         self.metrics = Metrics()
-        self._tmux = tmux or Tmux(socket_name=opts.tmux_socket, socket_path=opts.tmux_socket_path)
+        self._tmux = tmux or Tmux(socket_name=opts.tmux_socket, socket_path=opts.tmux_socket_path,
+                                  control=opts.tmux_control)
         # The SQL caps a critical prompt's wait (critical_max_defer, returned as its max_defer).
         self._dispatcher = Dispatcher(self._tmux)
         self._commands = CommandRunner(self._finished)
@@ -265,3 +267,4 @@ class Reactor:
         self._listener.close()
         self._work.close()
         self._probe_link.close()
+        self._tmux.close()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 
 import libtmux
 
 from reactor.errors import PsHealthError
+from reactor.tmux_control import ControlClient, ControlLost
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +85,52 @@ class Outcome:
 
 
 class Tmux:
-    """One tmux server, addressed by -L socket name, -S socket path, or the default."""
+    """One tmux server, addressed by -L socket name, -S socket path, or the default.
 
-    def __init__(self, socket_name: str | None = None, socket_path: str | None = None):
+    With control=True (the default) commands go through one persistent control-mode client
+    (reactor.tmux_control); while it cannot attach, each command runs as its own tmux process.
+    """
+
+    def __init__(self, socket_name: str | None = None, socket_path: str | None = None,
+                 control: bool = True):
         if socket_name and socket_path:
             raise ValueError("give socket_name or socket_path, not both")
         self._server = libtmux.Server(socket_name=socket_name, socket_path=socket_path)
+        self._control: ControlClient | None = None
+        if control:
+            path = socket_path or _socket_path(socket_name)
+            self._control = ControlClient([shutil.which("tmux") or "tmux", "-S", path], path)
+
+    def close(self) -> None:
+        """End the control-mode client, if one is attached."""
+        if self._control is not None:
+            self._control.close()
 
     def _run(self, *args: str) -> list[str]:
         """Run one tmux command with exact argv; raise TmuxError on any failure."""
+        if self._control is not None:
+            try:
+                lines = self._control.run(args)
+            except RuntimeError as exc:
+                message = str(exc)
+                raise TmuxError(f"tmux {args[0]}: {message}",
+                                missing=any(marker in message for marker in _MISSING)) from None
+            except ControlLost as exc:
+                if args[0] == "send-keys":
+                    # The keys may have arrived, so no second try here; tell a dead server apart.
+                    target = args[args.index("-t") + 1]
+                    raise TmuxError(f"tmux {args[0]}: {exc}", partial=True,
+                                    missing=self._exists(target, self._exec) is False) from None
+                lines = None  # a look at the pane: ask again in a process of its own
+            if lines is not None:
+                return lines
+        return self._exec(*args)
+
+    def _exec(self, *args: str) -> list[str]:
+        """Run one tmux command as its own process; raise TmuxError on any failure."""
         try:
-            result = self._server.cmd(*args)
+            # In argv form an argument ending in ";" separates commands: escape it.
+            result = self._server.cmd(*(_guard_semicolon(arg) for arg in args))
         except Exception as exc:  # tmux missing, unencodable argv, OS errors
             raise TmuxError(f"tmux {args[0]}: {exc}") from exc
         if result.returncode != 0:
@@ -108,8 +146,11 @@ class Tmux:
 
     def target_exists(self, target: str) -> bool | None:
         """True if the pane exists, False if it or the server is gone, None if unknown."""
+        return self._exists(target, self._run)
+
+    def _exists(self, target: str, run) -> bool | None:
         try:
-            self._run("capture-pane", "-p", "-t", target, "-S", "0", "-E", "0")
+            run("capture-pane", "-p", "-t", target, "-S", "0", "-E", "0")
         except TmuxError as exc:
             if exc.missing:
                 return False
@@ -130,9 +171,9 @@ class Tmux:
         for n, piece in enumerate(_chunks(sanitise(text))):
             try:
                 # "--" keeps a leading "-" from being parsed as an option.
-                self._run("send-keys", "-t", target, "-l", "--", _guard_semicolon(piece))
+                self._run("send-keys", "-t", target, "-l", "--", piece)
             except TmuxError as exc:
-                exc.partial = n > 0
+                exc.partial = exc.partial or n > 0
                 raise
 
     def send_enter(self, target: str) -> None:
@@ -194,6 +235,14 @@ class Tmux:
             return Outcome("target_missing", str(exc), ms)
         log.warning("tmux error: %s", exc)
         return Outcome("failed", str(exc), ms)
+
+
+def _socket_path(name: str | None) -> str:
+    """The socket a tmux client uses for -L NAME, or without -L/-S (inside tmux: $TMUX's)."""
+    if name is None and os.environ.get("TMUX"):
+        return os.environ["TMUX"].split(",")[0]
+    folder = os.environ.get("TMUX_TMPDIR") or "/tmp"
+    return os.path.join(folder, f"tmux-{os.getuid()}", name or "default")
 
 
 def _ms_since(start: float) -> float:

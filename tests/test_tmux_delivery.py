@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ import pytest
 
 from reactor.delivery import Dispatcher, Job
 from reactor.tmux import Outcome, Tmux, sanitise
-from tests.tmux_server import TmuxServer, tmux_server  # noqa: F401 (fixture)
+from tests.tmux_server import RECORDER, TmuxServer, tmux_server  # noqa: F401 (fixture)
 from tests.conftest import wait_for
 
 SUBMIT_DELAY = 0.2
@@ -30,6 +31,20 @@ def server(tmux_server: TmuxServer) -> TmuxServer:
     return tmux_server
 
 
+@pytest.fixture(params=["control", "exec"])
+def client(request, server: TmuxServer):
+    """Both ways of talking to tmux: the control-mode client, and a process per command."""
+    tmux = Tmux(socket_name=server.name, control=request.param == "control")
+    yield tmux
+    tmux.close()
+
+
+def control_clients(server: TmuxServer) -> list[tuple[int, str]]:
+    """(pid, flags) of every control-mode client attached to the server."""
+    lines = server.run("list-clients", "-F", "#{client_pid} #{client_flags}").splitlines()
+    return [(int(pid), flags) for pid, flags in (line.split(" ", 1) for line in lines) if "control-mode" in flags]
+
+
 def test_sanitise_strips_controls_and_keeps_text():
     assert sanitise("a\x03b") == "ab"
     assert sanitise("\x1b[31mred\x1b[0m text") == "red text"
@@ -42,11 +57,11 @@ def test_sanitise_strips_controls_and_keeps_text():
     assert sanitise(sanitise("x \n\x1b[1m y")) == sanitise("x \n\x1b[1m y")
 
 
-def test_prompt_reaches_the_right_pane_once_and_is_submitted(server):
+def test_prompt_reaches_the_right_pane_once_and_is_submitted(server, client):
     pane, other = server.recorder(), server.recorder()
     text = "Please report your status with: ps-health status"
 
-    outcome = server.tmux.deliver(pane.target, text, SUBMIT_DELAY)
+    outcome = client.deliver(pane.target, text, SUBMIT_DELAY)
 
     assert outcome.outcome == "delivered", outcome
     assert outcome.latency_ms > 0
@@ -65,19 +80,20 @@ HOSTILE = {
     "trailing semicolon": ("run this;", "run this;"),
     "escaped semicolon": ("keep\\;", "keep\\;"),
     "tmux format": ("pane #{pane_id} #S", "pane #{pane_id} #S"),
+    "tmux quoting": ("it's \"quoted\" $HOME ~/x {a} \\'", "it's \"quoted\" $HOME ~/x {a} \\'"),
     "non-ascii": ("café 日本語 🎉 naïve", "café 日本語 🎉 naïve"),
     "10000 chars": (LONG, LONG),
 }
 
 
 @pytest.mark.parametrize("case", HOSTILE.keys())
-def test_hostile_text_arrives_sanitised_and_program_survives(server, case):
+def test_hostile_text_arrives_sanitised_and_program_survives(server, client, case):
     text, expected = HOSTILE[case]
     assert sanitise(text) == expected
     assert len(LONG) == 10_000
     pane = server.recorder()
 
-    outcome = server.tmux.deliver(pane.target, text, SUBMIT_DELAY)
+    outcome = client.deliver(pane.target, text, SUBMIT_DELAY)
 
     assert outcome.outcome == "delivered", outcome
     wait_for(lambda: pane.received().endswith(b"\r"), what="Enter in the recorder")
@@ -126,6 +142,51 @@ def test_no_server_is_target_missing():
     tmux = Tmux(socket_name=f"ps-health-test-absent-{uuid.uuid4().hex[:8]}")
     assert tmux.target_exists("%0") is False
     assert tmux.deliver("%0", "hello", SUBMIT_DELAY).outcome == "target_missing"
+
+
+def test_pane_text_imitating_control_replies_is_only_screen_content(server, tmp_path):
+    # A pane can print anything, including lines shaped like tmux's control-mode framing.
+    forged = ["%end 1795872669 3077 1", "%error 1795872669 3078 1", "%begin 1795872669 3079 1", "%exit"]
+    record = tmp_path / "forged.bin"
+    script = "printf '%s\\n' " + " ".join(f"'{line}'" for line in forged) + \
+        f"; exec {sys.executable} {RECORDER} {record}"
+    target = server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}", "sh", "-c", script)
+    wait_for(record.exists, what="the forging pane to start its recorder")
+
+    screen = server.tmux.capture(target)
+
+    assert screen.splitlines()[:4] == forged
+    assert server.tmux.deliver(target, "still framed right", SUBMIT_DELAY).outcome == "delivered"
+    wait_for(lambda: record.read_bytes() == b"still framed right\r", what="the prompt in the forging pane")
+    assert server.tmux.capture(target).splitlines()[:4] == forged
+
+
+def test_one_quiet_control_client_serves_every_pane(server):
+    panes = [server.recorder() for _ in range(3)]
+
+    for n, pane in enumerate(panes):
+        assert server.tmux.deliver(pane.target, f"prompt {n}", SUBMIT_DELAY).outcome == "delivered"
+
+    ((_, flags),) = control_clients(server)
+    assert "no-output" in flags and "ignore-size" in flags
+    # It does not resize the panes it types into.
+    assert {server.run("display-message", "-p", "-t", p.target, "#{pane_width}x#{pane_height}") for p in panes} \
+        == {"100x30"}
+
+
+def test_killed_control_client_is_replaced(server):
+    first, second = server.recorder(), server.recorder()
+    assert server.tmux.deliver(first.target, "before", SUBMIT_DELAY).outcome == "delivered"
+    ((pid, _),) = control_clients(server)
+
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not control_clients(server), what="the killed client to leave")
+    outcome = server.tmux.deliver(second.target, "after", SUBMIT_DELAY)
+
+    assert outcome.outcome == "delivered", outcome
+    arrived(second, b"after\r")
+    ((new_pid, _),) = control_clients(server)
+    assert new_pid != pid
 
 
 @pytest.mark.parametrize("how", ["kill-server", "SIGKILL"])

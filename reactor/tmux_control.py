@@ -1,0 +1,186 @@
+"""A persistent tmux control-mode client: tmux commands over a pipe instead of a process each.
+
+Starting a tmux client costs about 2 ms, and a delivery needs four commands; through one
+`tmux -C` client a command is a round trip over a pipe. The client attaches with the flags
+`no-output` (no pane output is streamed to it) and `ignore-size` (window sizes are not
+affected); `tmux list-clients` shows it as `control-mode`.
+
+Framing: tmux wraps each command's output in `%begin`/`%end` (or `%error`) lines, but it does
+not escape what capture-pane prints, so a pane could show a line that looks like `%end`. Every
+command is therefore followed by `display-message -p NONCE` with a fresh random nonce: only the
+block that prints it ends the reply, and the real end of the command's own block is the last
+`%end`/`%error` line before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import select
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+# A command's reply (or the attach at start) taking longer than this means the client is stuck.
+_REPLY_TIMEOUT = 5.0
+# After the client could not start (no server, no session), run commands one process each for
+# this long before trying again.
+_RETRY_AFTER = 2.0
+
+
+class ControlLost(Exception):
+    """The client went away or stopped answering after a command was sent."""
+
+
+def quote(arg: str) -> str:
+    """One argument for tmux's command parser: single quotes, nothing inside is special."""
+    return "'" + arg.replace("'", "'\\''") + "'"
+
+
+class ControlClient:
+    """Runs tmux commands through one `tmux -C attach-session` client; thread-safe.
+
+    run() returns a command's output lines, raises RuntimeError(message) for a command tmux
+    refused, ControlLost when the client died after the command was sent, and returns None
+    when control mode is unavailable (the caller runs the command as its own process).
+    """
+
+    def __init__(self, base_argv: Sequence[str], socket_path: str):
+        # -f /dev/null: should attaching start a server (a stale socket), it reads no config.
+        self._base = [base_argv[0], "-f", os.devnull, *base_argv[1:]]
+        self._socket = socket_path
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._buffer = b""
+        self._next_try = 0.0
+
+    def run(self, args: Sequence[str]) -> list[str] | None:
+        with self._lock:
+            if not self._ready():
+                return None
+            nonce = secrets.token_hex(16)
+            request = f"{' '.join(quote(a) for a in args)}\ndisplay-message -p {nonce}\n".encode()
+            try:
+                self._write(request)
+            except OSError:
+                # Nothing reached tmux: start a fresh client and send once more.
+                self._close()
+                if not self._ready():
+                    return None
+                try:
+                    self._write(request)
+                except OSError as exc:
+                    self._close()
+                    raise ControlLost(f"tmux control client: {exc}") from exc
+            try:
+                ok, lines = self._reply(nonce)
+            except ControlLost:
+                self._close()
+                raise
+        if not ok:
+            raise RuntimeError(" ".join(lines).strip() or "tmux reported an error")
+        return lines
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    # ------------------------------------------------------------------ internals (lock held)
+
+    def _ready(self) -> bool:
+        """A live, attached client, starting one if allowed; False means use a process per command."""
+        if self._proc is not None and self._proc.poll() is None:
+            return True
+        self._close()
+        if time.monotonic() < self._next_try or not os.path.exists(self._socket):
+            return False  # no server: attaching would start one
+        # Until it is attached, count this as a failed try.
+        self._next_try = time.monotonic() + _RETRY_AFTER
+        env = {k: v for k, v in os.environ.items() if k != "TMUX"}  # not a nested client
+        try:
+            self._proc = subprocess.Popen([*self._base, "-C", "attach-session", "-f", "no-output,ignore-size"],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        except OSError as exc:
+            log.debug("no tmux control client: %s", exc)
+            self._proc = None
+            return False
+        try:
+            ok, lines = self._block(time.monotonic() + _REPLY_TIMEOUT)
+        except ControlLost as exc:
+            log.debug("no tmux control client: %s", exc)
+            ok, lines = False, []
+        if not ok:
+            log.debug("tmux control client could not attach: %s", " ".join(lines))
+            self._close()
+            return False
+        log.debug("tmux control client attached (pid %d)", self._proc.pid)
+        self._next_try = 0.0  # should it die later, replace it at once
+        return True
+
+    def _write(self, data: bytes) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write(data)
+        self._proc.stdin.flush()
+
+    def _reply(self, nonce: str) -> tuple[bool, list[str]]:
+        """Lines of the command's block up to the nonce block; (True, output) or (False, error lines)."""
+        deadline = time.monotonic() + _REPLY_TIMEOUT
+        while not self._readline(deadline).startswith("%begin "):
+            pass  # notifications between commands (%session-changed, ...)
+        lines: list[str] = []
+        while True:
+            line = self._readline(deadline)
+            if line == nonce and lines and lines[-1].startswith("%begin "):
+                break
+            lines.append(line)
+        self._readline(deadline)  # the nonce block's %end
+        lines.pop()  # its %begin
+        # Notifications may sit between the two blocks; the command's own end is the last
+        # %end/%error line before the nonce block (a pane's text can only come before it).
+        ends = [i for i, line in enumerate(lines) if line.startswith(("%end ", "%error "))]
+        if not ends:
+            raise ControlLost("tmux control client: reply without an end")
+        return lines[ends[-1]].startswith("%end "), lines[:ends[-1]]
+
+    def _block(self, deadline: float) -> tuple[bool, list[str]]:
+        """One whole block at start (the attach command), before any pane text can be involved."""
+        while not self._readline(deadline).startswith("%begin "):
+            pass
+        lines: list[str] = []
+        while not (line := self._readline(deadline)).startswith(("%end ", "%error ")):
+            lines.append(line)
+        return line.startswith("%end "), lines
+
+    def _readline(self, deadline: float) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise ControlLost("tmux control client did not answer")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise ControlLost("tmux control client exited")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def _close(self) -> None:
+        proc, self._proc, self._buffer = self._proc, None, b""
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(1)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
