@@ -9,8 +9,6 @@ import shutil
 import time
 from dataclasses import dataclass
 
-import libtmux
-
 from reactor.errors import PsHealthError
 from reactor.tmux_control import ControlClient, ControlLost
 
@@ -95,7 +93,8 @@ class Tmux:
                  control: bool = True):
         if socket_name and socket_path:
             raise ValueError("give socket_name or socket_path, not both")
-        self._server = libtmux.Server(socket_name=socket_name, socket_path=socket_path)
+        self._where = {"socket_name": socket_name, "socket_path": socket_path}
+        self._server = None  # libtmux, for a process per command; imported when first needed (~4 MB)
         self._control: ControlClient | None = None
         if control:
             path = socket_path or _socket_path(socket_name)
@@ -129,6 +128,9 @@ class Tmux:
     def _exec(self, *args: str) -> list[str]:
         """Run one tmux command as its own process; raise TmuxError on any failure."""
         try:
+            if self._server is None:
+                import libtmux
+                self._server = libtmux.Server(**self._where)
             # In argv form an argument ending in ";" separates commands: escape it.
             result = self._server.cmd(*(_guard_semicolon(arg) for arg in args))
         except Exception as exc:  # tmux missing, unencodable argv, OS errors
