@@ -10,6 +10,8 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from reactor.service import Options, Reactor
 from reactor.tmux import sanitise
 from tests.conftest import wait_for
@@ -389,3 +391,25 @@ def test_bad_flags_are_refused_before_connecting():
     done = run_cli(None, "reactor", "--lease", "0")
     assert done.returncode == 2
     assert "--lease: must be positive" in done.stderr
+
+
+def _control_clients(tmux_server) -> int:
+    flags = tmux_server.run("list-clients", "-F", "#{client_flags}").splitlines()
+    return sum("control-mode" in f for f in flags)
+
+
+@pytest.mark.parametrize("flag", [None, "--no-tmux-control"])
+def test_reactor_types_through_one_control_client_and_leaves_none(conn, tmux_server, reactors, flag):
+    fast(conn)
+    panes = [tmux_server.recorder() for _ in range(2)]
+    for n, pane in enumerate(panes):
+        session(conn, f"p{n}", pane.target)
+    proc = reactors.start(*([flag] if flag else []))
+
+    for n, pane in enumerate(panes):
+        row = delivered(conn, failed_spawn(conn, f"p{n}"))
+        assert pane.received() == sanitise(row["text"]).encode() + b"\r"
+
+    assert _control_clients(tmux_server) == (0 if flag else 1)
+    assert proc.stop() == 0
+    wait_for(lambda: _control_clients(tmux_server) == 0, what="no control client left once the reactor stopped")
