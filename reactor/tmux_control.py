@@ -5,6 +5,11 @@ Starting a tmux client costs about 2 ms, and a delivery needs four commands; thr
 `no-output` (no pane output is streamed to it) and `ignore-size` (window sizes are not
 affected); `tmux list-clients` shows it as `control-mode`.
 
+A reader thread takes every line tmux writes as it comes and keeps only those of a command in
+flight: tmux also sends notifications (%session-changed, %layout-change, ...) to a control
+client, and while the reactor is idle for hours they must not pile up in the pipe or in the
+tmux server.
+
 Framing: tmux wraps each command's output in `%begin`/`%end` (or `%error`) lines, but it does
 not escape what capture-pane prints, so a pane could show a line that looks like `%end`. Every
 command is therefore followed by `display-message -p NONCE` with a fresh random nonce: only the
@@ -16,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import secrets
-import select
 import subprocess
 import threading
 import time
@@ -55,7 +60,10 @@ class ControlClient:
         self._socket = socket_path
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
-        self._buffer = b""
+        self._reader: threading.Thread | None = None
+        # Lines of the command in flight (None: the client's output ended); idle lines are dropped.
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._collect = threading.Event()
         self._next_try = 0.0
 
     def run(self, args: Sequence[str]) -> list[str] | None:
@@ -64,23 +72,28 @@ class ControlClient:
                 return None
             nonce = secrets.token_hex(16)
             request = f"{' '.join(quote(a) for a in args)}\ndisplay-message -p {nonce}\n".encode()
+            self._collect.set()
             try:
-                self._write(request)
-            except OSError:
-                # Nothing reached tmux: start a fresh client and send once more.
-                self._close()
-                if not self._ready():
-                    return None
                 try:
                     self._write(request)
-                except OSError as exc:
+                except OSError:
+                    # Nothing reached tmux: start a fresh client and send once more.
                     self._close()
-                    raise ControlLost(f"tmux control client: {exc}") from exc
-            try:
-                ok, lines = self._reply(nonce)
-            except ControlLost:
-                self._close()
-                raise
+                    if not self._ready():
+                        return None
+                    self._collect.set()
+                    try:
+                        self._write(request)
+                    except OSError as exc:
+                        self._close()
+                        raise ControlLost(f"tmux control client: {exc}") from exc
+                try:
+                    ok, lines = self._reply(nonce)
+                except ControlLost:
+                    self._close()
+                    raise
+            finally:
+                self._collect.clear()
         if not ok:
             raise RuntimeError(" ".join(lines).strip() or "tmux reported an error")
         return lines
@@ -101,6 +114,8 @@ class ControlClient:
         # Until it is attached, count this as a failed try.
         self._next_try = time.monotonic() + _RETRY_AFTER
         env = {k: v for k, v in os.environ.items() if k != "TMUX"}  # not a nested client
+        self._lines = queue.SimpleQueue()  # nothing of an earlier client is left to read
+        self._collect.set()
         try:
             self._proc = subprocess.Popen([*self._base, "-C", "attach-session", "-f", "no-output,ignore-size"],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -109,11 +124,16 @@ class ControlClient:
             log.debug("no tmux control client: %s", exc)
             self._proc = None
             return False
+        self._reader = threading.Thread(target=self._read, args=(self._proc.stdout, self._lines),
+                                        name="tmux control reader", daemon=True)
+        self._reader.start()
         try:
             ok, lines = self._block(time.monotonic() + _REPLY_TIMEOUT)
         except ControlLost as exc:
             log.debug("no tmux control client: %s", exc)
             ok, lines = False, []
+        finally:
+            self._collect.clear()
         if not ok:
             log.debug("tmux control client could not attach: %s", " ".join(lines))
             self._close()
@@ -157,30 +177,37 @@ class ControlClient:
         return line.startswith("%end "), lines
 
     def _readline(self, deadline: float) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise ControlLost("tmux control client did not answer")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise ControlLost("tmux control client exited")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line.decode("utf-8", "replace")
+        try:
+            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise ControlLost("tmux control client did not answer") from None
+        if line is None:
+            raise ControlLost("tmux control client exited")
+        return line
+
+    def _read(self, stream, lines: queue.SimpleQueue) -> None:
+        """Reader thread of one client: pass on the lines of a command in flight, drop the rest."""
+        try:
+            for raw in stream:
+                if self._collect.is_set():
+                    lines.put(raw.rstrip(b"\n").decode("utf-8", "replace"))
+        except (OSError, ValueError):
+            pass  # closed under us
+        lines.put(None)
 
     def _close(self) -> None:
-        proc, self._proc, self._buffer = self._proc, None, b""
+        proc, reader, self._proc, self._reader = self._proc, self._reader, None, None
         if proc is None:
             return
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        try:
+            proc.stdin.close()  # the client exits at the end of its input
+        except OSError:
+            pass
         try:
             proc.wait(1)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if reader is not None:
+            reader.join(1)  # it sees the end of the client's output
+        proc.stdout.close()

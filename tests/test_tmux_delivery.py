@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import struct
 import sys
+import termios
 import threading
 import time
 import uuid
@@ -187,6 +190,25 @@ def test_killed_control_client_is_replaced(server):
     arrived(second, b"after\r")
     ((new_pid, _),) = control_clients(server)
     assert new_pid != pid
+
+
+def test_idle_control_client_keeps_reading_what_tmux_sends(server, tmp_path):
+    pane = server.recorder()
+    assert server.tmux.deliver(pane.target, "attach", SUBMIT_DELAY).outcome == "delivered"
+    # tmux tells a control client of every window rename: 2,000 of them are more than a pipe holds.
+    script = tmp_path / "renames.tmux"
+    script.write_text("".join(f"rename-window -t {pane.target} name-{i}\n" for i in range(2000)))
+    server.run("source-file", str(script))
+
+    # The client's end of tmux's output (private: nothing public shows the pipe): read and dropped.
+    stdout = server.tmux._control._proc.stdout
+    wait_for(lambda: _pipe_bytes(stdout.fileno()) == 0, what="tmux's notifications read while idle")
+    assert server.tmux.deliver(pane.target, "after", SUBMIT_DELAY).outcome == "delivered"
+    arrived(pane, b"attach\rafter\r")
+
+
+def _pipe_bytes(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 @pytest.mark.parametrize("how", ["kill-server", "SIGKILL"])
