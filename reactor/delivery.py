@@ -20,11 +20,7 @@ SEVERITIES = ("warning", "critical")
 
 @dataclass
 class Job:
-    """One prompt to type into one pane; on_done(job, outcome) is called once it ran.
-
-    Defaults: submit_delay 0.5 s (agent CLIs drop an Enter within ~150 ms of pasted text),
-    idle_seconds 5, max_defer 120 s (critical prompts are capped by the Dispatcher).
-    """
+    """One prompt to type into one pane; on_done(job, outcome) is called once it ran."""
 
     prompt_id: object
     target: str

@@ -70,30 +70,14 @@ class ControlClient:
         with self._lock:
             if not self._ready():
                 return None
-            nonce = secrets.token_hex(16)
-            request = f"{' '.join(quote(a) for a in args)}\ndisplay-message -p {nonce}\n".encode()
-            self._collect.set()
             try:
-                try:
-                    self._write(request)
-                except OSError:
-                    # Nothing reached tmux: start a fresh client and send once more.
-                    self._close()
-                    if not self._ready():
-                        return None
-                    self._collect.set()
-                    try:
-                        self._write(request)
-                    except OSError as exc:
-                        self._close()
-                        raise ControlLost(f"tmux control client: {exc}") from exc
-                try:
-                    ok, lines = self._reply(nonce)
-                except ControlLost:
-                    self._close()
-                    raise
-            finally:
-                self._collect.clear()
+                ok, lines = self._send(" ".join(quote(a) for a in args))
+            except OSError:
+                self._close()
+                return None  # no whole line reached tmux: the caller may run it as a process
+            except ControlLost:
+                self._close()
+                raise
         if not ok:
             raise RuntimeError(" ".join(lines).strip() or "tmux reported an error")
         return lines
@@ -115,7 +99,6 @@ class ControlClient:
         self._next_try = time.monotonic() + _RETRY_AFTER
         env = {k: v for k, v in os.environ.items() if k != "TMUX"}  # not a nested client
         self._lines = queue.SimpleQueue()  # nothing of an earlier client is left to read
-        self._collect.set()
         try:
             self._proc = subprocess.Popen([*self._base, "-C", "attach-session", "-f", "no-output,ignore-size"],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -128,12 +111,9 @@ class ControlClient:
                                         name="tmux control reader", daemon=True)
         self._reader.start()
         try:
-            ok, lines = self._block(time.monotonic() + _REPLY_TIMEOUT)
-        except ControlLost as exc:
-            log.debug("no tmux control client: %s", exc)
-            ok, lines = False, []
-        finally:
-            self._collect.clear()
+            ok, lines = self._send(None)  # the reply of the attach-session given on its command line
+        except (OSError, ControlLost) as exc:
+            ok, lines = False, [str(exc)]
         if not ok:
             log.debug("tmux control client could not attach: %s", " ".join(lines))
             self._close()
@@ -142,10 +122,18 @@ class ControlClient:
         self._next_try = 0.0  # should it die later, replace it at once
         return True
 
-    def _write(self, data: bytes) -> None:
+    def _send(self, command: str | None) -> tuple[bool, list[str]]:
+        """Send command (None: only read the reply already due) and the nonce after it; its reply."""
+        nonce = secrets.token_hex(16)
+        request = "" if command is None else command + "\n"
         assert self._proc is not None and self._proc.stdin is not None
-        self._proc.stdin.write(data)
-        self._proc.stdin.flush()
+        self._collect.set()
+        try:
+            self._proc.stdin.write(f"{request}display-message -p {nonce}\n".encode())
+            self._proc.stdin.flush()
+            return self._reply(nonce)
+        finally:
+            self._collect.clear()
 
     def _reply(self, nonce: str) -> tuple[bool, list[str]]:
         """Lines of the command's block up to the nonce block; (True, output) or (False, error lines)."""
@@ -166,15 +154,6 @@ class ControlClient:
         if not ends:
             raise ControlLost("tmux control client: reply without an end")
         return lines[ends[-1]].startswith("%end "), lines[:ends[-1]]
-
-    def _block(self, deadline: float) -> tuple[bool, list[str]]:
-        """One whole block at start (the attach command), before any pane text can be involved."""
-        while not self._readline(deadline).startswith("%begin "):
-            pass
-        lines: list[str] = []
-        while not (line := self._readline(deadline)).startswith(("%end ", "%error ")):
-            lines.append(line)
-        return line.startswith("%end "), lines
 
     def _readline(self, deadline: float) -> str:
         try:
