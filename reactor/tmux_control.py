@@ -99,6 +99,7 @@ class ControlClient:
         self._next_try = time.monotonic() + _RETRY_AFTER
         env = {k: v for k, v in os.environ.items() if k != "TMUX"}  # not a nested client
         self._lines = queue.SimpleQueue()  # nothing of an earlier client is left to read
+        self._collect.set()  # before the reader starts: the attach's reply is the first thing it reads
         try:
             self._proc = subprocess.Popen([*self._base, "-C", "attach-session", "-f", "no-output,ignore-size"],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -106,14 +107,18 @@ class ControlClient:
         except OSError as exc:
             log.debug("no tmux control client: %s", exc)
             self._proc = None
+            self._collect.clear()
             return False
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout, self._lines),
                                         name="tmux control reader", daemon=True)
         self._reader.start()
         try:
-            ok, lines = self._send(None)  # the reply of the attach-session given on its command line
-        except (OSError, ControlLost) as exc:
+            # Write nothing before the attach has answered: tmux loses input sent earlier.
+            ok, lines = self._attached(time.monotonic() + _REPLY_TIMEOUT)
+        except ControlLost as exc:
             ok, lines = False, [str(exc)]
+        finally:
+            self._collect.clear()
         if not ok:
             log.debug("tmux control client could not attach: %s", " ".join(lines))
             self._close()
@@ -122,14 +127,22 @@ class ControlClient:
         self._next_try = 0.0  # should it die later, replace it at once
         return True
 
-    def _send(self, command: str | None) -> tuple[bool, list[str]]:
-        """Send command (None: only read the reply already due) and the nonce after it; its reply."""
+    def _attached(self, deadline: float) -> tuple[bool, list[str]]:
+        """The block of the attach-session on the client's command line (no pane text in it)."""
+        while not self._readline(deadline).startswith("%begin "):
+            pass
+        lines: list[str] = []
+        while not (line := self._readline(deadline)).startswith(("%end ", "%error ")):
+            lines.append(line)
+        return line.startswith("%end "), lines
+
+    def _send(self, command: str) -> tuple[bool, list[str]]:
+        """Send command and the nonce after it; the command's reply."""
         nonce = secrets.token_hex(16)
-        request = "" if command is None else command + "\n"
         assert self._proc is not None and self._proc.stdin is not None
         self._collect.set()
         try:
-            self._proc.stdin.write(f"{request}display-message -p {nonce}\n".encode())
+            self._proc.stdin.write(f"{command}\ndisplay-message -p {nonce}\n".encode())
             self._proc.stdin.flush()
             return self._reply(nonce)
         finally:

@@ -11,6 +11,7 @@ import termios
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -175,6 +176,20 @@ def test_one_quiet_control_client_serves_every_pane(server):
     # It does not resize the panes it types into.
     assert {server.run("display-message", "-p", "-t", p.target, "#{pane_width}x#{pane_height}") for p in panes} \
         == {"100x30"}
+
+
+def test_control_clients_attaching_at_once_all_attach(server):
+    pane = server.recorder()
+    for _ in range(5):
+        clients = [Tmux(socket_name=server.name) for _ in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            screens = list(pool.map(lambda tmux: tmux.capture(pane.target), clients))
+        attached = len(control_clients(server))
+        for tmux in clients:
+            tmux.close()
+        assert all(screen is not None for screen in screens)
+        assert attached == 4, "a client that starts while others attach must attach too"
+        wait_for(lambda: not control_clients(server), what="the four clients to leave")
 
 
 def test_killed_control_client_is_replaced(server):
