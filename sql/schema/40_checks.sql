@@ -1,8 +1,6 @@
--- ps-health: the checks. Each _eval_* function decides one target's status and calls
--- _transition; the sweep finds the targets whose status would change with set-based
--- queries (cheap when nothing changed) and calls them; events call them directly.
-
-ALTER TABLE ps_health.check_state ADD COLUMN template varchar(64);
+-- The checks. Each _eval_* function decides one target's status and calls _transition; the sweep
+-- finds the targets whose status would change with set-based queries (cheap when nothing changed)
+-- and calls them; events call them directly.
 
 -- _is_active: a live session with activity inside the project's activity window.
 CREATE FUNCTION ps_health._is_active(s ps_health.ps_sessions, p_now timestamptz)
