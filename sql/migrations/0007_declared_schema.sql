@@ -5,3 +5,5 @@
 DROP TABLE ps_health.setting_definitions CASCADE;  -- with it the settings.key foreign key
 DROP TABLE ps_health.spawn_transitions;
 DROP TABLE ps_health.role_functions;
+
+ALTER TABLE ps_health.ps_sessions ADD COLUMN context_held_since timestamptz;

@@ -32,7 +32,10 @@ CREATE TABLE ps_health.ps_sessions (
     cycle_state             varchar(20)
                             CONSTRAINT ps_sessions_cycle_state_check
                             CHECK (cycle_state IN ('reset_queued', 'resume_delivered', 'complete', 'incomplete')),
-    cycle_resumed_at        timestamptz
+    cycle_resumed_at        timestamptz,
+    -- set when a handoff is done: reports of the conversation it ended (still over the critical line)
+    -- are kept but do not reopen it, until a report from the fresh conversation arrives
+    context_held_since      timestamptz
 );
 
 -- Every subagent a supervisor spawned.

@@ -98,7 +98,9 @@ BEGIN
     IF NOT FOUND OR NOT ps_health._is_active(s, p_now) THEN
         RETURN 0;
     END IF;
-    v_status := ps_health._context_status(p_project, s.context_usage);
+    -- after a handoff the context belongs to the cycle until the fresh conversation reports
+    v_status := CASE WHEN s.context_held_since IS NOT NULL THEN 'ok'
+                     ELSE ps_health._context_status(p_project, s.context_usage) END;
     v_n := v_n + ps_health._check(p_project, 'context', 'session', v_status,
         jsonb_build_object('percent', round(coalesce(s.context_usage, 0) * 100),
                            'warning_percent', round(ps_health._setting_numeric('context_warning', p_project) * 100),
@@ -314,7 +316,8 @@ BEGIN
         WITH th AS MATERIALIZED (SELECT * FROM ps_health._thresholds()),
         sess AS (
             SELECT s.project,
-                   CASE WHEN s.context_usage >= coalesce(t.context_critical, g.context_critical) THEN 'critical'
+                   CASE WHEN s.context_held_since IS NOT NULL THEN 'ok'
+                        WHEN s.context_usage >= coalesce(t.context_critical, g.context_critical) THEN 'critical'
                         WHEN s.context_usage >= coalesce(t.context_warning, g.context_warning) THEN 'warning'
                         ELSE 'ok' END AS usage_status,
                    CASE WHEN coalesce(s.last_context_check, s.started_at)

@@ -15,11 +15,16 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- update_session_context: the seed's context report; now also raises context/handoff checks at once.
+-- After a handoff the old conversation cannot reopen it: a report made before the handoff is ignored,
+-- and reports over the critical line are kept without a new alarm until one from the fresh
+-- conversation (under the line) arrives.
 CREATE FUNCTION ps_health.update_session_context(
     p_project varchar, p_context_percentage numeric,
     p_tokens_used integer DEFAULT NULL, p_tokens_total integer DEFAULT NULL,
     p_now timestamptz DEFAULT now())
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_usage numeric := round(p_context_percentage / 100, 4);
 BEGIN
     IF p_context_percentage IS NULL OR p_context_percentage < 0 OR p_context_percentage > 100 THEN
         RAISE EXCEPTION 'context_percentage must be between 0 and 100, got %', coalesce(p_context_percentage::text, 'NULL')
@@ -30,12 +35,17 @@ BEGIN
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(p_project);
+    IF (SELECT s.handoff_done_at > p_now FROM ps_health.ps_sessions s WHERE s.project = p_project) THEN
+        RETURN;  -- made before the last handoff: it describes the conversation the handoff ended
+    END IF;
     UPDATE ps_health.ps_sessions
-       SET context_usage = round(p_context_percentage / 100, 4),
+       SET context_usage = v_usage,
            estimated_tokens_used = coalesce(p_tokens_used, estimated_tokens_used),
            estimated_tokens_total = coalesce(p_tokens_total, estimated_tokens_total),
            last_context_check = p_now,
-           last_activity = greatest(last_activity, p_now)
+           last_activity = greatest(last_activity, p_now),
+           context_held_since = CASE WHEN v_usage < ps_health._setting_numeric('context_critical', p_project)
+                                     THEN NULL ELSE context_held_since END
      WHERE project = p_project;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown project "%": no session registered', left(p_project, 255) USING ERRCODE = 'P0002';
@@ -98,7 +108,8 @@ BEGIN
            estimated_tokens_used = CASE WHEN v_continues THEN s.estimated_tokens_used END,
            handoff_requested_at = CASE WHEN v_continues THEN s.handoff_requested_at END,
            handoff_done_at = CASE WHEN v_continues THEN s.handoff_done_at END,
-           handoff_file = CASE WHEN v_continues THEN s.handoff_file END
+           handoff_file = CASE WHEN v_continues THEN s.handoff_file END,
+           context_held_since = CASE WHEN v_continues THEN s.context_held_since END
     RETURNING id INTO v_id;
     IF NOT v_continues AND old.id IS NOT NULL THEN
         -- a new session starts with a fresh context: close the old session's context and handoff states

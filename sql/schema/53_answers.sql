@@ -38,6 +38,7 @@ BEGIN
     s := ps_health._session(p_project);
     UPDATE ps_health.ps_sessions
        SET handoff_done_at = p_now, handoff_file = p_file, context_usage = NULL, last_context_check = NULL,
+           context_held_since = p_now,
            last_activity = greatest(last_activity, p_now), cycle_state = NULL, cycle_resumed_at = NULL
      WHERE id = s.id;
     -- every handoff is a row in the audit, requested or not
