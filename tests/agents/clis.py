@@ -50,7 +50,7 @@ def install(folder: Path | None = None) -> Path:
     if not manifest.exists():
         manifest.write_text('{"private": true, "description": "agent CLIs for the compatibility tests"}\n')
     # Postinstall scripts are not needed: each native binary arrives as an optional dependency.
-    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error",
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-online", "--loglevel=error",
                     *(f"{pkg}@latest" for pkg in PACKAGES.values())], cwd=folder, check=True, timeout=600)
     return folder
 
@@ -85,7 +85,7 @@ class Profile:
     dialog: re.Pattern  # a permission dialog is open
 
 
-# Patterns read off the screens of Claude Code 2.1.197, Codex CLI 0.171.0 and Gemini CLI 0.61.0.
+# Patterns read off the screens of Claude Code 2.1.197 and 2.1.332, Codex CLI 0.171.0, Gemini CLI 0.61.0.
 PROFILES = {
     "claude": Profile(
         "claude", "/clear",
@@ -93,7 +93,9 @@ PROFILES = {
         ready=re.compile(r"^─{20,}\n❯(?:\s.*)?\n(?:  .*\n)*─{20,}$", re.M),
         # "✶ Thundering… (4s · ↓ 16 tokens)"; older builds add "esc to interrupt".
         busy=re.compile(r"…\s*\((?:\d+[hm] )*\d+s\b|esc to interrupt"),
-        dialog=re.compile(r"^\s*❯ \d+\. ", re.M)),
+        # Permission dialogs list numbered options ("❯ 1. Yes") or end in "· Esc to cancel"
+        # (auto mode's "can't check actions" notice has no options).
+        dialog=re.compile(r"^\s*❯ \d+\. |\bEsc to cancel$", re.M)),
     "codex": Profile(
         "codex", "/new",
         # The composer "› text" (wrapped lines indented), a blank line, then the footer "  model · ...".

@@ -71,6 +71,15 @@ class Request:
         return list(_user_texts(self.api, self.body or {}))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A CLI that cancels a turn (Esc, a reset) hangs up mid-stream: not an error here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class StandIn:
     """The server. reply() queues turns (one queue for all APIs); turns() lists the main turns."""
 
@@ -81,8 +90,7 @@ class StandIn:
         self.requests: list[Request] = []
         self.dump = dump
         handler = type("Handler", (_Handler,), {"standin": self})
-        self._http = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._http.daemon_threads = True
+        self._http = _Server(("127.0.0.1", port), handler)
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
         self._thread = threading.Thread(target=self._http.serve_forever, name="standin", daemon=True)
 
