@@ -68,7 +68,7 @@ def launch(installed, standin, tmp_path):
 
 
 @pytest.fixture
-def typist(launch, tmp_path):
+def typist(launch):
     """The reactor's own tmux client (control mode) for the private server the CLIs run in."""
     clients: list[Tmux] = []
 
