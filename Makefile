@@ -8,7 +8,7 @@ PSH    := $(VENV)/bin/ps-health
 PYTHON ?= python3
 export PS_HEALTH_HOME ?= $(CURDIR)/.ps-health
 
-.PHONY: help deps system-deps run db test test-sql test-py test-faults bench soak demo lint clean
+.PHONY: help deps system-deps run db test test-sql test-py test-faults test-agents bench soak demo lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ test-py: deps ## only pytest (pass ARGS="-k name" to select)
 
 test-faults: deps ## fault-injection tests (processes killed and restarted)
 	$(PY) -m tests.harness py -m faults
+
+test-agents: deps ## the real Claude Code, Codex CLI and Gemini CLI (npm) against a local model stand-in
+	$(PY) -m tests.agents.clis install
+	PS_HEALTH_AGENTS=1 $(PY) -m pytest tests/agents $(ARGS)
 
 bench: deps ## benchmarks that print figures
 	$(PY) -m bench
