@@ -76,6 +76,7 @@ class SpoolIngest:
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
         self._held_back: str | None = None  # the last reason forwarding paused, logged once
+        self._failed: str | None = None  # the last other failure of a round, logged once
         self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
 
     def start(self) -> None:
@@ -146,6 +147,11 @@ class SpoolIngest:
             return task()
         except DatabaseUnavailable as exc:
             self._pause(f"database unavailable: {' '.join(str(exc).split())}")
+        except (PsHealthError, spool.SpoolError, OSError) as exc:
+            # e.g. a database not yet migrated for agent facts, or a spool folder made unusable
+            if str(exc) != self._failed:
+                log.warning("spool round failed: %s", exc)
+                self._failed = str(exc)
         except Exception:  # a bug in one round must not end forwarding for good
             log.exception("spool round failed")
         return 0
@@ -213,4 +219,5 @@ class SpoolIngest:
                  "projects": {e["project"]: e for e in entries}}
         spool.write_atomic(spool.status_path(self._directory, self._host),
                            json.dumps(cache, separators=(",", ":")).encode())
+        self._failed = None
         return 0

@@ -31,7 +31,7 @@ class Plan:
 
     @property
     def changed(self) -> bool:
-        return self.before != self.after
+        return self.after != ({} if self.before is None else self.before)
 
     def text(self) -> str:
         return json.dumps(self.after, indent=2, ensure_ascii=False) + "\n"
