@@ -23,16 +23,18 @@ def register(sub) -> None:
             p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=_db)
 
-    mig = sub.add_parser("migrate", help="apply, roll back or list schema migrations",
-                         description="Apply the plain-SQL migrations in sql/migrations in order, each in its "
-                                     "own transaction, recorded in ps_health_meta.migrations.")
-    mig.add_argument("action", nargs="?", choices=["status"], help="`status` lists applied and pending")
+    mig = sub.add_parser("migrate", help="build or bring forward the database schema, or list its versions",
+                         description="Build the declared schema (sql/schema) on a database that has none, or "
+                                     "bring an older one forward: the deltas in sql/migrations in order, then "
+                                     "the functions, views and triggers reloaded from sql/schema whenever "
+                                     "they changed. All in one transaction, recorded in ps_health_meta.")
+    mig.add_argument("action", nargs="?", choices=["status"], help="`status` lists versions and the code")
     mig.add_argument("--to", type=int, metavar="N",
-                     help="migrate to version N; lower than the current version rolls back (0 = nothing)")
+                     help="0 removes the ps_health schema and its records (the roles stay)")
     mig.add_argument("--dry-run", action="store_true", help="print what would run, change nothing")
     mig.add_argument("--adopt", action="store_true",
-                     help="when ps_health exists with no migration recorded, record the migration it "
-                          "equals (checked with a schema diff) as applied")
+                     help="when ps_health exists with nothing recorded, record it as current if it equals "
+                          "the declared schema (checked with a schema diff)")
     mig.add_argument("--json", action="store_true", help="print `status` as JSON")
     mig.set_defaults(func=_migrate)
 
@@ -72,9 +74,12 @@ def _migrate(args: argparse.Namespace, cfg) -> int:
         rows = runner.status()
         if args.json:
             print_json(rows)
+        hows = {"schema": "built from sql/schema", "delta": "applied", "adopted": "adopted",
+                "applied": "pre-release migration"}
         for row in [] if args.json else rows:
             when = f"{row['applied_at']:%Y-%m-%d %H:%M:%S} ({row['duration_ms']:.1f} ms)" if row["applied_at"] else ""
-            print(f"{row['state']:8} {row['name']:40} {when}{' adopted' if row['adopted'] else ''}")
+            how = hows.get(row["how"] or "", "")
+            print(f"{row['state']:8} {row['name']:40} {when}{'  ' + how if how and row['applied_at'] else ''}")
         return 0
     done = runner.migrate(to=args.to, dry_run=args.dry_run, adopt=args.adopt)
     if not done:

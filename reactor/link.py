@@ -55,14 +55,21 @@ class Link:
     def call(self, name: str, params: dict | None = None) -> list[dict]:
         """Run a named reactor query; DatabaseUnavailable when the database is out of reach."""
         with self._lock:
-            conn = self._open()
-            try:
-                return db.fetch(conn, TOPIC, name, params)
-            except PsHealthError as exc:
-                if is_outage(exc, conn):
+            # A connection kept from before an outage (or one the server ended) fails its first
+            # call although the database is back: try once more on a fresh one before calling it
+            # an outage, so a reconnect is never delayed by a whole backoff step.
+            stale = self._conn is not None
+            while True:
+                conn = self._open()
+                try:
+                    return db.fetch(conn, TOPIC, name, params)
+                except PsHealthError as exc:
+                    if not is_outage(exc, conn):
+                        raise
                     self._drop()
-                    raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
-                raise
+                    if not stale:
+                        raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
+                    stale = False
 
     def close(self) -> None:
         with self._lock:

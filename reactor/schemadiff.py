@@ -58,10 +58,3 @@ def scratch_database(dsn: str, prefix: str = "ps_health_scratch") -> Iterator[st
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(sql.SQL(query("migrate", "drop_database")).format(name=ident))
 
-
-def load_files(dsn: str, paths) -> None:
-    """Execute whole SQL files in one transaction, then apply privileges as the migration runner does."""
-    with psycopg.connect(dsn) as conn:
-        for path in paths:
-            conn.execute(path.read_text())
-        conn.execute(query("migrate", "apply_privileges"))

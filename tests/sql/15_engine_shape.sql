@@ -2,8 +2,10 @@
 BEGIN;
 SELECT no_plan();
 
-SELECT has_table('ps_health', t, 'table ' || t) FROM unnest(ARRAY['setting_definitions', 'settings', 'mutes',
-  'check_state', 'sweep_runs', 'prompt_templates', 'prompts', 'prompt_items', 'reactors', 'spawn_transitions']) t;
+SELECT has_table('ps_health', t, 'table ' || t) FROM unnest(ARRAY['settings', 'mutes',
+  'check_state', 'sweep_runs', 'prompt_templates', 'prompts', 'prompt_items', 'reactors']) t;
+SELECT has_view('ps_health', v, 'reference rows of the code: ' || v)
+  FROM unnest(ARRAY['setting_definitions', 'spawn_transitions', 'role_functions']) v;
 SELECT has_function('ps_health', f, 'function ' || f) FROM unnest(ARRAY['setting', 'set_setting', 'run_checks',
   'register_session', 'heartbeat_session', 'end_session', 'report_context', 'start_spawn', 'report_spawn_output',
   'report_output_mtimes', 'finish_spawn', 'set_spawn_status', 'report_session_targets', 'report_spawn_pids',

@@ -92,5 +92,27 @@ SELECT run_checks(pg_temp.at(150));
 SELECT is((SELECT count(*)::int FROM prompts WHERE project = 'esc' AND channel = 'escalation'), 2,
   'escalated again after escalation_reminder');
 
+-- after a handoff the old conversation cannot ask for it again
+SELECT register_session('hold', 'cli', '%33', 'h4', NULL, NULL, pg_temp.at(0));
+SELECT report_context('hold', 90, NULL, NULL, pg_temp.at(1));
+SELECT report_handoff('hold', '/tmp/HANDOFF-hold.md', pg_temp.at(2));
+SELECT report_context('hold', 91, NULL, NULL, pg_temp.at(3));
+SELECT run_checks(pg_temp.at(4));
+SELECT results_eq($$SELECT status::text, count(*)::int FROM ps_health.health_checks
+                     WHERE project = 'hold' AND check_type = 'context' AND subject = 'session' GROUP BY 1 ORDER BY 1$$,
+  $$VALUES ('critical', 1), ('ok', 1)$$,
+  'the reply''s own report (still 91 %, only a reset shrinks it) raises no second critical context check');
+SELECT is((SELECT count(*)::int FROM prompt_items i JOIN prompts p ON p.id = i.prompt_id WHERE p.project = 'hold'), 1,
+  'and no second "write a handoff" prompt line');
+SELECT is((SELECT handoff_requested_at FROM ps_sessions WHERE project = 'hold'), pg_temp.at(1), 'nor a new request');
+SELECT report_context('hold', 95, NULL, NULL, pg_temp.at(2) - interval '1 second');
+SELECT is((SELECT context_usage FROM ps_sessions WHERE project = 'hold'), 0.91,
+  'a report made before the handoff is ignored (it arrived late)');
+SELECT report_context('hold', 8, NULL, NULL, pg_temp.at(5));
+SELECT report_context('hold', 88, NULL, NULL, pg_temp.at(60));
+SELECT is((SELECT status::text FROM check_state WHERE project = 'hold' AND check_type = 'context' AND subject = 'session'),
+  'critical', 'once the fresh conversation reported, a full context is critical again');
+SELECT is((SELECT handoff_requested_at FROM ps_sessions WHERE project = 'hold'), pg_temp.at(60), 'with a new request');
+
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,9 +1,36 @@
--- ps-health: functions behind the `ps-health` CLI's two aggregate views. The statusline runs
--- after every agent message, so its report and its counts are one call; `status` shows every
--- project in one row each, so the CLI only prints.
+-- What people and agents read: the seed's views, the statusline's one round trip, the status table,
+-- the monitor's own health.
+
+-- Every project with a session or running spawns.
+CREATE VIEW ps_health.active_monitoring_targets AS
+SELECT coalesce(s.project, r.project) AS project,
+       s.session_type,
+       s.session_id,
+       s.context_usage,
+       s.last_context_check,
+       coalesce(r.active_spawns_count, 0) AS active_spawns_count,
+       r.latest_spawn_time
+  FROM ps_health.ps_sessions s
+  FULL JOIN (SELECT project, count(*) AS active_spawns_count, max(spawn_time) AS latest_spawn_time
+               FROM ps_health.active_spawns
+              WHERE status = 'running'
+              GROUP BY project) r ON r.project = s.project;
+
+-- Daily counts of findings over the last 7 days.
+CREATE VIEW ps_health.health_check_summary AS
+SELECT project,
+       (check_time AT TIME ZONE 'UTC')::date AS check_date,
+       check_type,
+       status,
+       count(*) AS check_count,
+       max(check_time) AS last_check_time
+  FROM ps_health.health_checks
+ WHERE check_time > now() - interval '7 days'
+ GROUP BY project, (check_time AT TIME ZONE 'UTC')::date, check_type, status;
 
 -- statusline: report the context usage of the session behind an agent's statusline (found by
--- pane and host, else by project) and return what the line shows. One round trip per render.
+-- pane and host, else by project) and return what the line shows, in one round trip, for an SQL
+-- client drawing one (`ps-health statusline` itself reads the reactor's status cache instead).
 CREATE FUNCTION ps_health.statusline(p_tmux_target text, p_host text, p_project text,
                                      p_percent numeric DEFAULT NULL, p_window_size integer DEFAULT NULL,
                                      p_now timestamptz DEFAULT now())
@@ -15,17 +42,7 @@ DECLARE
     s ps_health.ps_sessions;
     v_project text := p_project;
 BEGIN
-    IF p_tmux_target IS NOT NULL THEN
-        -- pane ids repeat across hosts and tmux servers: a live session on this host wins
-        SELECT * INTO s FROM ps_health.ps_sessions x
-         WHERE x.tmux_target = p_tmux_target AND x.ended_at IS NULL
-           AND (x.host IS NULL OR x.host = p_host)
-         ORDER BY (x.host IS NOT NULL) DESC, x.last_activity DESC
-         LIMIT 1;
-    END IF;
-    IF s.id IS NULL AND p_project IS NOT NULL THEN
-        SELECT * INTO s FROM ps_health.ps_sessions x WHERE x.project = p_project;
-    END IF;
+    s := ps_health._agent_session(p_tmux_target, p_host, p_project);
     IF s.id IS NOT NULL THEN
         v_project := s.project;
         IF p_percent IS NOT NULL THEN
@@ -103,4 +120,28 @@ LANGUAGE sql STABLE AS $$
            ORDER BY pr.id DESC LIMIT 1) lp ON true
       LEFT JOIN ps_health.mutes m ON m.project = p.project AND m.until > p_now
      ORDER BY p.project;
+$$;
+
+-- system_health: age of the last sweep, reactors seen recently, whether pg_cron is sweeping.
+CREATE FUNCTION ps_health.system_health(p_now timestamptz DEFAULT now())
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_last timestamptz;
+    v_cron boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron');
+    v_job boolean;
+BEGIN
+    SELECT max(started_at) INTO v_last FROM ps_health.sweep_runs;
+    -- pg_cron's job table shows each user only their own jobs: judge the scheduler by its sweeps
+    SELECT EXISTS (SELECT 1 FROM ps_health.sweep_runs WHERE source = 'pg_cron' AND swept_at > p_now - interval '3 minutes')
+      INTO v_job;
+    RETURN jsonb_build_object(
+        'last_sweep_at', v_last,
+        'sweep_age_seconds', round(extract(epoch FROM p_now - v_last)::numeric, 1),
+        'reactors', coalesce((SELECT jsonb_agg(jsonb_build_object('worker', worker, 'host', host, 'last_seen', last_seen)
+                                              ORDER BY last_seen DESC)
+                                FROM ps_health.reactors
+                               WHERE last_seen > p_now - ps_health._setting_interval('reactor_seen_window')), '[]'),
+        'pg_cron', v_cron,
+        'sweep_job', v_job);
+END;
 $$;

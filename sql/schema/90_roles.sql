@@ -1,6 +1,6 @@
--- ps-health: least privilege. ps_health_owner owns every object; the public API runs as the
--- owner (SECURITY DEFINER, fixed search_path), and each role may call only its part of it:
---   ps_health_reactor  claim/complete and the probe reports
+-- Least privilege. ps_health_owner owns every object; the public API runs as the owner (SECURITY
+-- DEFINER, fixed search_path), and each role may call only its part of it:
+--   ps_health_reactor  claim/complete, the probe reports, and the agent facts of its host
 --   ps_health_agent    what a PS needs: sessions, context, spawns, answers, handoffs
 --   ps_health_reader   the views and the status functions
 -- Nothing is granted to PUBLIC. Agents act only for the projects listed for their login in
@@ -23,33 +23,24 @@ BEGIN
 END;
 $$;
 
--- Which role may call which public function.
-CREATE TABLE ps_health.role_functions (
-    role      name NOT NULL CHECK (role IN ('ps_health_reactor', 'ps_health_agent', 'ps_health_reader')),
-    function  name NOT NULL,
-    PRIMARY KEY (role, function)
-);
-INSERT INTO ps_health.role_functions (role, function)
-SELECT 'ps_health_reactor', f FROM unnest(ARRAY[
+-- role_functions: which role may call which public function (_apply_privileges grants them).
+CREATE VIEW ps_health.role_functions AS
+SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
     'claim_prompts', 'complete_prompt', 'complete_prompts', 'extend_leases', 'release_prompts', 'report_output_mtimes',
     'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
-    'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context']) f
+    'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context',
+    -- the agent facts of its host, from the spool its agents' hooks write (55_agent_facts.sql)
+    'register_session', 'heartbeat_session', 'start_spawn', 'record_context', 'record_spawn_end',
+    'record_spawn_launch', 'record_subagent_stop', 'record_compaction', 'record_session_end', 'host_status']) f
 UNION ALL
-SELECT 'ps_health_agent', f FROM unnest(ARRAY[
+SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',
     'start_spawn', 'report_spawn_output', 'finish_spawn', 'set_spawn_status', 'respond', 'report_handoff',
     'statusline', 'project_status', 'system_health', 'setting', 'get_stalled_spawns',
     'get_sessions_needing_context_check']) f
 UNION ALL
-SELECT 'ps_health_reader', f FROM unnest(ARRAY[
+SELECT 'ps_health_reader'::name, f::name FROM unnest(ARRAY[
     'project_status', 'system_health', 'setting', 'get_stalled_spawns', 'get_sessions_needing_context_check']) f;
-
--- Logins allowed to act as an agent for a project ('*': every project).
-CREATE TABLE ps_health.agent_projects (
-    login    name NOT NULL,
-    project  varchar(255) NOT NULL,
-    PRIMARY KEY (login, project)
-);
 
 -- _authorize: refuse an agent login acting for a project that is not its own.
 CREATE FUNCTION ps_health._authorize(p_project text)
@@ -114,5 +105,3 @@ BEGIN
     END LOOP;
 END;
 $$;
-
--- The migration runner (and `ps-health drift`) call _apply_privileges() after every file.

@@ -1,8 +1,6 @@
--- ps-health: the checks. Each _eval_* function decides one target's status and calls
--- _transition; the sweep finds the targets whose status would change with set-based
--- queries (cheap when nothing changed) and calls them; events call them directly.
-
-ALTER TABLE ps_health.check_state ADD COLUMN template varchar(64);
+-- The checks. Each _eval_* function decides one target's status and calls _transition; the sweep
+-- finds the targets whose status would change with set-based queries (cheap when nothing changed)
+-- and calls them; events call them directly.
 
 -- _is_active: a live session with activity inside the project's activity window.
 CREATE FUNCTION ps_health._is_active(s ps_health.ps_sessions, p_now timestamptz)
@@ -100,7 +98,9 @@ BEGIN
     IF NOT FOUND OR NOT ps_health._is_active(s, p_now) THEN
         RETURN 0;
     END IF;
-    v_status := ps_health._context_status(p_project, s.context_usage);
+    -- after a handoff the context belongs to the cycle until the fresh conversation reports
+    v_status := CASE WHEN s.context_held_since IS NOT NULL THEN 'ok'
+                     ELSE ps_health._context_status(p_project, s.context_usage) END;
     v_n := v_n + ps_health._check(p_project, 'context', 'session', v_status,
         jsonb_build_object('percent', round(coalesce(s.context_usage, 0) * 100),
                            'warning_percent', round(ps_health._setting_numeric('context_warning', p_project) * 100),
@@ -316,7 +316,8 @@ BEGIN
         WITH th AS MATERIALIZED (SELECT * FROM ps_health._thresholds()),
         sess AS (
             SELECT s.project,
-                   CASE WHEN s.context_usage >= coalesce(t.context_critical, g.context_critical) THEN 'critical'
+                   CASE WHEN s.context_held_since IS NOT NULL THEN 'ok'
+                        WHEN s.context_usage >= coalesce(t.context_critical, g.context_critical) THEN 'critical'
                         WHEN s.context_usage >= coalesce(t.context_warning, g.context_warning) THEN 'warning'
                         ELSE 'ok' END AS usage_status,
                    CASE WHEN coalesce(s.last_context_check, s.started_at)

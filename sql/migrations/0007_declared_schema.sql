@@ -1,0 +1,9 @@
+-- 0007: a database built by the pre-release migrations 0001-0006 becomes the declared schema.
+-- The reference rows that were tables are views of the code now (setting definitions, spawn
+-- transitions, role grants); the code itself is reloaded from sql/schema after this file.
+
+DROP TABLE ps_health.setting_definitions CASCADE;  -- with it the settings.key foreign key
+DROP TABLE ps_health.spawn_transitions;
+DROP TABLE ps_health.role_functions;
+
+ALTER TABLE ps_health.ps_sessions ADD COLUMN context_held_since timestamptz;

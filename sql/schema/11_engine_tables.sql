@@ -1,0 +1,110 @@
+-- The engine's tables: setting overrides, mutes, the edge-triggered check state, sweep records,
+-- prompt texts, the prompt outbox and the reactors seen.
+
+-- Setting overrides: project '*' changes the global value, any other project only that project.
+-- (What each key means, its kind and range: the setting_definitions view.)
+CREATE TABLE ps_health.settings (
+    key         varchar(64) NOT NULL,
+    project     varchar(255) NOT NULL DEFAULT '*',
+    value       text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (key, project)
+);
+
+-- Mute/snooze: checks are still recorded, no prompt goes out until the time passes.
+CREATE TABLE ps_health.mutes (
+    project     varchar(255) PRIMARY KEY,
+    until       timestamptz NOT NULL,
+    reason      text,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Current state per (project, check type, subject): what makes checks edge-triggered.
+CREATE TABLE ps_health.check_state (
+    project          varchar(255) NOT NULL,
+    check_type       varchar(50) NOT NULL,
+    subject          varchar(255) NOT NULL,
+    status           varchar(20) NOT NULL CHECK (status IN ('ok', 'warning', 'critical')),
+    since            timestamptz NOT NULL,
+    last_check_id    integer NOT NULL,
+    details          jsonb NOT NULL DEFAULT '{}',
+    reminders        integer NOT NULL DEFAULT 0,
+    next_reminder_at timestamptz,
+    acknowledged_at  timestamptz,
+    -- the template its reminders and escalations use
+    template         varchar(64),
+    escalated_at     timestamptz,
+    escalations      integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (project, check_type, subject)
+);
+CREATE INDEX idx_check_state_reminder ON ps_health.check_state (next_reminder_at)
+    WHERE status <> 'ok' AND acknowledged_at IS NULL;
+
+-- One row per sweep, so the audit shows the monitor ran even when all was well.
+CREATE TABLE ps_health.sweep_runs (
+    id           bigserial PRIMARY KEY,
+    swept_at     timestamptz NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    duration_ms  numeric(12,3) NOT NULL,
+    targets      integer NOT NULL,
+    counts       jsonb NOT NULL,
+    source       text NOT NULL DEFAULT 'manual'
+);
+CREATE INDEX idx_sweep_runs_swept_at ON ps_health.sweep_runs (swept_at DESC);
+
+-- Editable prompt texts; {name} is replaced from the check's details. The defaults are added by
+-- the code (30_outbox.sql) and never overwrite an edited text.
+CREATE TABLE ps_health.prompt_templates (
+    key   varchar(64) PRIMARY KEY,
+    body  text NOT NULL
+);
+
+-- The outbox: one row per prompt. state: waiting (no deliverable session yet), pending,
+-- claimed, delivered, failed, suppressed, expired. channel: the pane (tmux), the project's
+-- command channel, or the operator's escalation command. kind: an alert, or a step of the
+-- handoff cycle (reset, then resume, which waits for the reset: after_id).
+CREATE TABLE ps_health.prompts (
+    id            bigserial PRIMARY KEY,
+    project       varchar(255) NOT NULL,
+    host          varchar(255),
+    target        varchar(255),
+    severity      varchar(20) NOT NULL CHECK (severity IN ('warning', 'critical')),
+    text          text NOT NULL DEFAULT '',
+    state         varchar(12) NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('waiting', 'pending', 'claimed', 'delivered', 'failed', 'suppressed', 'expired')),
+    attempts      integer NOT NULL DEFAULT 0,
+    not_before    timestamptz NOT NULL,
+    lease_until   timestamptz,
+    worker        varchar(255),
+    outcome       varchar(20),
+    detail        text,
+    created_at    timestamptz NOT NULL,
+    claimed_at    timestamptz,
+    completed_at  timestamptz,
+    txid          bigint NOT NULL DEFAULT txid_current(),
+    channel       varchar(12) NOT NULL DEFAULT 'tmux'
+                  CONSTRAINT prompts_channel_check CHECK (channel IN ('tmux', 'command', 'escalation')),
+    kind          varchar(12) NOT NULL DEFAULT 'alert'
+                  CONSTRAINT prompts_kind_check CHECK (kind IN ('alert', 'reset', 'resume', 'escalation')),
+    after_id      bigint REFERENCES ps_health.prompts (id) ON DELETE SET NULL,
+    CONSTRAINT prompts_claimed_has_lease CHECK (state <> 'claimed' OR (lease_until IS NOT NULL AND worker IS NOT NULL))
+);
+CREATE INDEX idx_prompts_open ON ps_health.prompts (host, id) WHERE state IN ('pending', 'claimed');
+CREATE INDEX idx_prompts_after ON ps_health.prompts (after_id) WHERE after_id IS NOT NULL;
+CREATE INDEX idx_prompts_project ON ps_health.prompts (project, created_at DESC);
+
+-- The lines of a prompt, one per check it reports.
+CREATE TABLE ps_health.prompt_items (
+    prompt_id  bigint NOT NULL REFERENCES ps_health.prompts (id) ON DELETE CASCADE,
+    check_id   integer NOT NULL REFERENCES ps_health.health_checks (id) ON DELETE CASCADE,
+    line       text NOT NULL,
+    PRIMARY KEY (prompt_id, check_id)
+);
+CREATE INDEX idx_prompt_items_check ON ps_health.prompt_items (check_id);
+
+-- Reactors seen: every claim call says which worker on which host is alive.
+CREATE TABLE ps_health.reactors (
+    worker     varchar(255) PRIMARY KEY,
+    host       varchar(255) NOT NULL,
+    last_seen  timestamptz NOT NULL
+);

@@ -1,0 +1,8 @@
+-- Who may act for what: the logins allowed to act as the agent of a project ('*': every project).
+-- (Which role may call which function: the role_functions view in 90_roles.sql.)
+
+CREATE TABLE ps_health.agent_projects (
+    login    name NOT NULL,
+    project  varchar(255) NOT NULL,
+    PRIMARY KEY (login, project)
+);

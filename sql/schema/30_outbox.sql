@@ -1,0 +1,231 @@
+-- The prompt outbox: rendering templates, the one NOTIFY, routing, queueing (mute, rate cap,
+-- merging problems of a project), and the edge-triggered transition every check goes through.
+
+-- The default prompt texts: added when missing, never over a text someone edited.
+INSERT INTO ps_health.prompt_templates (key, body) VALUES
+  ('header',              '[ps-health] {project}:'),
+  ('answer',              'Answer with: ps-health respond {check_id} "<what you did>"'),
+  ('reminder',            'reminder {reminder}:'),
+  ('spawn.stalled',       'spawn {task_id} ({task_type}) has had no output for {minutes} min (output file {output_file}). Check on it.'),
+  ('spawn.abandoned',     'spawn {task_id} ({task_type}) has had no output for {minutes} min and is now marked abandoned. Restart or cancel it.'),
+  ('spawn.failed',        'spawn {task_id} ({task_type}) failed with exit code {exit_code}: {error}'),
+  ('spawn.vanished',      'spawn {task_id} ({task_type}): its process {pid} is gone without reporting an exit code.'),
+  ('context.warning',     'context window at {percent}% (warning at {warning_percent}%). Plan a handoff soon.'),
+  ('context.critical',    'context window at {percent}% (critical at {critical_percent}%). Write a handoff file now, then run: ps-health handoff done --project {project} --file <path>'),
+  ('context.report',      'no context report for {minutes} min. Report it: ps-health context --project {project} --percent <N>'),
+  ('handoff.overdue',     'handoff requested {minutes} min ago is not reported done. Write it, then run: ps-health handoff done --project {project} --file <path>'),
+  ('orphaned_work.spawns','{count} spawn(s) from the previous session are still marked running: {tasks}. Resume or finish them (ps-health spawn finish).'),
+  ('handoff.resume',      '[ps-health] {project}: your context was cleared after a handoff. Read {file} and continue the work it describes.'),
+  ('handoff.incomplete',  'the handoff cycle did not complete: no context report or activity for {minutes} min after the resume prompt (handoff file {file}).'),
+  ('escalation',          '[ps-health] {project}: {check_type} check #{check_id} has been {status} for {minutes} min without an answer. {summary}')
+ON CONFLICT (key) DO NOTHING;
+
+-- _render: fill {name} placeholders of a template from a jsonb object.
+CREATE FUNCTION ps_health._render(p_key text, p_vars jsonb)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_text text;
+    k text;
+    v text;
+BEGIN
+    SELECT body INTO v_text FROM ps_health.prompt_templates WHERE key = p_key;
+    IF v_text IS NULL THEN
+        RAISE EXCEPTION 'no prompt template "%"', p_key USING ERRCODE = '22023';
+    END IF;
+    FOR k, v IN SELECT * FROM jsonb_each_text(p_vars) LOOP
+        v_text := replace(v_text, '{' || k || '}', left(coalesce(v, '?'), 300));
+    END LOOP;
+    RETURN v_text;
+END;
+$$;
+
+-- _notify_prompt: the only function that calls pg_notify; a wake-up, never the data.
+CREATE FUNCTION ps_health._notify_prompt(p_id bigint, p_host text)
+RETURNS void LANGUAGE sql AS $$
+    SELECT pg_notify('ps_health', json_build_object('id', p_id, 'host', left(p_host, 255))::text);
+$$;
+
+CREATE FUNCTION ps_health.trg_prompts_insert()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._notify_prompt(NEW.id, NEW.host);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION ps_health.trg_prompts_update()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._notify_prompt(NEW.id, NEW.host);
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER trg_prompts_insert AFTER INSERT ON ps_health.prompts
+    FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION ps_health.trg_prompts_insert();
+
+CREATE TRIGGER trg_prompts_update AFTER UPDATE OF state ON ps_health.prompts
+    FOR EACH ROW WHEN (NEW.state = 'pending' AND OLD.state IS DISTINCT FROM 'pending')
+    EXECUTE FUNCTION ps_health.trg_prompts_update();
+
+-- _rerender_prompt: rebuild a prompt's text from its items (several problems, one prompt).
+CREATE FUNCTION ps_health._rerender_prompt(p_id bigint)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE ps_health.prompts p
+       SET text = ps_health._render('header', jsonb_build_object('project', p.project)) || ' ' ||
+                  (SELECT CASE WHEN count(*) = 1 THEN min(i.line)
+                               ELSE string_agg('(' || n || ') ' || i.line, ' ' ORDER BY n) END
+                     FROM (SELECT line, row_number() OVER (ORDER BY check_id) AS n
+                             FROM ps_health.prompt_items WHERE prompt_id = p_id) i)
+     WHERE p.id = p_id;
+$$;
+
+-- _route: how a session's prompts travel now: its pane, the project's command channel when it
+-- has no live pane, or NULL (the prompt waits for a session that can take it).
+CREATE FUNCTION ps_health._route(s ps_health.ps_sessions)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN s.id IS NULL OR s.ended_at IS NOT NULL THEN NULL
+        WHEN s.tmux_target IS NOT NULL AND s.target_state <> 'gone' THEN 'tmux'
+        WHEN s.host IS NOT NULL AND ps_health._setting('command_channel', s.project) <> '[]' THEN 'command'
+        END
+$$;
+
+-- _queue_prompt: put one problem line in front of the PS, respecting mute and the rate cap.
+-- Problems of one project join its pending prompt; returns the action_taken text for the check.
+CREATE FUNCTION ps_health._queue_prompt(p_project text, p_check_id integer, p_severity text, p_line text,
+                                        p_now timestamptz)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    s ps_health.ps_sessions;
+    v_mute ps_health.mutes;
+    v_prompt ps_health.prompts;
+    v_line text := p_line || ' ' || ps_health._render('answer', jsonb_build_object('check_id', p_check_id));
+    v_state text;
+    v_not_before timestamptz := p_now;
+    v_last timestamptz;
+    v_channel text;
+BEGIN
+    SELECT * INTO v_mute FROM ps_health.mutes WHERE project = p_project AND until > p_now;
+    IF FOUND THEN
+        INSERT INTO ps_health.prompts (project, severity, text, state, not_before, created_at, outcome, detail)
+        VALUES (p_project, p_severity, '', 'suppressed', p_now, p_now, 'suppressed',
+                'project muted until ' || v_mute.until)
+        RETURNING * INTO v_prompt;
+        INSERT INTO ps_health.prompt_items VALUES (v_prompt.id, p_check_id, v_line);
+        PERFORM ps_health._rerender_prompt(v_prompt.id);
+        RETURN format('suppressed: project muted until %s', to_char(v_mute.until AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'));
+    END IF;
+
+    SELECT * INTO s FROM ps_health.ps_sessions WHERE project = p_project;
+    v_channel := ps_health._route(s);
+    v_state := CASE WHEN v_channel IS NULL THEN 'waiting' ELSE 'pending' END;
+    v_channel := coalesce(v_channel, 'tmux');
+
+    SELECT * INTO v_prompt FROM ps_health.prompts
+     WHERE project = p_project AND state = v_state AND channel = v_channel AND kind = 'alert'
+     ORDER BY id DESC LIMIT 1 FOR UPDATE;
+    IF FOUND THEN
+        INSERT INTO ps_health.prompt_items VALUES (v_prompt.id, p_check_id, v_line) ON CONFLICT DO NOTHING;
+        UPDATE ps_health.prompts
+           SET severity = CASE WHEN p_severity = 'critical' THEN 'critical' ELSE severity END,
+               not_before = CASE WHEN p_severity = 'critical' THEN least(not_before, p_now) ELSE not_before END
+         WHERE id = v_prompt.id;
+        PERFORM ps_health._rerender_prompt(v_prompt.id);
+        RETURN format('queued in prompt #%s', v_prompt.id);
+    END IF;
+
+    IF p_severity <> 'critical' THEN
+        SELECT max(created_at) INTO v_last FROM ps_health.prompts
+         WHERE project = p_project AND state NOT IN ('suppressed', 'expired')
+           AND created_at > p_now - ps_health._setting_interval('prompt_rate_interval', p_project);
+        IF v_last IS NOT NULL THEN
+            v_not_before := v_last + ps_health._setting_interval('prompt_rate_interval', p_project);
+        END IF;
+    END IF;
+
+    INSERT INTO ps_health.prompts (project, host, target, severity, state, not_before, created_at, channel)
+    VALUES (p_project, CASE WHEN v_state = 'pending' THEN s.host END,
+            CASE WHEN v_state = 'pending' AND v_channel = 'tmux' THEN s.tmux_target END,
+            p_severity, v_state, v_not_before, p_now, v_channel)
+    RETURNING * INTO v_prompt;
+    INSERT INTO ps_health.prompt_items VALUES (v_prompt.id, p_check_id, v_line);
+    PERFORM ps_health._rerender_prompt(v_prompt.id);
+    IF v_state = 'waiting' THEN
+        RETURN format('prompt #%s waits for a live session of the project', v_prompt.id);
+    ELSIF v_channel = 'command' THEN
+        RETURN format('prompt #%s queued for the command channel', v_prompt.id);
+    ELSIF v_not_before > p_now THEN
+        RETURN format('prompt #%s rate-limited until %s', v_prompt.id,
+                      to_char(v_not_before AT TIME ZONE 'UTC', 'HH24:MI:SS "UTC"'));
+    END IF;
+    RETURN format('queued prompt #%s', v_prompt.id);
+END;
+$$;
+
+-- _transition: move (project, type, subject) to a status. Writes a health_checks row only on a
+-- change (recovery to ok included) or when a reminder is due, and queues the prompt when asked.
+-- Returns the new check id, or NULL when nothing changed.
+CREATE FUNCTION ps_health._transition(p_project text, p_check_type text, p_subject text, p_status text,
+                                      p_details jsonb, p_template text, p_now timestamptz,
+                                      p_prompt boolean DEFAULT true)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    st ps_health.check_state;
+    v_id integer;
+    v_reminder integer := 0;
+    v_details jsonb := coalesce(p_details, '{}') || jsonb_build_object('subject', p_subject);
+    v_action text;
+    v_line text;
+    v_interval interval;
+BEGIN
+    SELECT * INTO st FROM ps_health.check_state
+     WHERE project = p_project AND check_type = p_check_type AND subject = p_subject FOR UPDATE;
+    IF NOT FOUND AND p_status = 'ok' THEN
+        RETURN NULL;  -- healthy and always was: nothing to record
+    END IF;
+    IF FOUND AND st.status = p_status THEN
+        IF p_status = 'ok' OR st.acknowledged_at IS NOT NULL OR st.next_reminder_at IS NULL
+           OR st.next_reminder_at > p_now THEN
+            RETURN NULL;
+        END IF;
+        v_reminder := st.reminders + 1;
+        v_details := v_details || jsonb_build_object('reminder', v_reminder, 'since', st.since);
+    ELSIF FOUND THEN
+        v_details := v_details || jsonb_build_object('previous_status', st.status);
+    END IF;
+
+    INSERT INTO ps_health.health_checks (project, check_time, check_type, status, details, subject)
+    VALUES (p_project, p_now, p_check_type, p_status, v_details, p_subject)
+    RETURNING id INTO v_id;
+
+    IF p_status = 'ok' THEN
+        v_action := 'recorded recovery; no prompt';
+    ELSIF p_prompt AND p_template IS NOT NULL THEN
+        v_line := ps_health._render(p_template, v_details || jsonb_build_object('project', p_project));
+        IF v_reminder > 0 THEN
+            v_line := ps_health._render('reminder', jsonb_build_object('reminder', v_reminder)) || ' ' || v_line;
+        END IF;
+        v_action := ps_health._queue_prompt(p_project, v_id, p_status, v_line, p_now);
+    ELSE
+        v_action := 'recorded; no prompt';
+    END IF;
+    UPDATE ps_health.health_checks SET action_taken = v_action WHERE id = v_id;
+
+    v_interval := least(ps_health._setting_interval('reminder_interval', p_project) * power(2, v_reminder),
+                        ps_health._setting_interval('reminder_max_interval', p_project));
+    INSERT INTO ps_health.check_state AS cs (project, check_type, subject, status, since, last_check_id, details,
+                                             reminders, next_reminder_at, acknowledged_at)
+    VALUES (p_project, p_check_type, p_subject, p_status, p_now, v_id, v_details, 0,
+            CASE WHEN p_status <> 'ok' THEN p_now + v_interval END, NULL)
+    ON CONFLICT (project, check_type, subject) DO UPDATE
+       SET status = EXCLUDED.status,
+           since = CASE WHEN v_reminder > 0 THEN cs.since ELSE EXCLUDED.since END,
+           last_check_id = EXCLUDED.last_check_id,
+           details = EXCLUDED.details,
+           reminders = v_reminder,
+           next_reminder_at = EXCLUDED.next_reminder_at,
+           acknowledged_at = CASE WHEN v_reminder > 0 THEN cs.acknowledged_at END;
+    RETURN v_id;
+END;
+$$;

@@ -1,0 +1,150 @@
+-- Facts from the reactor's probes (output times, pane and pid liveness, handoff files) and what it
+-- should look at on its host.
+
+-- report_output_mtimes: a probe's batch of output-file modification times (one round trip).
+CREATE FUNCTION ps_health.report_output_mtimes(p_spawn_ids integer[], p_mtimes timestamptz[],
+                                               p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    v_n integer := 0;
+BEGIN
+    IF coalesce(cardinality(p_spawn_ids), 0) <> coalesce(cardinality(p_mtimes), 0) THEN
+        RAISE EXCEPTION 'spawn_ids and mtimes must have the same length (% and %)',
+            cardinality(p_spawn_ids), cardinality(p_mtimes) USING ERRCODE = '22023';
+    END IF;
+    PERFORM ps_health._check_time('p_now', p_now);
+    FOR r IN
+        SELECT sp.id, least(m.mtime, p_now) AS mtime
+          FROM unnest(p_spawn_ids, p_mtimes) AS m(id, mtime)
+          JOIN ps_health.active_spawns sp ON sp.id = m.id
+         WHERE m.mtime IS NOT NULL AND isfinite(m.mtime)
+           AND sp.status IN ('running', 'stalled', 'abandoned')
+           AND m.mtime > coalesce(sp.last_output_change, sp.spawn_time)
+    LOOP
+        v_n := v_n + ps_health._output_seen(r.id, r.mtime, p_now);
+    END LOOP;
+    RETURN v_n;
+END;
+$$;
+
+-- report_session_targets: whether each project's tmux target was seen; gone after N misses in a row.
+CREATE FUNCTION ps_health.report_session_targets(p_projects text[], p_states text[], p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    v_n integer := 0;
+BEGIN
+    IF coalesce(cardinality(p_projects), 0) <> coalesce(cardinality(p_states), 0) THEN
+        RAISE EXCEPTION 'projects and states must have the same length' USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(p_states) st WHERE st IS NULL OR st NOT IN ('seen', 'missing', 'unknown')) THEN
+        RAISE EXCEPTION 'target states must be seen, missing or unknown' USING ERRCODE = '22023';
+    END IF;
+    PERFORM ps_health._check_time('p_now', p_now);
+    FOR r IN
+        UPDATE ps_health.ps_sessions s
+           SET target_misses = CASE f.state WHEN 'seen' THEN 0 ELSE s.target_misses + 1 END,
+               target_state = CASE
+                   WHEN f.state = 'seen' THEN 'seen'
+                   WHEN s.target_misses + 1 >= ps_health._setting('target_missing_after', s.project)::integer THEN 'gone'
+                   ELSE 'missing' END
+          FROM unnest(p_projects, p_states) AS f(project, state)
+         WHERE s.project = f.project AND f.state <> 'unknown' AND s.ended_at IS NULL
+        RETURNING s.project, s.target_state
+    LOOP
+        IF r.target_state = 'gone' THEN
+            v_n := v_n + ps_health._eval_orphans(r.project, p_now);
+        ELSIF r.target_state = 'seen' THEN
+            PERFORM ps_health._release_waiting(r.project);
+        END IF;
+    END LOOP;
+    RETURN v_n;
+END;
+$$;
+
+-- report_spawn_pids: whether each spawn's process is alive; dead N times in a row fails the spawn.
+CREATE FUNCTION ps_health.report_spawn_pids(p_spawn_ids integer[], p_states text[], p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    v_n integer := 0;
+BEGIN
+    IF coalesce(cardinality(p_spawn_ids), 0) <> coalesce(cardinality(p_states), 0) THEN
+        RAISE EXCEPTION 'spawn_ids and states must have the same length' USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(p_states) st WHERE st IS NULL OR st NOT IN ('alive', 'dead', 'unknown')) THEN
+        RAISE EXCEPTION 'pid states must be alive, dead or unknown' USING ERRCODE = '22023';
+    END IF;
+    PERFORM ps_health._check_time('p_now', p_now);
+    FOR r IN
+        UPDATE ps_health.active_spawns sp
+           SET pid_misses = CASE f.state WHEN 'alive' THEN 0 ELSE sp.pid_misses + 1 END
+          FROM unnest(p_spawn_ids, p_states) AS f(id, state)
+         WHERE sp.id = f.id AND f.state <> 'unknown' AND sp.status IN ('running', 'stalled', 'abandoned')
+        RETURNING sp.id, sp.project, sp.task_id, sp.pid, sp.task_type, sp.pid_misses
+    LOOP
+        IF r.pid_misses >= ps_health._setting('pid_missing_after', r.project)::integer THEN
+            UPDATE ps_health.active_spawns
+               SET status = 'failed', completed_at = p_now,
+                   error_message = format('process %s vanished without reporting an exit code', r.pid)
+             WHERE id = r.id;
+            v_n := v_n + ps_health._check(r.project, 'spawn', r.task_id, 'critical',
+                jsonb_build_object('task_id', r.task_id, 'task_type', r.task_type, 'pid', r.pid), 'spawn.vanished', p_now);
+        END IF;
+    END LOOP;
+    RETURN v_n;
+END;
+$$;
+
+-- probe_sessions: a host's live sessions, for the reactor's probes (pane and transcript to look at).
+CREATE FUNCTION ps_health.probe_sessions(p_host text)
+RETURNS TABLE (project varchar, tmux_target varchar, transcript_path text, estimated_tokens_total integer)
+LANGUAGE sql STABLE AS $$
+    SELECT s.project, s.tmux_target, s.transcript_path, s.estimated_tokens_total
+      FROM ps_health.ps_sessions s
+     WHERE s.host = p_host AND s.ended_at IS NULL
+     ORDER BY s.project
+$$;
+
+-- probe_spawns: a host's open spawns (their own host, or none and their session is here).
+CREATE FUNCTION ps_health.probe_spawns(p_host text)
+RETURNS TABLE (id integer, output_file text, pid integer)
+LANGUAGE sql STABLE AS $$
+    SELECT sp.id, sp.output_file, sp.pid
+      FROM ps_health.active_spawns sp
+      LEFT JOIN ps_health.ps_sessions s ON s.project = sp.project
+     WHERE sp.status IN ('running', 'stalled', 'abandoned')
+       AND (sp.host = p_host OR (sp.host IS NULL AND s.host = p_host))
+     ORDER BY sp.id
+$$;
+
+-- handoff_watches: for a host's reactor, the folders to watch for handoff files (open requests only).
+CREATE FUNCTION ps_health.handoff_watches(p_host text)
+RETURNS TABLE (project varchar, folder text, pattern text, requested_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT s.project, ps_health._setting('handoff_folder', s.project), ps_health._setting('handoff_pattern', s.project),
+           s.handoff_requested_at
+      FROM ps_health.ps_sessions s
+     WHERE s.host = p_host AND s.ended_at IS NULL AND s.handoff_requested_at IS NOT NULL
+       AND (s.handoff_done_at IS NULL OR s.handoff_done_at < s.handoff_requested_at)
+       AND ps_health._setting('handoff_folder', s.project) <> ''
+$$;
+
+-- report_handoff_file: a probe saw a handoff file (a fact); it counts as the handoff done only
+-- when a handoff is requested and the file is newer than the request. Returns the check id or NULL.
+CREATE FUNCTION ps_health.report_handoff_file(p_project text, p_file text, p_mtime timestamptz,
+                                              p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    s ps_health.ps_sessions;
+BEGIN
+    PERFORM ps_health._check_time('p_mtime', p_mtime);
+    s := ps_health._session(p_project);
+    IF s.handoff_requested_at IS NULL OR s.handoff_done_at >= s.handoff_requested_at
+       OR p_mtime <= s.handoff_requested_at THEN
+        RETURN NULL;
+    END IF;
+    RETURN ps_health._handoff_done(p_project, p_file, 'file seen by the reactor', p_now);
+END;
+$$;

@@ -1,0 +1,259 @@
+-- The reactor's side of the outbox: claim under a lease, complete, extend, release; the handoff
+-- cycle's steps and escalations told their outcome.
+
+-- claim_prompts: hand out up to p_limit deliverable prompts of one host under a lease
+-- (FOR UPDATE SKIP LOCKED, so reactors never get the same row). Expired leases are claimable
+-- again; a prompt out of attempts fails; a prompt whose problems all recovered expires.
+CREATE FUNCTION ps_health.claim_prompts(p_host text, p_worker text, p_limit integer DEFAULT 10,
+                                        p_lease_seconds integer DEFAULT 60, p_now timestamptz DEFAULT now())
+RETURNS TABLE (id bigint, project varchar, target varchar, severity varchar, text text, attempts integer,
+               submit_delay_ms integer, idle_seconds numeric, max_defer_seconds numeric, check_ids integer[],
+               channel varchar, kind varchar, command jsonb, timeout_seconds numeric,
+               check_id integer, check_type varchar, check_status varchar)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_left integer := p_limit;
+    v_ids bigint[];
+    v_n integer;
+BEGIN
+    PERFORM ps_health._check_text('host', p_host);
+    PERFORM ps_health._check_text('worker', p_worker);
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
+        RAISE EXCEPTION 'limit must be between 1 and 1000, got %', p_limit USING ERRCODE = '22023';
+    END IF;
+    IF p_lease_seconds IS NULL OR p_lease_seconds < 1 OR p_lease_seconds > 86400 THEN
+        RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ps_health.reactors (worker, host, last_seen) VALUES (p_worker, p_host, p_now)
+    ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen;
+
+    -- Rounds: lock the next deliverable prompts, close those out of attempts or whose problems all
+    -- recovered, claim the rest; again while closed ones left room. Only the rows taken are looked
+    -- at, so a claim costs the same with ten or ten thousand prompts waiting.
+    LOOP
+        SELECT array_agg(q.id ORDER BY q.id) INTO v_ids FROM (
+            SELECT p.id FROM ps_health.prompts p
+             WHERE (p.host = p_host OR (p.host IS NULL AND p.channel = 'escalation' AND p.state IN ('pending', 'claimed')))
+               AND ((p.state = 'pending' AND p.not_before <= p_now) OR (p.state = 'claimed' AND p.lease_until < p_now))
+               -- a step of the handoff cycle waits until the step before it was delivered
+               AND (p.after_id IS NULL OR EXISTS (SELECT 1 FROM ps_health.prompts b
+                                                   WHERE b.id = p.after_id AND b.state = 'delivered'))
+             ORDER BY p.id
+             LIMIT v_left
+             FOR UPDATE SKIP LOCKED) q;
+        EXIT WHEN v_ids IS NULL;
+
+        UPDATE ps_health.prompts p
+           SET state = 'failed', outcome = 'failed', completed_at = p_now, lease_until = NULL,
+               detail = format('gave up after %s attempts; last: %s', p.attempts, coalesce(p.detail, 'lease expired'))
+         WHERE p.id = ANY (v_ids)
+           AND p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer;
+        UPDATE ps_health.prompts p
+           SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
+         WHERE p.id = ANY (v_ids) AND p.state = 'pending' AND p.kind = 'alert'
+           AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i
+                             JOIN ps_health.health_checks c ON c.id = i.check_id
+                             JOIN ps_health.check_state st
+                               ON st.project = c.project AND st.check_type = c.check_type AND st.subject = c.subject
+                            WHERE i.prompt_id = p.id AND st.status <> 'ok');
+
+        RETURN QUERY
+        WITH claimed AS (
+            UPDATE ps_health.prompts p
+               SET state = 'claimed', worker = p_worker, lease_until = p_now + make_interval(secs => p_lease_seconds),
+                   attempts = p.attempts + 1, claimed_at = p_now
+             WHERE p.id = ANY (v_ids) AND p.state IN ('pending', 'claimed')
+            RETURNING p.*)
+        SELECT c.id, c.project, c.target, c.severity, c.text, c.attempts,
+               (extract(epoch FROM ps_health._setting_interval('submit_delay', c.project)) * 1000)::integer,
+               ps_health._setting_numeric('idle_seconds', c.project),
+               extract(epoch FROM ps_health._setting_interval(
+                   CASE c.severity WHEN 'critical' THEN 'critical_max_defer' ELSE 'max_defer' END, c.project))::numeric,
+               ARRAY(SELECT i.check_id FROM ps_health.prompt_items i WHERE i.prompt_id = c.id ORDER BY i.check_id),
+               c.channel, c.kind,
+               CASE c.channel WHEN 'command' THEN ps_health._setting('command_channel', c.project)::jsonb
+                              WHEN 'escalation' THEN ps_health._setting('escalation_command', c.project)::jsonb END,
+               extract(epoch FROM ps_health._setting_interval('command_timeout', c.project))::numeric,
+               first.id, first.check_type, first.status
+          FROM claimed c
+          LEFT JOIN LATERAL (SELECT h.id, h.check_type, h.status FROM ps_health.prompt_items i
+                               JOIN ps_health.health_checks h ON h.id = i.check_id
+                              WHERE i.prompt_id = c.id
+                              ORDER BY (h.status = 'critical') DESC, h.id LIMIT 1) first ON true
+         ORDER BY c.id;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        EXIT WHEN v_n = cardinality(v_ids) OR cardinality(v_ids) < v_left;
+        v_left := v_left - v_n;
+    END LOOP;
+END;
+$$;
+
+-- complete_prompts: the reactor's outcomes for a batch of claimed prompts (delivered, target_missing,
+-- failed), one set-based pass; writes the checks' action_taken. A failed attempt goes back to pending
+-- after the retry delay (times the attempt); out of attempts it fails. All or nothing: one unknown
+-- prompt, bad outcome or prompt not claimed by the worker refuses the batch and changes nothing.
+CREATE FUNCTION ps_health.complete_prompts(p_worker text, p_ids bigint[], p_outcomes text[],
+                                           p_details text[] DEFAULT NULL, p_now timestamptz DEFAULT now())
+RETURNS TABLE (id bigint, state varchar) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_n integer := cardinality(p_ids);
+    v_bad record;
+    v_steps ps_health.prompts[];
+    v_step ps_health.prompts;
+BEGIN
+    IF p_ids IS NULL OR p_outcomes IS NULL OR cardinality(p_outcomes) <> v_n
+       OR (p_details IS NOT NULL AND cardinality(p_details) <> v_n) THEN
+        RAISE EXCEPTION 'ids, outcomes and details must be arrays of one length, got %, % and %',
+            coalesce(cardinality(p_ids)::text, 'NULL'), coalesce(cardinality(p_outcomes)::text, 'NULL'),
+            coalesce(cardinality(p_details)::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF v_n > 10000 THEN
+        RAISE EXCEPTION 'at most 10000 outcomes per call, got %', v_n USING ERRCODE = '22023';
+    END IF;
+    SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o) WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed') LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'outcome must be delivered, target_missing or failed, got "%"', left(coalesce(v_bad.o, 'NULL'), 40)
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) GROUP BY u.i HAVING u.i IS NULL OR count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'prompt % is given more than one outcome', coalesce(v_bad.i::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    PERFORM 1 FROM ps_health.prompts p WHERE p.id = ANY (p_ids) ORDER BY p.id FOR UPDATE;
+    SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) WHERE NOT EXISTS (SELECT 1 FROM ps_health.prompts p WHERE p.id = u.i) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown prompt %', v_bad.i USING ERRCODE = 'P0002';
+    END IF;
+    SELECT p.id, p.state INTO v_bad FROM ps_health.prompts p
+     WHERE p.id = ANY (p_ids) AND (p.state <> 'claimed' OR p.worker IS DISTINCT FROM p_worker) ORDER BY p.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'prompt % is % and not claimed by worker "%"', v_bad.id, v_bad.state, left(p_worker, 255)
+            USING ERRCODE = '55000';
+    END IF;
+    -- the cycle's steps and escalations as they were before this outcome
+    SELECT array_agg(p ORDER BY p.id) INTO v_steps FROM ps_health.prompts p WHERE p.id = ANY (p_ids) AND p.kind <> 'alert';
+
+    RETURN QUERY
+    WITH input AS (
+        SELECT u.id, u.outcome, left(u.detail, 1000) AS detail, u.n
+          FROM unnest(p_ids, p_outcomes, coalesce(p_details, array_fill(NULL::text, ARRAY[v_n])))
+               WITH ORDINALITY AS u(id, outcome, detail, n)),
+    decided AS (
+        SELECT i.*, p.project, p.attempts, p.kind, p.channel, p.target,
+               CASE WHEN i.outcome = 'delivered' THEN 'delivered'
+                    WHEN p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer THEN 'failed'
+                    ELSE 'pending' END AS new_state
+          FROM input i JOIN ps_health.prompts p ON p.id = i.id),
+    updated AS (
+        UPDATE ps_health.prompts p
+           SET state = d.new_state, outcome = d.outcome, detail = d.detail, lease_until = NULL,
+               worker = CASE WHEN d.new_state = 'pending' THEN NULL ELSE p.worker END,
+               completed_at = CASE WHEN d.new_state = 'pending' THEN NULL ELSE p_now END,
+               not_before = CASE WHEN d.new_state = 'pending'
+                                 THEN p_now + ps_health._setting_interval('prompt_retry_delay', p.project) * p.attempts
+                                 ELSE p.not_before END
+          FROM decided d WHERE p.id = d.id
+        RETURNING p.id),
+    audited AS (
+        UPDATE ps_health.health_checks c
+           SET action_taken = CASE d.new_state
+                   WHEN 'delivered' THEN format('prompt #%s delivered to %s at %s', d.id,
+                                                CASE d.channel WHEN 'tmux' THEN d.target ELSE 'the command channel' END,
+                                                to_char(p_now AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
+                   WHEN 'failed' THEN format('prompt #%s failed after %s attempts: %s%s', d.id, d.attempts, d.outcome,
+                                             coalesce(': ' || d.detail, ''))
+                   ELSE format('prompt #%s attempt %s: %s%s; will retry', d.id, d.attempts, d.outcome,
+                               coalesce(': ' || d.detail, '')) END
+          FROM decided d JOIN ps_health.prompt_items i ON i.prompt_id = d.id
+         WHERE d.kind = 'alert' AND c.id = i.check_id
+        RETURNING c.id)
+    SELECT d.id, d.new_state::varchar FROM decided d ORDER BY d.n;
+
+    -- the cycle's steps and escalations, told their outcome (now on the row) one by one
+    FOREACH v_step IN ARRAY coalesce(v_steps, '{}') LOOP
+        PERFORM ps_health._step_delivered(v_step, p.state, p.outcome, p.detail, p_now)
+           FROM ps_health.prompts p WHERE p.id = v_step.id;
+    END LOOP;
+END;
+$$;
+
+-- complete_prompt: the reactor's outcome for one claimed prompt; see complete_prompts.
+CREATE FUNCTION ps_health.complete_prompt(p_id bigint, p_worker text, p_outcome text, p_detail text DEFAULT NULL,
+                                          p_now timestamptz DEFAULT now())
+RETURNS text LANGUAGE sql AS $$
+    SELECT c.state::text FROM ps_health.complete_prompts(p_worker, ARRAY[p_id], ARRAY[p_outcome], ARRAY[p_detail], p_now) c
+$$;
+
+-- extend_leases: keep the leases of prompts a worker is still delivering (busy panes wait long).
+CREATE FUNCTION ps_health.extend_leases(p_worker text, p_ids bigint[], p_lease_seconds integer DEFAULT 60,
+                                        p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    IF p_lease_seconds IS NULL OR p_lease_seconds < 1 OR p_lease_seconds > 86400 THEN
+        RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
+    END IF;
+    UPDATE ps_health.prompts SET lease_until = p_now + make_interval(secs => p_lease_seconds)
+     WHERE state = 'claimed' AND worker = p_worker AND id = ANY (p_ids);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    UPDATE ps_health.reactors SET last_seen = p_now WHERE worker = p_worker;
+    RETURN v_n;
+END;
+$$;
+
+-- _step_delivered: outcomes of the handoff cycle's steps and of escalations, each a row or a note in
+-- the audit; a delivered reset wakes the reactor for the resume that waited on it.
+CREATE FUNCTION ps_health._step_delivered(p ps_health.prompts, p_state text, p_outcome text, p_detail text,
+                                          p_now timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_check integer;
+    v_next ps_health.prompts;
+BEGIN
+    SELECT check_id INTO v_check FROM ps_health.prompt_items WHERE prompt_id = p.id LIMIT 1;
+    IF p.kind = 'escalation' THEN
+        UPDATE ps_health.health_checks
+           SET action_taken = coalesce(action_taken || '; ', '') ||
+                              format('escalation #%s %s%s', p.id, CASE p_state WHEN 'pending' THEN 'attempt failed, will retry'
+                                                                               ELSE p_state END, coalesce(': ' || p_detail, ''))
+         WHERE id = v_check;
+        RETURN;
+    END IF;
+    IF p_state <> 'delivered' THEN
+        IF p_state = 'failed' THEN
+            PERFORM ps_health._check(p.project, 'handoff', 'cycle', 'critical',
+                jsonb_build_object('step', p.kind || '_failed', 'file', coalesce(
+                    (SELECT handoff_file FROM ps_health.ps_sessions WHERE project = p.project), 'unknown'),
+                    'minutes', 0, 'detail', p_detail), 'handoff.incomplete', p_now);
+        END IF;
+        RETURN;
+    END IF;
+    INSERT INTO ps_health.health_checks (project, check_time, check_type, status, details, subject, action_taken)
+    VALUES (p.project, p_now, 'handoff', 'warning',
+            jsonb_build_object('subject', 'cycle', 'step', p.kind || '_delivered', 'prompt_id', p.id), 'cycle',
+            format('%s prompt #%s delivered to %s', p.kind, p.id, p.target));
+    IF p.kind = 'resume' THEN
+        UPDATE ps_health.ps_sessions SET cycle_state = 'resume_delivered', cycle_resumed_at = p_now
+         WHERE project = p.project;
+    END IF;
+    FOR v_next IN SELECT * FROM ps_health.prompts WHERE after_id = p.id AND state = 'pending' LOOP
+        PERFORM ps_health._notify_prompt(v_next.id, v_next.host);
+    END LOOP;
+END;
+$$;
+
+-- release_prompts: give back a worker's claimed prompts undelivered (clean shutdown).
+CREATE FUNCTION ps_health.release_prompts(p_worker text, p_ids bigint[] DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    UPDATE ps_health.prompts
+       SET state = 'pending', worker = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0)
+     WHERE state = 'claimed' AND worker = p_worker AND (p_ids IS NULL OR id = ANY (p_ids));
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$$;
