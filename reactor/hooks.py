@@ -28,7 +28,8 @@ def fact_for(event: str, payload: dict) -> tuple[str, dict] | None:
     """(kind, data) of the fact a hook call reports, or None when it reports nothing ps-health uses."""
     if event == "SessionStart":
         return "session_start", {"session_id": clip(payload.get("session_id"), 255),
-                                 "transcript_path": clip(payload.get("transcript_path"))}
+                                 "transcript_path": clip(payload.get("transcript_path")),
+                                 "model": clip(payload.get("model"), 255)}
     if event in ("UserPromptSubmit", "Stop"):
         return "turn", {}
     if event == "SubagentStop":

@@ -24,6 +24,12 @@ def agent(reactors, tmux_server) -> Agent:
     return Agent(reactors.spool, pane=tmux_server.recorder().target)
 
 
+def status_cache(spool) -> dict:
+    """The reactor's status cache for host-a, {} before it is first written."""
+    path = spool / "status-host-a.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def forwarded(spool) -> bool:
     """Every fact written so far was taken and forwarded (or skipped) by the reactor."""
     active = spool / "facts.jsonl"
@@ -174,6 +180,17 @@ def test_after_clear_the_session_follows_the_new_conversation_and_its_transcript
     assert float(session(conn)["context_usage"]) == 0.02
 
 
+def test_a_resumed_long_conversation_of_a_1m_model_is_measured_against_its_window(conn, reactors, agent, tmp_path):
+    transcript = tmp_path / "resumed.jsonl"
+    transcript.write_text(_turn(300_000) + "\n")
+    agent.transcript = str(transcript)
+    reactors.start()
+    agent.session_start("resume")                      # model claude-opus-4-8[1m], no statusline yet
+    wait_for(lambda: (s := session(conn)) and s["estimated_tokens_used"] == 300_000, what="the transcript read")
+    assert float(session(conn)["context_usage"]) == 0.30, "300,000 tokens are 30 % of 1M, not 100 % of 200k"
+    assert conn.execute("SELECT count(*) AS n FROM prompts").fetchone()["n"] == 0
+
+
 def test_a_statusline_report_of_the_old_conversation_cannot_reopen_the_context_check(conn, reactors, agent):
     reactors.start()
     agent.session_start()
@@ -197,8 +214,9 @@ def test_statusline_prints_from_the_status_cache_with_the_database_down(conn, db
     agent.session_start()
     agent.agent_start("toolu_01")
     agent.agent_start("toolu_02")
-    wait_for(lambda: forwarded(reactors.spool) and json.loads((reactors.spool / "status-host-a.json").read_text())
-             ["panes"].get(agent.pane, {}).get("running") == 2, what="the status cache")
+    wait_for(lambda: forwarded(reactors.spool)
+             and status_cache(reactors.spool).get("panes", {}).get(agent.pane, {}).get("running") == 2,
+             what="the status cache")
     assert agent.statusline(42) == "ps-health shop · ctx 42% · 2 running"
     name = sql.Identifier(conninfo_to_dict(db)["dbname"])
     with psycopg.connect(admin_dsn, autocommit=True) as admin:

@@ -71,8 +71,8 @@ SELECT ps_health.report_context(%(project)s, NULL, %(used)s, %(total)s) AS perce
 
 -- name: fact_session_start
 -- An agent session started, resumed, or opened a new conversation (/clear): register or follow it.
-SELECT ps_health.register_session(%(project)s::text, 'cli', %(pane)s::text, %(host)s::text,
-                                  %(transcript_path)s::text, %(session_id)s::text, %(now)s::timestamptz) AS id
+SELECT ps_health.record_session_start(%(project)s::text, %(host)s::text, %(pane)s::text, %(session_id)s::text,
+                                      %(transcript_path)s::text, %(model)s::text, %(now)s::timestamptz) AS id
 
 -- name: fact_turn
 -- A prompt was submitted or the agent finished its turn: the session is alive.

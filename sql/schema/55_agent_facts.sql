@@ -2,8 +2,8 @@
 -- Stop, PreToolUse/PostToolUse on its subagent tool, SubagentStop, PreCompact, SessionEnd) and its
 -- statusline append facts to a spool on their host; the reactor there forwards them in order,
 -- each with the time it happened as p_now. A fact may be forwarded twice after a crash, so a second
--- call with the same fact changes nothing. The reactor calls these and register_session,
--- heartbeat_session and start_spawn directly.
+-- call with the same fact changes nothing. The reactor calls these, and heartbeat_session and
+-- start_spawn directly.
 
 -- _agent_session: the live session behind a pane on a host, else the project's session (or none).
 CREATE FUNCTION ps_health._agent_session(p_tmux_target text, p_host text, p_project text)
@@ -23,6 +23,27 @@ BEGIN
         SELECT * INTO s FROM ps_health.ps_sessions x WHERE x.project = p_project;
     END IF;
     RETURN s;
+END;
+$$;
+
+-- record_session_start: an agent session started, resumed, compacted or opened a new conversation
+-- (/clear): register it, following a new session id and transcript. A Claude Code model id ending in
+-- [1m] runs with a 1,000,000-token window: known before the first transcript is read, so a resumed
+-- long conversation is not measured against the 200,000 default.
+CREATE FUNCTION ps_health.record_session_start(p_project text, p_host text, p_tmux_target text, p_session_id text,
+                                               p_transcript_path text, p_model text DEFAULT NULL,
+                                               p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_id integer;
+BEGIN
+    PERFORM ps_health._check_text('model', p_model, 255, false);
+    v_id := ps_health.register_session(p_project, 'cli', p_tmux_target, p_host, p_transcript_path, p_session_id,
+                                       p_now);
+    IF p_model LIKE '%[1m]' THEN
+        UPDATE ps_health.ps_sessions SET estimated_tokens_total = 1000000 WHERE id = v_id;
+    END IF;
+    RETURN v_id;
 END;
 $$;
 

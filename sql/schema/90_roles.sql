@@ -30,7 +30,7 @@ SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
     'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
     'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context',
     -- the agent facts of its host, from the spool its agents' hooks write (55_agent_facts.sql)
-    'register_session', 'heartbeat_session', 'start_spawn', 'record_context', 'record_spawn_end',
+    'record_session_start', 'heartbeat_session', 'start_spawn', 'record_context', 'record_spawn_end',
     'record_spawn_launch', 'record_subagent_stop', 'record_compaction', 'record_session_end', 'host_status']) f
 UNION ALL
 SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[

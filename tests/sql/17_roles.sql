@@ -53,9 +53,7 @@ SET SESSION AUTHORIZATION reactor_h1;
 SELECT lives_ok($$SELECT * FROM ps_health.claim_prompts('h1', 'reactor_h1', 10, 60)$$, 'reactor: claims');
 SELECT lives_ok($$SELECT * FROM ps_health.probe_spawns('h1')$$, 'reactor: reads its probe targets');
 SELECT lives_ok($$SELECT ps_health.report_session_targets(ARRAY['alpha'], ARRAY['seen'])$$, 'reactor: reports facts');
-SELECT lives_ok($$SELECT ps_health.register_session('gamma', 'cli', '%7', 'h1')$$,
-  'reactor: registers sessions (it forwards the hooks of the agents on its host)');
-SELECT throws_ok($$SELECT ps_health.finish_spawn('alpha', 'y')$$, '42501', NULL, 'reactor: spawns end only through agent facts');
+SELECT throws_ok($$SELECT ps_health.register_session('gamma')$$, '42501', NULL, 'reactor: cannot register sessions');
 SELECT throws_ok($$SELECT ps_health.respond(1, 'x')$$, '42501', NULL, 'reactor: cannot answer checks');
 SELECT throws_ok($$SELECT * FROM ps_health.ps_sessions$$, '42501', NULL, 'reactor: no table reads');
 RESET SESSION AUTHORIZATION;

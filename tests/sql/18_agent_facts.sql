@@ -9,7 +9,10 @@ CREATE TEMP TABLE t0 AS SELECT '2026-01-01 12:00+00'::timestamptz AS t;
 CREATE FUNCTION pg_temp.at(m integer) RETURNS timestamptz LANGUAGE sql AS
   $$ SELECT t + make_interval(mins => m) FROM t0 $$;
 
-SELECT register_session('shop', 'cli', '%5', 'h1', '/t/one.jsonl', 'conv-1', pg_temp.at(0));
+SELECT record_session_start('shop', 'h1', '%5', 'conv-1', '/t/one.jsonl', 'claude-sonnet-4-5', pg_temp.at(0));
+SELECT is((SELECT (tmux_target, host, session_id, transcript_path, estimated_tokens_total) FROM ps_sessions
+            WHERE project = 'shop'), ('%5'::varchar, 'h1'::varchar, 'conv-1'::varchar, '/t/one.jsonl'::text, 200000),
+  'a session start registers the pane, host, conversation and transcript');
 
 -- context from the statusline
 SELECT is(record_context('%5', 'h1', NULL, 'conv-1', '/t/one.jsonl', NULL, 1000000, pg_temp.at(1)), 'window',
@@ -21,7 +24,12 @@ SELECT is((SELECT (context_usage, estimated_tokens_used) FROM ps_sessions WHERE 
   (0.3000::numeric(5,4), 300000), 'percent and tokens of the window');
 SELECT is(record_context('%5', 'h9', 'nothing', 'conv-1', NULL, 30, NULL, pg_temp.at(2)), 'not registered',
   'a pane on another host with an unknown project: nothing recorded, nothing refused');
-SELECT register_session('shop', 'cli', '%5', 'h1', '/t/two.jsonl', 'conv-2', pg_temp.at(3));
+SELECT record_session_start('shop', 'h1', '%5', 'conv-2', '/t/two.jsonl', NULL, pg_temp.at(3));
+SELECT is((SELECT (session_id, transcript_path, ended_at) FROM ps_sessions WHERE project = 'shop'),
+  ('conv-2'::varchar, '/t/two.jsonl'::text, NULL::timestamptz), 'after /clear the session follows the new conversation');
+SELECT record_session_start('big', 'h1', '%8', 'conv-9', '/t/big.jsonl', 'claude-opus-4-8[1m]', pg_temp.at(3));
+SELECT is((SELECT estimated_tokens_total FROM ps_sessions WHERE project = 'big'), 1000000,
+  'a [1m] model: the 1M window is known before the transcript is read');
 SELECT is(record_context('%5', 'h1', NULL, 'conv-1', NULL, 95, NULL, pg_temp.at(4)), 'earlier conversation',
   'a late report of the conversation before /clear is ignored');
 SELECT is((SELECT count(*)::int FROM check_state WHERE project = 'shop' AND check_type = 'context' AND status <> 'ok'),
@@ -77,12 +85,12 @@ SELECT is((SELECT ended_at FROM ps_sessions WHERE project = 'shop'), pg_temp.at(
 -- the status cache's query
 SELECT results_eq($$SELECT project::text, tmux_target::text, context_percent, running, stalled
                      FROM ps_health.host_status('h1')$$,
-  $$VALUES ('manual', '%6', 10.0, 0, 0)$$, 'host_status: the live sessions of a host');
+  $$VALUES ('big', '%8', NULL::numeric, 0, 0), ('manual', '%6', 10.0, 0, 0)$$, 'host_status: the live sessions of a host');
 
 -- the reactor forwards these facts with its own login
 CREATE ROLE reactor_h7 LOGIN IN ROLE ps_health_reactor;
 SET SESSION AUTHORIZATION reactor_h7;
-SELECT lives_ok($$SELECT ps_health.register_session('r', 'cli', '%1', 'h7', NULL, 'c', now())$$, 'reactor: session start');
+SELECT lives_ok($$SELECT ps_health.record_session_start('r', 'h7', '%1', 'c', NULL, NULL)$$, 'reactor: session start');
 SELECT lives_ok($$SELECT ps_health.heartbeat_session('r')$$, 'reactor: turn');
 SELECT lives_ok($$SELECT ps_health.start_spawn('r', 't', 'x', NULL, NULL, NULL, 'h7')$$, 'reactor: spawn start');
 SELECT lives_ok($$SELECT ps_health.record_spawn_launch('r', 't', '/x/a.output')$$, 'reactor: spawn launch');
