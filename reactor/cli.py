@@ -14,9 +14,9 @@ from reactor import __version__, config
 from reactor.errors import PsHealthError
 
 # Each module adds its subcommands; importing here keeps `ps-health --help` complete.
-from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor  # noqa: E402
+from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor, cmd_setup  # noqa: E402
 
-COMMAND_MODULES = [cmd_agent, cmd_ops, cmd_reactor, cmd_cron, cmd_db]
+COMMAND_MODULES = [cmd_agent, cmd_ops, cmd_reactor, cmd_cron, cmd_db, cmd_setup]
 
 
 def _json_default(value):

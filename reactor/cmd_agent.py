@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
 from pathlib import Path
 
-from reactor import cliutil, db, statusline
+from reactor import cliutil, statusline
 from reactor.cliutil import call_one, command, print_json
 from reactor.errors import BadInput
 
-log = logging.getLogger(__name__)
 
 INSTRUCTIONS = Path(__file__).resolve().parent.parent / "docs" / "ps-instructions.md"
 
@@ -35,15 +33,33 @@ def register(sub) -> None:
     cliutil.add_json(c)
 
     s = command(sub, "statusline", "Claude Code statusline command: report context, print one line",
-                "Read Claude Code's statusline JSON on stdin, report the context usage of the session "
-                "(found by $TMUX_PANE and host, else --project, else the basename of the JSON's cwd) and "
-                "print one short line: context %, running and stalled spawns, open alerts. Never fails: "
-                "on bad input or a database error it prints a placeholder and exits 0.",
+                "Read Claude Code's statusline JSON on stdin, record its context figures in the host spool "
+                "(the reactor forwards them) and print one short line from the reactor's status cache: "
+                "context %, running and stalled spawns, open alerts, or 'offline' when no reactor has "
+                "written current figures. The session is the one of $TMUX_PANE, else --project, else the "
+                "folder Claude Code runs in. Never talks to the database, never fails: on bad input it "
+                "prints a placeholder and exits 0. `ps-health setup claude-code` installs it.",
                 ['~/.claude/settings.json: {"statusLine": {"type": "command", "command": "ps-health statusline"}}',
                  "echo '{\"session_id\": \"s1\", \"cwd\": \"/src/myproj\", "
                  "\"context_window\": {\"used_percentage\": 42}}' | ps-health statusline"],
                 func=_statusline)
     s.add_argument("--project", help="project to use when the pane has no registered session")
+
+    k = command(sub, "hook", "Claude Code hook command: record what the agent did",
+                "Read the JSON Claude Code passes to a hook on stdin and record the fact in the host spool: "
+                "SessionStart registers the session (and follows /clear and resume), UserPromptSubmit and "
+                "Stop are heartbeats, PreToolUse / PostToolUse / PostToolUseFailure of the subagent tool "
+                "(Task or Agent) start and finish a spawn, SubagentStop is activity, PreCompact records a "
+                "compaction, SessionEnd ends the session. The reactor forwards the facts to the database "
+                "in order. Prints nothing and always exits 0, so it never blocks the agent. Facts are "
+                "recorded for agents in a tmux pane, or for any agent when --project is given. "
+                "`ps-health setup claude-code` installs the hooks.",
+                ['~/.claude/settings.json: {"hooks": {"Stop": [{"hooks": [{"type": "command", '
+                 '"command": "ps-health hook Stop"}]}]}}',
+                 "echo '{\"cwd\": \"/src/myproj\"}' | ps-health hook Stop --project myproj"],
+                func=_hook)
+    k.add_argument("event", metavar="EVENT", help="the Claude Code hook event, e.g. SessionStart")
+    k.add_argument("--project", help="the project (default: the folder Claude Code runs in)")
 
     from reactor import spawnwrap  # its parser lives beside the wrapper it drives
 
@@ -143,28 +159,14 @@ def _context(args, cfg) -> int:
 
 
 def _statusline(args, cfg) -> int:
-    # The agent redraws its screen with whatever we print: any failure becomes the placeholder, exit 0.
-    try:
-        data = statusline.parse(sys.stdin.buffer.read())
-    except Exception as exc:  # ValueError from parse, or an unreadable stdin
-        log.debug("statusline input refused: %s", exc)
-        print(statusline.fallback("bad statusline input"))
-        return 0
-    project = args.project or (statusline.project_from_cwd(data.cwd) if data.cwd else None)
-    try:
-        with db.connect(cfg.require_dsn(), autocommit=True, connect_timeout=2,
-                        application_name="ps-health statusline") as conn:
-            row = db.fetch_one(conn, "cli", "statusline", {
-                "target": os.environ.get("TMUX_PANE") or None, "host": cfg.host_label, "project": project,
-                "percent": data.used_percentage, "window_size": data.window_size})
-    except Exception as exc:  # database down, refused, or anything unexpected
-        log.debug("statusline: %s", exc)
-        print(statusline.fallback("database unavailable"))
-        return 0
-    name = row["project"] if row["registered"] else f"{row['project'] or '?'} (not registered)"
-    ctx = None if row["context_percent"] is None else float(row["context_percent"])
-    print(statusline.render(ctx, row["running"], row["stalled"], row["open_alerts"], name))
+    print(statusline.run(args.project, sys.stdin.buffer.read(), os.environ))
     return 0
+
+
+def _hook(args, cfg) -> int:
+    from reactor import hooks
+
+    return hooks.run(args.event, args.project, sys.stdin.buffer.read(), os.environ)
 
 
 def _respond(args, cfg) -> int:

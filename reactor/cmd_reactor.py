@@ -78,13 +78,19 @@ def register(sub) -> None:
                    help="serve Prometheus metrics on this port (default: off)")
     p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
                    help="address the metrics server binds (default 127.0.0.1)")
+    spool_group = p.add_mutually_exclusive_group()
+    spool_group.add_argument("--spool", metavar="DIR",
+                             help="the host spool the agents' hooks write to, forwarded to the database "
+                                  "(default: PS_HEALTH_SPOOL, else ~/.local/state/ps-health/spool)")
+    spool_group.add_argument("--no-spool", action="store_true",
+                             help="do not forward agent facts from a host spool")
     p.add_argument("--shutdown-timeout", type=_positive(float), default=15.0, metavar="SECONDS",
                    help="on stop, wait this long for typing in progress (default 15)")
     p.set_defaults(func=_reactor)
 
 
 def _reactor(args: argparse.Namespace, cfg) -> int:
-    from reactor import memory
+    from reactor import memory, spool
     from reactor.service import Options, Reactor  # the loop's imports are not needed by other commands
 
     memory.limit_arenas()
@@ -98,5 +104,6 @@ def _reactor(args: argparse.Namespace, cfg) -> int:
                    tmux_socket=socket_name, tmux_socket_path=args.tmux_socket_path, tmux_control=args.tmux_control,
                    poll_interval=args.poll_interval, probe_interval=args.probe_interval, lease=args.lease,
                    batch=args.batch, max_held=args.max_held, run_checks_every=args.run_checks_every, metrics_port=args.metrics_port,
-                   metrics_addr=args.metrics_addr, shutdown_timeout=args.shutdown_timeout)
+                   metrics_addr=args.metrics_addr, shutdown_timeout=args.shutdown_timeout,
+                   spool_dir=None if args.no_spool else (args.spool or spool.default_dir()))
     return Reactor(opts).run()

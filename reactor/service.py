@@ -17,6 +17,7 @@ from reactor.completer import Completer, Result
 from reactor.delivery import Dispatcher, Job
 from reactor.errors import DatabaseUnavailable
 from reactor.hostprobe import Housekeeper, HostProbe
+from reactor.ingest import SpoolIngest
 from reactor.link import Link, Listener
 from reactor.metrics import Metrics
 from reactor.tmux import Outcome, Tmux
@@ -49,6 +50,7 @@ class Options:
     metrics_port: int | None = None
     metrics_addr: str = "127.0.0.1"
     shutdown_timeout: float = 15.0
+    spool_dir: str | None = None
 
 
 class Reactor:
@@ -68,6 +70,8 @@ class Reactor:
         probe = HostProbe(self._probe_link, opts.host, opts.tmux_socket, opts.tmux_socket_path)
         self._housekeeper = Housekeeper(self._probe_link, probe, opts.probe_interval, opts.run_checks_every,
                                         self.metrics.health if opts.metrics_port else None)
+        self._spool = SpoolIngest(opts.dsn, opts.spool_dir, opts.host, opts.poll_interval,
+                                  opts.probe_interval or opts.poll_interval) if opts.spool_dir else None
         self._stop = threading.Event()
         self._held: dict[int, bool] = {}  # claimed, outcome not yet recorded: id -> handed to a deliverer
         self._held_lock = threading.Lock()
@@ -89,6 +93,8 @@ class Reactor:
         self.metrics.listener.set(0)
         self._completer.start()
         self._housekeeper.start()
+        if self._spool:
+            self._spool.start()
         log.info("reactor %s for host %s starting (poll %g s, probes every %g s, lease %d s)",
                  self.opts.worker, self.opts.host, self.opts.poll_interval, self.opts.probe_interval,
                  self.opts.lease)
@@ -252,6 +258,8 @@ class Reactor:
         untyped.update(self._commands.stop(self.opts.shutdown_timeout))
         left = self._completer.close(self.opts.shutdown_timeout)
         self._housekeeper.stop(self.opts.shutdown_timeout)
+        if self._spool:
+            self._spool.stop(self.opts.shutdown_timeout)
         with self._held_lock:
             untyped.update(pid for pid, handed in self._held.items() if not handed)
         ids = sorted(untyped)

@@ -30,6 +30,12 @@ def _docker_server():
     return container, f"host={host} port={port} user=postgres password=postgres dbname=postgres"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state(tmp_path_factory):
+    """Commands and reactors started by tests keep their host spool out of the real home folder."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+
+
 @pytest.fixture(scope="session")
 def server():
     """(admin_dsn, cluster or None): the PostgreSQL every test of this run uses."""

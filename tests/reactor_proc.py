@@ -56,12 +56,17 @@ class Reactors:
     tmp_path: Path
     procs: list[ReactorProc] = field(default_factory=list)
 
+    @property
+    def spool(self) -> Path:
+        """The host spool of this test's reactors (and of the agents' hooks the test runs)."""
+        return self.tmp_path / "spool"
+
     def start(self, *extra: str, host: str = HOST, worker: str | None = None,
               poll: str = "0.5", probe: str = "0.5") -> ReactorProc:
         worker = worker or f"{host}:w{len(self.procs) + 1}"
         log = self.tmp_path / f"reactor-{len(self.procs) + 1}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PS_HEALTH_", "PG"))}
-        env.update(PYTHONPATH=str(ROOT), PS_HEALTH_DSN=self.dsn)
+        env.update(PYTHONPATH=str(ROOT), PS_HEALTH_DSN=self.dsn, PS_HEALTH_SPOOL=str(self.spool))
         argv = [sys.executable, "-m", "reactor", "--host", host, "--worker", worker,
                 "--tmux-socket", self.tmux.name, "--poll-interval", poll, "--probe-interval", probe, *extra]
         with log.open("wb") as err:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from reactor.statusline import StatusInput, fallback, parse, project_from_cwd, render
+from reactor.statusline import StatusInput, fallback, parse, render
 
 FULL = {
     "session_id": "abc-123",
@@ -136,9 +136,3 @@ def test_fallback() -> None:
     assert fallback(tb) == "ps-health: unavailable"
     line = fallback("connection refused " * 20 + "\nsecond line")
     assert "\n" not in line and len(line) <= 80
-
-
-def test_project_from_cwd() -> None:
-    assert project_from_cwd("/home/u/src/myproj") == "myproj"
-    assert project_from_cwd("/home/u/src/myproj/") == "myproj"
-    assert project_from_cwd("/") == "/"

@@ -19,11 +19,6 @@ SELECT ps_health.end_session(%(project)s::text) AS changes
 SELECT ps_health.report_context(%(project)s::text, %(percent)s::numeric, %(tokens_used)s::integer,
                                 %(tokens_total)s::integer) AS percent
 
--- name: statusline
--- The statusline's single round trip: report context, return the counts it shows.
-SELECT * FROM ps_health.statusline(%(target)s::text, %(host)s::text, %(project)s::text, %(percent)s::numeric,
-                                   %(window_size)s::integer)
-
 -- name: start_spawn
 -- Record a spawn the PS started.
 SELECT ps_health.start_spawn(%(project)s::text, %(task_id)s::text, %(task_type)s::text, %(description)s::text,

@@ -66,3 +66,51 @@ SELECT ps_health.report_spawn_pids(%(ids)s::integer[], %(states)s::text[]) AS ch
 -- name: report_context
 -- Context usage read from a session's transcript.
 SELECT ps_health.report_context(%(project)s, NULL, %(used)s, %(total)s) AS percent
+
+-- Facts from the host spool, one query per kind (fact_<kind>); each passes the fact's own time.
+
+-- name: fact_session_start
+-- An agent session started, resumed, or opened a new conversation (/clear): register or follow it.
+SELECT ps_health.record_session_start(%(project)s::text, %(host)s::text, %(pane)s::text, %(session_id)s::text,
+                                      %(transcript_path)s::text, %(model)s::text, %(now)s::timestamptz) AS id
+
+-- name: fact_turn
+-- A prompt was submitted or the agent finished its turn: the session is alive.
+SELECT ps_health.heartbeat_session(%(project)s::text, %(now)s::timestamptz)
+
+-- name: fact_spawn_start
+-- The agent started a subagent.
+SELECT ps_health.start_spawn(%(project)s::text, %(task_id)s::text, %(task_type)s::text, %(description)s::text,
+                             NULL, NULL, %(host)s::text, %(now)s::timestamptz) AS id
+
+-- name: fact_spawn_launch
+-- The subagent went to the background with this output file.
+SELECT ps_health.record_spawn_launch(%(project)s::text, %(task_id)s::text, %(output_file)s::text,
+                                     %(now)s::timestamptz) AS id
+
+-- name: fact_spawn_end
+-- The subagent tool call returned: completed, failed with an error, or interrupted.
+SELECT ps_health.record_spawn_end(%(project)s::text, %(task_id)s::text, %(error)s::text, %(interrupted)s::boolean,
+                                  %(now)s::timestamptz) AS status
+
+-- name: fact_subagent_stop
+-- A subagent stopped (a background one completes).
+SELECT ps_health.record_subagent_stop(%(project)s::text, %(agent_id)s::text, %(now)s::timestamptz) AS finished
+
+-- name: fact_compaction
+-- The agent compacted its context.
+SELECT ps_health.record_compaction(%(project)s::text, %(trigger)s::text, %(now)s::timestamptz) AS check_id
+
+-- name: fact_session_end
+-- The agent session ended (or cleared its conversation).
+SELECT ps_health.record_session_end(%(project)s::text, %(reason)s::text, %(now)s::timestamptz) AS changes
+
+-- name: fact_context
+-- What the agent's statusline showed: context percent and window size.
+SELECT ps_health.record_context(%(pane)s::text, %(host)s::text, %(project)s::text, %(session_id)s::text,
+                                %(transcript_path)s::text, %(percent)s::numeric, %(window_size)s::integer,
+                                %(now)s::timestamptz) AS outcome
+
+-- name: host_status
+-- The statusline figures of every live session on this host, for the status cache.
+SELECT project, tmux_target, context_percent, running, stalled, open_alerts FROM ps_health.host_status(%(host)s::text)

@@ -29,7 +29,8 @@ SELECT project,
  GROUP BY project, (check_time AT TIME ZONE 'UTC')::date, check_type, status;
 
 -- statusline: report the context usage of the session behind an agent's statusline (found by
--- pane and host, else by project) and return what the line shows. One round trip per render.
+-- pane and host, else by project) and return what the line shows, in one round trip, for an SQL
+-- client drawing one (`ps-health statusline` itself reads the reactor's status cache instead).
 CREATE FUNCTION ps_health.statusline(p_tmux_target text, p_host text, p_project text,
                                      p_percent numeric DEFAULT NULL, p_window_size integer DEFAULT NULL,
                                      p_now timestamptz DEFAULT now())
@@ -41,17 +42,7 @@ DECLARE
     s ps_health.ps_sessions;
     v_project text := p_project;
 BEGIN
-    IF p_tmux_target IS NOT NULL THEN
-        -- pane ids repeat across hosts and tmux servers: a live session on this host wins
-        SELECT * INTO s FROM ps_health.ps_sessions x
-         WHERE x.tmux_target = p_tmux_target AND x.ended_at IS NULL
-           AND (x.host IS NULL OR x.host = p_host)
-         ORDER BY (x.host IS NOT NULL) DESC, x.last_activity DESC
-         LIMIT 1;
-    END IF;
-    IF s.id IS NULL AND p_project IS NOT NULL THEN
-        SELECT * INTO s FROM ps_health.ps_sessions x WHERE x.project = p_project;
-    END IF;
+    s := ps_health._agent_session(p_tmux_target, p_host, p_project);
     IF s.id IS NOT NULL THEN
         v_project := s.project;
         IF p_percent IS NOT NULL THEN

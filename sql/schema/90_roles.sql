@@ -1,6 +1,6 @@
 -- Least privilege. ps_health_owner owns every object; the public API runs as the owner (SECURITY
 -- DEFINER, fixed search_path), and each role may call only its part of it:
---   ps_health_reactor  claim/complete and the probe reports
+--   ps_health_reactor  claim/complete, the probe reports, and the agent facts of its host
 --   ps_health_agent    what a PS needs: sessions, context, spawns, answers, handoffs
 --   ps_health_reader   the views and the status functions
 -- Nothing is granted to PUBLIC. Agents act only for the projects listed for their login in
@@ -28,7 +28,10 @@ CREATE VIEW ps_health.role_functions AS
 SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
     'claim_prompts', 'complete_prompt', 'complete_prompts', 'extend_leases', 'release_prompts', 'report_output_mtimes',
     'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
-    'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context']) f
+    'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context',
+    -- the agent facts of its host, from the spool its agents' hooks write (55_agent_facts.sql)
+    'record_session_start', 'heartbeat_session', 'start_spawn', 'record_context', 'record_spawn_end',
+    'record_spawn_launch', 'record_subagent_stop', 'record_compaction', 'record_session_end', 'host_status']) f
 UNION ALL
 SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',
