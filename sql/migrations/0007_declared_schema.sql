@@ -5,3 +5,11 @@
 DROP TABLE ps_health.setting_definitions CASCADE;  -- with it the settings.key foreign key
 DROP TABLE ps_health.spawn_transitions;
 DROP TABLE ps_health.role_functions;
+
+-- Reactor logins are bound to hosts, and a worker id to the login that claimed with it.
+CREATE TABLE ps_health.reactor_hosts (
+    login  name NOT NULL,
+    host   varchar(255) NOT NULL,
+    PRIMARY KEY (login, host)
+);
+ALTER TABLE ps_health.reactors ADD COLUMN login name;
