@@ -10,11 +10,12 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT pg_has_role(session_user, 'ps_health_owner', 'MEMBER')
 $$;
 
--- _serves_host: the login is a reactor granted this host (or every host).
+-- _serves_host: the login is a reactor granted this host, or every host ('*', which also covers
+-- sessions and spawns without a host).
 CREATE FUNCTION ps_health._serves_host(p_host text)
 RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT p_host IS NOT NULL AND EXISTS (SELECT 1 FROM ps_health.reactor_hosts r
-                                           WHERE r.login = session_user AND r.host IN (p_host, '*'))
+    SELECT EXISTS (SELECT 1 FROM ps_health.reactor_hosts r
+                    WHERE r.login = session_user AND (r.host = p_host OR r.host = '*'))
 $$;
 
 -- _may_act: whether the login may act for a project (and put its session on p_host), or, with no
@@ -38,14 +39,12 @@ BEGIN
        OR (p_host IS NOT NULL AND NOT ps_health._serves_host(p_host)) THEN
         RETURN false;
     END IF;
-    IF p_project IS NULL THEN
-        RETURN p_host IS NOT NULL;
-    END IF;
     SELECT * INTO s FROM ps_health.ps_sessions x WHERE x.project = p_project;
     IF s.id IS NOT NULL AND (s.ended_at IS NULL OR p_host IS NULL) THEN
         RETURN ps_health._serves_host(s.host);
     END IF;
-    RETURN p_host IS NOT NULL;
+    -- no project, no session, or a session starting where one ended: the host given decides
+    RETURN ps_health._serves_host(p_host);
 END;
 $$;
 

@@ -10,7 +10,7 @@ LANGUAGE sql STABLE AS $$
       FROM ps_health.ps_sessions s
      WHERE s.ended_at IS NULL
        AND s.last_activity > p_now - ps_health._setting_interval('activity_window', s.project)
-       AND ps_health._may_see(s.project)
+       AND ((SELECT ps_health._sees_all()) OR ps_health._may_see(s.project))
        AND (s.last_context_check IS NULL
             OR s.last_context_check <= p_now - ps_health._setting_interval('context_check_interval', s.project))
      ORDER BY s.project;

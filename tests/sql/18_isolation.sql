@@ -1,7 +1,7 @@
 -- Projects and hosts cannot see or reach each other: an agent login sees only its projects, a
 -- reactor login acts only on its hosts (and for the sessions there), a worker id belongs to one login.
 BEGIN;
-SELECT plan(51);
+SELECT plan(53);
 SET LOCAL search_path = ps_health, public;
 
 -- alpha's PS is on h1, beta's on h2; each has a failed spawn (a critical prompt for its host) and a
@@ -16,6 +16,7 @@ SELECT project::text, (SELECT max(id) FROM ps_health.prompts p WHERE p.project =
        (SELECT id FROM ps_health.active_spawns sp WHERE sp.project = s.project AND task_id = 'quiet') AS spawn_id
   FROM ps_health.ps_sessions s;
 GRANT SELECT ON ids TO PUBLIC;
+SELECT register_session('nohost', 'sdk');
 
 CREATE ROLE agent_alpha LOGIN IN ROLE ps_health_agent;   -- an agent login needs nothing more
 CREATE ROLE reactor_h1 LOGIN IN ROLE ps_health_reactor;
@@ -57,10 +58,10 @@ SELECT lives_ok($$SELECT ps_health.heartbeat_session('alpha', now() + interval '
 RESET SESSION AUTHORIZATION;
 
 SET SESSION AUTHORIZATION reader_ops;
-SELECT results_eq($$SELECT project::text FROM ps_health.project_status()$$, $$VALUES ('alpha'), ('beta')$$,
+SELECT results_eq($$SELECT project::text FROM ps_health.project_status()$$, $$VALUES ('alpha'), ('beta'), ('nohost')$$,
   'reader: sees every project');
 SELECT results_eq($$SELECT DISTINCT project::text FROM ps_health.active_monitoring_targets ORDER BY 1$$,
-  $$VALUES ('alpha'), ('beta')$$, 'reader: the views show every project');
+  $$VALUES ('alpha'), ('beta'), ('nohost')$$, 'reader: the views show every project');
 RESET SESSION AUTHORIZATION;
 
 -- a reactor login is bound to its hosts
@@ -101,6 +102,8 @@ SELECT throws_ok($$SELECT ps_health.register_session('beta', 'cli', '%9', 'h1')$
 SELECT throws_ok($$SELECT ps_health.heartbeat_session('beta')$$, '42501', NULL, 'reactor: nor act for it');
 SELECT throws_ok($$SELECT ps_health.start_spawn('alpha', 'elsewhere', 'research', NULL, NULL, NULL, 'h2')$$, '42501', NULL,
   'reactor: nor place a spawn on another host');
+SELECT throws_ok($$SELECT ps_health.heartbeat_session('nohost')$$, '42501', NULL,
+  'reactor: nor for a session without a host');
 SELECT throws_ok($$SELECT ps_health.respond(1, 'x')$$, '42501', NULL, 'reactor: cannot answer checks');
 SELECT throws_ok($$SELECT ps_health.run_checks('2199-01-01')$$, '22023', NULL, 'reactor: cannot sweep in 2199');
 SELECT throws_ok($$SELECT ps_health.grant_reactor('reactor_h1', 'h2')$$, '42501', NULL, 'reactor: cannot grant itself a host');
@@ -118,6 +121,7 @@ SELECT throws_ok(format('SELECT ps_health.extend_leases(%L, ARRAY[%s::bigint])',
 SELECT throws_ok($$SELECT ps_health.release_prompts('w1')$$, '42501', NULL, 'nor release its claims');
 SELECT results_eq($$SELECT project::text FROM ps_health.claim_prompts('h2', 'w2', 10, 60)$$, $$VALUES ('beta')$$,
   'a reactor granted every host claims on any');
+SELECT lives_ok($$SELECT ps_health.heartbeat_session('nohost')$$, 'and acts for a session without a host');
 RESET SESSION AUTHORIZATION;
 SELECT is((SELECT state::text FROM ps_health.prompts WHERE id = (SELECT prompt_id FROM ids WHERE project = 'alpha')), 'claimed',
   'the claim of w1 is untouched');
