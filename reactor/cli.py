@@ -11,7 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from reactor import __version__, config
-from reactor.errors import PsHealthError
+from reactor.errors import BadInput, PsHealthError
+from reactor.render import SafeFormatter, safe
 
 # Each module adds its subcommands; importing here keeps `ps-health --help` complete.
 from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor, cmd_setup  # noqa: E402
@@ -29,6 +30,17 @@ def _json_default(value):
 
 def print_json(data) -> None:
     print(json.dumps(data, default=_json_default, indent=2))
+
+
+def _check_encoding(args: argparse.Namespace) -> None:
+    """Refuse an argument that is not valid UTF-8 (Python keeps its bytes as lone surrogates)."""
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                raise BadInput(f'{name.replace("_", "-")}: not valid UTF-8: "{shown}"') from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,14 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failure, 2 bad usage or input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
+        _check_encoding(args)
         cfg = config.load()
         return args.func(args, cfg) or 0
     except PsHealthError as exc:
         where = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        print(f"ps-health: {exc}{where}", file=sys.stderr)
+        print(f"ps-health: {safe(exc)}{where}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

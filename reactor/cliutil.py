@@ -9,9 +9,10 @@ from datetime import timedelta
 
 from reactor import db
 
-_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_DURATION = re.compile(r"(\d{1,15})\s*([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION_HELP = "a duration such as 90s, 30m, 2h, 1d or 1h30m"
+MAX_DURATION_DAYS = 36500  # a century: further than any mute or look-back means anything
 
 
 def parse_duration(text: str) -> timedelta:
@@ -25,6 +26,8 @@ def parse_duration(text: str) -> timedelta:
         pos = match.end()
     if not compact or pos != len(compact) or seconds <= 0:
         raise ValueError(f"bad duration {text!r}: use {DURATION_HELP}")
+    if seconds > MAX_DURATION_DAYS * _UNITS["d"]:
+        raise ValueError(f"duration {text!r} is too long: at most {MAX_DURATION_DAYS}d")
     return timedelta(seconds=seconds)
 
 
@@ -34,6 +37,17 @@ def duration(text: str) -> timedelta:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def seconds(text: str) -> float:
+    """argparse type for a refresh interval: a number of seconds above 0, at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 86400 seconds, got {text}")
+    return value
 
 
 def percent(text: str) -> float:

@@ -10,6 +10,7 @@ from pathlib import Path
 from reactor import cliutil, statusline
 from reactor.cliutil import call_one, command, print_json
 from reactor.errors import BadInput
+from reactor.render import safe
 
 
 INSTRUCTIONS = Path(__file__).resolve().parent.parent / "docs" / "ps-instructions.md"
@@ -125,7 +126,7 @@ def _session_register(args, cfg) -> int:
     if args.json:
         print_json({"id": row["id"], "project": args.project, "target": target, "host": host})
         return 0
-    print(f"registered {args.project} (session #{row['id']}) on {host}:{target or '-'}")
+    print(f"registered {safe(args.project)} (session #{row['id']}) on {safe(host)}:{safe(target or '-')}")
     if target is None:
         print("note: no tmux pane (not inside tmux and no --target): prompts wait until the session has one",
               file=sys.stderr)
@@ -135,10 +136,10 @@ def _session_register(args, cfg) -> int:
 def _session_simple(args, cfg) -> int:
     if args.action == "heartbeat":
         call_one(cfg, "heartbeat_session", {"project": args.project})
-        print(f"{args.project}: alive")
+        print(f"{safe(args.project)}: alive")
         return 0
     row = call_one(cfg, "end_session", {"project": args.project})
-    print(f"{args.project}: session ended" + (" (its running spawns are now orphaned work)" if row["changes"]
+    print(f"{safe(args.project)}: session ended" + (" (its running spawns are now orphaned work)" if row["changes"]
                                                else ""))
     return 0
 
@@ -154,7 +155,7 @@ def _context(args, cfg) -> int:
     if args.json:
         print_json({"project": project, "percent": row["percent"]})
     else:
-        print(f"{project}: context at {float(row['percent']):g}%")
+        print(f"{safe(project)}: context at {float(row['percent']):g}%")
     return 0
 
 
@@ -175,7 +176,7 @@ def _respond(args, cfg) -> int:
         print_json(row)
     else:
         about = " ".join(str(x) for x in (row["check_type"], row["subject"], row["status"]) if x)
-        print(f"answer recorded for check #{row['id']} ({row['project']}: {about})")
+        print(f"answer recorded for check #{row['id']} ({safe(row['project'])}: {safe(about)})")
     return 0
 
 
@@ -184,7 +185,7 @@ def _handoff(args, cfg) -> int:
     if args.json:
         print_json({"project": args.project, "file": args.file, "check_id": row["check_id"]})
     else:
-        print(f"{args.project}: handoff {args.file} recorded (check #{row['check_id']})")
+        print(f"{safe(args.project)}: handoff {safe(args.file)} recorded (check #{row['check_id']})")
     return 0
 
 

@@ -9,6 +9,7 @@ import time
 from reactor import cliutil, db, render
 from reactor.cliutil import call, call_one, command, print_json
 from reactor.errors import BadInput, PsHealthError
+from reactor.render import safe
 
 CLEAR = "\x1b[H\x1b[2J"
 CHECK_TYPES = ["spawn", "context", "handoff", "orphaned_work"]
@@ -22,7 +23,7 @@ def register(sub) -> None:
                 "is the monitor's own health: age of the last sweep, reactors seen recently, pg_cron.",
                 ["ps-health status", "ps-health status --watch       # refresh every 2 s, Ctrl-C to stop",
                  "ps-health status --json | jq '.projects[] | select(.open_alerts > 0)'"], func=_status)
-    s.add_argument("--watch", nargs="?", type=float, const=2.0, default=None, metavar="SECONDS",
+    s.add_argument("--watch", nargs="?", type=cliutil.seconds, const=2.0, default=None, metavar="SECONDS",
                    help="redraw every SECONDS (default 2) until Ctrl-C")
     cliutil.add_json(s)
 
@@ -105,8 +106,6 @@ def _snapshot(conn) -> dict:
 
 
 def _status(args, cfg) -> int:
-    if args.watch is not None and args.watch <= 0:
-        raise BadInput(f"--watch must be a positive number of seconds, got {args.watch:g}")
     if args.watch is not None and args.json:
         raise BadInput("--watch redraws a table; use --json without --watch")
     if args.watch is None:
@@ -164,14 +163,14 @@ def _mute(args, cfg) -> int:
     if args.json:
         print_json({"project": args.project, "until": row["until"], "reason": args.reason})
     else:
-        print(f"{args.project}: muted until {render.clock(row['until'])} "
+        print(f"{safe(args.project)}: muted until {render.clock(row['until'])} "
               f"({render.span(args.duration.total_seconds())})")
     return 0
 
 
 def _unmute(args, cfg) -> int:
     row = call_one(cfg, "unmute_project", {"project": args.project})
-    print(f"{args.project}: " + ("unmuted" if row["lifted"] else "was not muted"))
+    print(f"{safe(args.project)}: " + ("unmuted" if row["lifted"] else "was not muted"))
     return 0
 
 
@@ -185,9 +184,9 @@ def _settings(args, cfg) -> int:
         return 0
     value = args.value if args.action == "set" else None
     row = call_one(cfg, "set_setting", {"key": args.key, "value": value, "project": args.project})
-    scope = f"for {args.project}" if args.project else "globally"
+    scope = f"for {safe(args.project)}" if args.project else "globally"
     verb = "set" if args.action == "set" else "reset"
-    print(f"{args.key} {verb} {scope}: now {row['value']}")
+    print(f"{safe(args.key)} {verb} {scope}: now {safe(row['value'])}")
     return 0
 
 
@@ -206,5 +205,6 @@ def _check(args, cfg) -> int:
           f"{len(rows)} change(s)")
     for r in rows:
         what = " ".join(x for x in (r["check_type"], r["subject"]) if x)
-        print(f"  #{r['id']} {r['project']}: {what} -> {r['status']} ({r['action_taken'] or 'recorded'})")
+        print(f"  #{r['id']} {safe(r['project'])}: {safe(what)} -> {r['status']} "
+              f"({safe(r['action_taken'] or 'recorded')})")
     return 0

@@ -7,6 +7,10 @@ import logging
 import os
 
 
+# Longer than a day is not an interval or timeout any loop here means (and 1e300 overflows sleeps).
+_MAX_SECONDS = 86400
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -15,6 +19,8 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if not value > 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if kind is float and not value <= _MAX_SECONDS:
+            raise argparse.ArgumentTypeError(f"must be at most {_MAX_SECONDS} seconds, got {text}")
         return value
     return parse
 
@@ -24,8 +30,8 @@ def _non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    if not 0 <= value <= _MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {_MAX_SECONDS} seconds, got {text}")
     return value
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +15,12 @@ from psycopg.rows import dict_row
 from reactor import errors
 from reactor.sqlfiles import query
 
+log = logging.getLogger(__name__)
+
+# A deadlock or serialization failure aborts only the losing call; run it again a few times.
+RETRY_STATES = ("40P01", "40001")
+RETRIES = 3
+
 
 @contextlib.contextmanager
 def mapped_errors() -> Iterator[None]:
@@ -20,6 +29,9 @@ def mapped_errors() -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         raise errors.from_psycopg(exc) from exc
+    except UnicodeEncodeError as exc:  # a value with bytes that are not UTF-8 cannot be sent
+        bad = exc.object[exc.start:exc.end].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise errors.BadInput(f"a value is not valid UTF-8 (it has {bad})") from exc
 
 
 def connect(dsn: str, *, autocommit: bool = False, application_name: str = "ps-health",
@@ -33,8 +45,39 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "ps-h
         )
 
 
+def _without_nul(value: Any) -> Any:
+    """Drop NUL from every string sent: PostgreSQL text cannot hold it (the database judges the rest)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_nul(v) for v in value)
+    return value
+
+
 def fetch(conn: psycopg.Connection, topic: str, name: str, params: Any = None) -> list[dict]:
-    """Run a named query and return all rows (commits when the connection is not autocommit)."""
+    """Run a named query and return all rows (commits when the connection is not autocommit).
+
+    A call that loses a deadlock or a serialization conflict is run again, when it was its own
+    transaction, up to RETRIES times.
+    """
+    params = _without_nul(params)
+    own = conn.autocommit or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    attempt = 0
+    while True:
+        try:
+            return _fetch_once(conn, topic, name, params)
+        except errors.PsHealthError as exc:
+            attempt += 1
+            if exc.sqlstate not in RETRY_STATES or not own or attempt > RETRIES:
+                raise
+            log.warning("%s.%s: %s [%s]; running it again (%d of %d)", topic, name, exc, exc.sqlstate,
+                        attempt, RETRIES)
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+
+
+def _fetch_once(conn: psycopg.Connection, topic: str, name: str, params: Any) -> list[dict]:
     with mapped_errors():
         try:
             cur = conn.execute(query(topic, name), params)

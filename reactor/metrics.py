@@ -6,6 +6,8 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from reactor.errors import BadInput
+
 OUTCOMES = ("delivered", "target_missing", "failed")
 # Typing takes a few milliseconds; a pane that never shows the text takes seconds.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -43,5 +45,9 @@ class Metrics:
         self.sweep_age.set(math.nan if age is None else float(age))
 
     def serve(self, port: int, addr: str) -> None:
-        """Serve /metrics on addr:port from a background thread."""
-        start_http_server(port, addr=addr, registry=self.registry)
+        """Serve /metrics on addr:port from a background thread; a port in use is bad input."""
+        try:
+            start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as exc:  # in use, not permitted, or an address not on this host
+            raise BadInput(f"--metrics-port {port}: cannot serve metrics on {addr}:{port}: "
+                           f"{exc.strerror or exc}") from None

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime
 
 FULL, EMPTY = "█", "░"
+
+
+def safe(value: object) -> str:
+    """Text as a terminal may show it: every character it would act on or hide (controls such as ESC,
+    bidi and zero-width formatting, line separators) is written as an escape like \\x1b or \\u202e."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines through safe(), line by line, so a logged value cannot drive the terminal either."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(safe(line) for line in super().format(record).split("\n"))
 
 
 def bar(percent: float | None, width: int = 10) -> str:
@@ -47,7 +69,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     """Left-aligned columns separated by two spaces; the last column is not padded."""
     if not rows:
         return ""
-    cells = [[str(c) for c in r] for r in [headers, *rows]]
+    cells = [[safe(c) for c in r] for r in [headers, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for r in cells:
@@ -69,7 +91,7 @@ def system_line(system: dict, now: datetime) -> str:
     hosts: dict[str, int] = {}
     for r in reactors:
         hosts[r["host"]] = hosts.get(r["host"], 0) + 1
-    seen = ", ".join(host + (f" ×{n}" if n > 1 else "") for host, n in hosts.items())
+    seen = ", ".join(safe(host) + (f" ×{n}" if n > 1 else "") for host, n in hosts.items())
     cron = "pg_cron: " + ("present" if system.get("pg_cron") else "absent")
     job = "sweeping every minute" if system.get("sweep_job") else "no pg_cron sweep in the last 3 min"
     return (f"system: last sweep {sweep} · reactors seen: {len(reactors)}{' (' + seen + ')' if seen else ''}"

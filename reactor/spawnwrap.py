@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from reactor import cliutil, db, spawnrun
 from reactor.cliutil import call_one, command, print_json
 from reactor.errors import BadInput, PsHealthError
+from reactor.render import safe
 
 log = logging.getLogger("ps-health.spawn")
 
@@ -88,7 +89,7 @@ def _start(args, cfg) -> int:
     if args.json:
         print_json({"id": row["id"], "project": args.project, "task_id": args.task_id})
     else:
-        print(f"{args.project}: spawn {args.task_id} recorded (#{row['id']})")
+        print(f"{safe(args.project)}: spawn {safe(args.task_id)} recorded (#{row['id']})")
     return 0
 
 
@@ -99,7 +100,7 @@ def _start_params(args, cfg, pid: int | None) -> dict:
 
 def _output(args, cfg) -> int:
     call_one(cfg, "report_spawn_output", {"project": args.project, "task_id": args.task_id, "at": None})
-    print(f"{args.project}: spawn {args.task_id} output recorded")
+    print(f"{safe(args.project)}: spawn {safe(args.task_id)} output recorded")
     return 0
 
 
@@ -109,7 +110,7 @@ def _finish(args, cfg) -> int:
     if args.json:
         print_json({"project": args.project, "task_id": args.task_id, "status": row["status"]})
     else:
-        print(f"{args.project}: spawn {args.task_id} {row['status']}")
+        print(f"{safe(args.project)}: spawn {safe(args.task_id)} {row['status']}")
     return 0
 
 
@@ -168,7 +169,7 @@ def _run(args, cfg) -> int:
             raise  # a duplicate task id or a bad value: the caller must fix the call
         except PsHealthError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            print(f"ps-health: warning: spawn {args.task_id} not recorded ({reason}); running it anyway",
+            print(f"ps-health: warning: spawn {safe(args.task_id)} not recorded ({safe(reason)}); running it anyway",
                   file=sys.stderr)
         every = args.report_every.total_seconds() if args.report_every else 5.0
         on_output = _OutputReporter(dsn, args.project, args.task_id) if recorded else (lambda ts: None)
@@ -186,5 +187,6 @@ def _run(args, cfg) -> int:
                 db.fetch(conn, "cli", "finish_spawn", {"project": args.project, "task_id": args.task_id,
                                                        "exit_code": code, "error": error})
         except PsHealthError as exc:
-            print(f"ps-health: warning: could not record the end of spawn {args.task_id}: {exc}", file=sys.stderr)
+            print(f"ps-health: warning: could not record the end of spawn {safe(args.task_id)}: {safe(exc)}",
+                  file=sys.stderr)
     return code

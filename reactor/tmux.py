@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from reactor.errors import PsHealthError
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 _CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _OSC = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
-_LINE_BREAKS = re.compile(r"[\t\n\r]")
+_LINE_BREAKS = re.compile(r"[\t\n\r\x85\u2028\u2029]")
 # C0, DEL, C1, and lone surrogates (they cannot be encoded into tmux's argv).
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SPACE_RUNS = re.compile(r" {2,}")
@@ -37,6 +38,8 @@ def sanitise(text: str) -> str:
     text = _OSC.sub("", _CSI.sub("", text))
     text = _LINE_BREAKS.sub(" ", text)
     text = _CONTROLS.sub("", text)
+    # format characters (bidi overrides, zero-width spaces) make the pane show other than what is typed
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return _SPACE_RUNS.sub(" ", text).strip()
 
 

@@ -18,7 +18,8 @@ from tests.conftest import ROOT, wait_for
 from tests.tmux_server import TmuxServer
 
 HOST = "host-a"
-# A login with only the reactor's grants (migration 0005), so every test also proves the privileges.
+# A login with only the reactor's grants, bound to the hosts its reactors serve, so every test also
+# proves the privileges.
 REACTOR_LOGIN = "ps_health_test_reactor"
 
 
@@ -49,12 +50,16 @@ class ReactorProc:
 
 @dataclass
 class Reactors:
-    """Starts reactors against one database and tmux server; all are stopped after the test."""
+    """Starts reactors against one database and tmux server; all are stopped after the test.
+
+    With a login, each reactor's host is granted to it first (through owner_dsn)."""
 
     dsn: str
     tmux: TmuxServer
     tmp_path: Path
     procs: list[ReactorProc] = field(default_factory=list)
+    login: str | None = None
+    owner_dsn: str | None = None
 
     @property
     def spool(self) -> Path:
@@ -64,6 +69,8 @@ class Reactors:
     def start(self, *extra: str, host: str = HOST, worker: str | None = None,
               poll: str = "0.5", probe: str = "0.5") -> ReactorProc:
         worker = worker or f"{host}:w{len(self.procs) + 1}"
+        if self.login:
+            grant_reactor(self.owner_dsn, self.login, host)
         log = self.tmp_path / f"reactor-{len(self.procs) + 1}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PS_HEALTH_", "PG"))}
         env.update(PYTHONPATH=str(ROOT), PS_HEALTH_DSN=self.dsn, PS_HEALTH_SPOOL=str(self.spool))
@@ -96,11 +103,16 @@ def reactor_login(server):
     yield REACTOR_LOGIN
 
 
+def grant_reactor(owner_dsn: str, login: str, host: str) -> None:
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        conn.execute("SELECT ps_health.grant_reactor(%s, %s)", (login, host))
+
+
 @pytest.fixture
 def reactors(db, tmux_server, tmp_path, reactor_login):
     """Reactor processes for this test, logged in with the reactor's grants only when possible."""
     dsn = make_conninfo(db, user=reactor_login) if reactor_login else db
-    group = Reactors(dsn, tmux_server, tmp_path)
+    group = Reactors(dsn, tmux_server, tmp_path, login=reactor_login, owner_dsn=db)
     yield group
     group.stop_all()
 

@@ -331,7 +331,8 @@ def test_status_watch_redraws_until_ctrl_c(db):
 
 def test_status_watch_refuses_json_and_non_positive_intervals(db):
     assert "--json without --watch" in refused(db, "status", "--watch", "--json").stderr
-    assert "--watch must be a positive" in refused(db, "status", "--watch", "0").stderr
+    assert "argument --watch: must be above 0" in refused(db, "status", "--watch", "0").stderr
+    assert "at most 86400 seconds, got 1e300" in refused(db, "status", "--watch", "1e300").stderr
 
 
 def test_status_with_the_database_unreachable_fails_with_exit_1():

@@ -71,7 +71,7 @@ def test_server_restart_reconnects_and_delivers_what_was_queued_meanwhile(server
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ps_health_reactor").format(sql.Identifier(role)))
     # The reactor logs in as its own role, so it alone can be kept out after the restart.
-    group = Reactors(make_conninfo(db, user=role), tmux_server, tmp_path)
+    group = Reactors(make_conninfo(db, user=role), tmux_server, tmp_path, login=role, owner_dsn=db)
     try:
         with psycopg.connect(db, autocommit=True, row_factory=dict_row) as conn:
             fast(conn)

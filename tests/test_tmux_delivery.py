@@ -86,6 +86,9 @@ HOSTILE = {
     "tmux format": ("pane #{pane_id} #S", "pane #{pane_id} #S"),
     "tmux quoting": ("it's \"quoted\" $HOME ~/x {a} \\'", "it's \"quoted\" $HOME ~/x {a} \\'"),
     "non-ascii": ("café 日本語 🎉 naïve", "café 日本語 🎉 naïve"),
+    "bidi override": ("run safe\u202etxt.exe", "run safetxt.exe"),
+    "line separator": ("one\u2028two\u2029three\x85four", "one two three four"),
+    "zero-width": ("pass\u200bword\ufeff\u2060", "password"),
     "10000 chars": (LONG, LONG),
 }
 

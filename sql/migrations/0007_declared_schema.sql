@@ -7,3 +7,11 @@ DROP TABLE ps_health.spawn_transitions;
 DROP TABLE ps_health.role_functions;
 
 ALTER TABLE ps_health.ps_sessions ADD COLUMN context_held_since timestamptz;
+
+-- Reactor logins are bound to hosts, and a worker id to the login that claimed with it.
+CREATE TABLE ps_health.reactor_hosts (
+    login  name NOT NULL,
+    host   varchar(255) NOT NULL,
+    PRIMARY KEY (login, host)
+);
+ALTER TABLE ps_health.reactors ADD COLUMN login name;

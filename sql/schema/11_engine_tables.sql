@@ -102,9 +102,11 @@ CREATE TABLE ps_health.prompt_items (
 );
 CREATE INDEX idx_prompt_items_check ON ps_health.prompt_items (check_id);
 
--- Reactors seen: every claim call says which worker on which host is alive.
+-- Reactors seen: every claim call says which worker on which host is alive; a worker id belongs
+-- to the login that first claimed with it.
 CREATE TABLE ps_health.reactors (
     worker     varchar(255) PRIMARY KEY,
     host       varchar(255) NOT NULL,
-    last_seen  timestamptz NOT NULL
+    last_seen  timestamptz NOT NULL,
+    login      name
 );

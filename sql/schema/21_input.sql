@@ -1,6 +1,18 @@
--- Input checks and small helpers every API function uses; the updated_at trigger of the seed.
+-- Input checks and small helpers every API function uses; the per-project lock; the updated_at
+-- trigger of the seed.
 
--- _check_text: refuse empty, over-long or control-character names with the field and value.
+-- _unsafe_chars: a regex class of the characters no stored text may carry, because a terminal or a
+-- pane acts on them or shows something other than what is stored: C0 and C1 controls (ESC, BEL,
+-- DEL...), Unicode format characters (bidi overrides such as U+202E, zero-width U+200B, soft hyphen,
+-- tags) and the line and paragraph separators U+2028/U+2029 (categories Cc, Cf, Zl, Zp).
+CREATE FUNCTION ps_health._unsafe_chars()
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '[\u0001-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e'
+           '\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd'
+           '\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]'
+$$;
+
+-- _check_text: refuse empty, over-long, control- or format-character names with the field and value.
 CREATE FUNCTION ps_health._check_text(p_field text, p_value text, p_max integer DEFAULT 255, p_required boolean DEFAULT true)
 RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -12,24 +24,41 @@ BEGIN
     END IF;
     IF length(p_value) > p_max THEN
         RAISE EXCEPTION '% is too long (% characters, at most %): "%..."', p_field, length(p_value), p_max,
-            left(regexp_replace(p_value, '[[:cntrl:]]', '?', 'g'), 40) USING ERRCODE = '22023';
+            left(regexp_replace(p_value, ps_health._unsafe_chars(), '?', 'g'), 40) USING ERRCODE = '22023';
     END IF;
-    IF p_value ~ '[[:cntrl:]]' AND p_max <= 255 THEN
-        RAISE EXCEPTION '% must not contain control characters: "%"', p_field,
-            left(regexp_replace(p_value, '[[:cntrl:]]', '?', 'g'), 80) USING ERRCODE = '22023';
+    IF p_value ~ ps_health._unsafe_chars() THEN
+        RAISE EXCEPTION '% must not contain control or invisible formatting characters: "%"', p_field,
+            left(regexp_replace(p_value, ps_health._unsafe_chars(), '?', 'g'), 80) USING ERRCODE = '22023';
     END IF;
     RETURN p_value;
 END;
 $$;
 
--- _check_time: refuse timestamps the monitor cannot reason about.
+-- _clean_text: free prose (answers, descriptions, error lines) with terminal escape sequences and the
+-- characters of _unsafe_chars removed, line breaks and tabs turned into spaces, trimmed.
+CREATE FUNCTION ps_health._clean_text(p_value text)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT btrim(regexp_replace(regexp_replace(regexp_replace(regexp_replace(p_value,
+               '\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?', '', 'g'),   -- OSC: title, clipboard, hyperlinks
+               '\x1b\[[0-?]*[ -/]*[@-~]', '', 'g'),              -- CSI: colours, cursor, clearing
+               '[\t\n\r\u000b\u000c\u0085\u2028\u2029]+', ' ', 'g'),
+               ps_health._unsafe_chars(), '', 'g'))
+$$;
+
+-- _check_time: refuse timestamps the monitor cannot reason about. A login other than the owner works
+-- in the server's present: a week back, so facts a reactor forwards late still land, and a few
+-- minutes ahead for clock skew; no such caller can move the monitor's clock to 2199.
 CREATE FUNCTION ps_health._check_time(p_field text, p_value timestamptz)
-RETURNS timestamptz LANGUAGE plpgsql IMMUTABLE AS $$
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF p_value IS NULL OR NOT isfinite(p_value)
        OR p_value < '2000-01-01 00:00+00' OR p_value > '2200-01-01 00:00+00' THEN
         RAISE EXCEPTION '% must be a time between 2000 and 2200, got %', p_field, coalesce(p_value::text, 'NULL')
             USING ERRCODE = '22023';
+    END IF;
+    IF (p_value < now() - interval '7 days' OR p_value > now() + interval '5 minutes') AND NOT ps_health._is_owner() THEN
+        RAISE EXCEPTION '% must be within a week before and 5 minutes after the server''s time (%), got %',
+            p_field, now(), p_value USING ERRCODE = '22023';
     END IF;
     RETURN p_value;
 END;
@@ -62,6 +91,7 @@ DECLARE
     s ps_health.active_spawns;
 BEGIN
     PERFORM ps_health._authorize(p_project);
+    PERFORM ps_health._lock_project(p_project);
     SELECT * INTO s FROM ps_health.active_spawns WHERE project = p_project AND task_id = p_task_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown spawn "%" in project "%"', left(p_task_id, 255), left(p_project, 255)
@@ -69,6 +99,35 @@ BEGIN
     END IF;
     RETURN s;
 END;
+$$;
+
+-- The lock order. Every function that writes a project's rows takes the project's lock first
+-- (_lock_project), so two calls for one project queue instead of locking rows in opposite orders;
+-- a call about several projects takes their locks in one order (_lock_projects); the sweep only
+-- takes locks that are free (_try_lock_project) and leaves a busy project to the next sweep.
+
+-- _lock_project: the project's transaction lock (an advisory lock on the project's name).
+CREATE FUNCTION ps_health._lock_project(p_project text)
+RETURNS void LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(hashtext('ps_health.project'), hashtext(p_project))
+$$;
+
+-- _lock_projects: the locks of several projects, in the order of their keys.
+CREATE FUNCTION ps_health._lock_projects(p_projects text[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    k integer;
+BEGIN
+    FOR k IN SELECT DISTINCT hashtext(p) FROM unnest(p_projects) p WHERE p IS NOT NULL ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtext('ps_health.project'), k);
+    END LOOP;
+END;
+$$;
+
+-- _try_lock_project: the project's lock if nobody holds it (the sweep never waits for one).
+CREATE FUNCTION ps_health._try_lock_project(p_project text)
+RETURNS boolean LANGUAGE sql AS $$
+    SELECT pg_try_advisory_xact_lock(hashtext('ps_health.project'), hashtext(p_project))
 $$;
 
 -- update_updated_at_column: keep updated_at current on every update.

@@ -203,8 +203,27 @@ BEGIN
 END;
 $$;
 
+-- _lock_state: the sweep's hold on a problem it found: its project's lock when free, and the state
+-- row when it is still as found (no new status, answer or escalation since). Busy or changed: false.
+CREATE FUNCTION ps_health._lock_state(p_project text, p_type text, p_subject text, p_check_id integer,
+                                      p_escalated_at timestamptz)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT ps_health._try_lock_project(p_project) THEN
+        RETURN false;
+    END IF;
+    PERFORM 1 FROM ps_health.check_state cs
+     WHERE cs.project = p_project AND cs.check_type = p_type AND cs.subject = p_subject
+       AND cs.last_check_id = p_check_id AND cs.acknowledged_at IS NULL
+       AND cs.escalated_at IS NOT DISTINCT FROM p_escalated_at
+       FOR UPDATE;
+    RETURN FOUND;
+END;
+$$;
+
 -- _escalate: hand checks that stay critical and unanswered to the operator's command, once per
--- problem and again after escalation_reminder. Projects without an escalation_command are skipped.
+-- problem and again after escalation_reminder. Projects without an escalation_command are skipped,
+-- and so are busy ones (the next sweep escalates them).
 CREATE FUNCTION ps_health._escalate(p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -213,7 +232,8 @@ DECLARE
     v_n integer := 0;
 BEGIN
     FOR st IN
-        SELECT cs.*, s.host AS session_host, c.details AS check_details
+        SELECT cs.project, cs.check_type, cs.subject, cs.status, cs.since, cs.last_check_id, cs.template,
+               cs.escalated_at, s.host AS session_host, c.details AS check_details
           FROM ps_health.check_state cs
           JOIN ps_health.health_checks c ON c.id = cs.last_check_id
           LEFT JOIN ps_health.ps_sessions s ON s.project = cs.project
@@ -222,8 +242,10 @@ BEGIN
            AND cs.since <= p_now - ps_health._setting_interval('escalate_after', cs.project)
            AND (cs.escalated_at IS NULL
                 OR cs.escalated_at <= p_now - ps_health._setting_interval('escalation_reminder', cs.project))
-         FOR UPDATE OF cs
+         ORDER BY cs.project
     LOOP
+        CONTINUE WHEN NOT ps_health._lock_state(st.project, st.check_type, st.subject, st.last_check_id,
+                                                 st.escalated_at);
         INSERT INTO ps_health.prompts (project, host, severity, state, not_before, created_at, channel, kind, text)
         VALUES (st.project, coalesce(nullif(ps_health._setting('escalation_host', st.project), ''), st.session_host),
                 'critical', 'pending', p_now, p_now, 'escalation', 'escalation',
@@ -264,8 +286,9 @@ BEGIN
                 OR EXISTS (SELECT 1 FROM ps_health.ps_sessions s
                             WHERE s.project = cs.project AND ps_health._is_active(s, p_now)))
          ORDER BY cs.next_reminder_at
-         FOR UPDATE OF cs
     LOOP
+        CONTINUE WHEN NOT ps_health._lock_state(st.project, st.check_type, st.subject, st.last_check_id,
+                                                 st.escalated_at);
         v_n := v_n + ps_health._check(st.project, st.check_type, st.subject, st.status, st.details - 'reminder' - 'since',
                                       st.template, p_now);
     END LOOP;
@@ -274,7 +297,8 @@ END;
 $$;
 
 -- run_checks: one sweep over everything monitored. A concurrent second call returns at once
--- ({"skipped": true}); every completed sweep writes one sweep_runs row.
+-- ({"skipped": true}); every completed sweep writes one sweep_runs row. A project another call is
+-- writing to at that moment is left to the next sweep (the sweep never waits for a project's lock).
 CREATE FUNCTION ps_health.run_checks(p_now timestamptz DEFAULT now(), p_source text DEFAULT 'manual')
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -295,19 +319,20 @@ BEGIN
     -- which nothing changed costs a few scans; _eval_* then decides each candidate.
     FOR r IN
         WITH th AS MATERIALIZED (SELECT * FROM ps_health._thresholds())
-        SELECT id FROM (
-        SELECT sp.id FROM ps_health.active_spawns sp
+        SELECT id, project FROM (
+        SELECT sp.id, sp.project FROM ps_health.active_spawns sp
           JOIN th g ON g.project = '*' LEFT JOIN th t ON t.project = sp.project
          WHERE sp.status = 'running'
            AND coalesce(sp.last_output_change, sp.spawn_time) <= p_now - coalesce(t.stall_after, g.stall_after)
         UNION ALL
-        SELECT sp.id FROM ps_health.active_spawns sp
+        SELECT sp.id, sp.project FROM ps_health.active_spawns sp
           JOIN th g ON g.project = '*' LEFT JOIN th t ON t.project = sp.project
          WHERE sp.status = 'stalled'
            AND (sp.stalled_at <= p_now - coalesce(t.abandon_after, g.abandon_after)
                 OR sp.last_output_change > sp.stalled_at)
         ) candidates ORDER BY id
     LOOP
+        CONTINUE WHEN NOT ps_health._try_lock_project(r.project);
         v_changed := v_changed + ps_health._eval_spawn(r.id, p_now);
     END LOOP;
 
@@ -332,6 +357,7 @@ BEGIN
           LEFT JOIN ps_health.check_state rp ON rp.project = sess.project AND rp.check_type = 'context' AND rp.subject = 'report'
          WHERE sess.usage_status <> coalesce(c.status, 'ok') OR sess.report_status <> coalesce(rp.status, 'ok')
     LOOP
+        CONTINUE WHEN NOT ps_health._try_lock_project(r.project);
         v_changed := v_changed + ps_health._eval_context(r.project, p_now);
     END LOOP;
 
@@ -341,6 +367,7 @@ BEGIN
          WHERE s.handoff_requested_at IS NOT NULL
            AND (s.handoff_done_at IS NULL OR s.handoff_done_at < s.handoff_requested_at)
     LOOP
+        CONTINUE WHEN NOT ps_health._try_lock_project(r.project);
         v_changed := v_changed + ps_health._eval_handoff(r.project, p_now);
     END LOOP;
 
@@ -356,11 +383,13 @@ BEGIN
         UNION
         SELECT project FROM ps_health.check_state WHERE check_type = 'orphaned_work' AND status <> 'ok'
     LOOP
+        CONTINUE WHEN NOT ps_health._try_lock_project(r.project);
         v_changed := v_changed + ps_health._eval_orphans(r.project, p_now);
     END LOOP;
 
     -- handoff cycles waiting for activity after the resume prompt
     FOR r IN SELECT project FROM ps_health.ps_sessions WHERE cycle_state IN ('resume_delivered', 'incomplete') LOOP
+        CONTINUE WHEN NOT ps_health._try_lock_project(r.project);
         v_changed := v_changed + ps_health._eval_cycle(r.project, p_now);
     END LOOP;
 

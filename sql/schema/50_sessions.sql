@@ -1,6 +1,7 @@
 -- Sessions and context: register, heartbeat, end, context reports (the seed's functions among them).
 
--- get_sessions_needing_context_check: active sessions without a context report for the check interval.
+-- get_sessions_needing_context_check: active sessions without a context report for the check interval
+-- (of the projects the login may see).
 CREATE FUNCTION ps_health.get_sessions_needing_context_check(p_now timestamptz DEFAULT now())
 RETURNS TABLE (project varchar, session_type varchar, session_id varchar,
                minutes_since_check integer, current_usage numeric)
@@ -9,6 +10,7 @@ LANGUAGE sql STABLE AS $$
       FROM ps_health.ps_sessions s
      WHERE s.ended_at IS NULL
        AND s.last_activity > p_now - ps_health._setting_interval('activity_window', s.project)
+       AND ((SELECT ps_health._sees_all()) OR ps_health._may_see(s.project))
        AND (s.last_context_check IS NULL
             OR s.last_context_check <= p_now - ps_health._setting_interval('context_check_interval', s.project))
      ORDER BY s.project;
@@ -35,6 +37,7 @@ BEGIN
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(p_project);
+    PERFORM ps_health._lock_project(p_project);
     IF (SELECT s.handoff_done_at > p_now FROM ps_health.ps_sessions s WHERE s.project = p_project) THEN
         RETURN;  -- made before the last handoff: it describes the conversation the handoff ended
     END IF;
@@ -86,7 +89,8 @@ BEGIN
         RAISE EXCEPTION 'session_type must be cli or sdk, got "%"', left(coalesce(p_session_type, 'NULL'), 40)
             USING ERRCODE = '22023';
     END IF;
-    PERFORM ps_health._authorize(p_project);
+    PERFORM ps_health._authorize(p_project, p_host);
+    PERFORM ps_health._lock_project(p_project);
     SELECT * INTO old FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;
     -- registering the same live session again (same pane or session id) continues it
     v_continues := old.id IS NOT NULL AND old.ended_at IS NULL
@@ -146,6 +150,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(p_project);
+    PERFORM ps_health._lock_project(p_project);
     PERFORM ps_health._session(p_project);
     UPDATE ps_health.ps_sessions SET last_activity = greatest(last_activity, p_now), ended_at = NULL
      WHERE project = p_project;
@@ -159,6 +164,7 @@ RETURNS integer LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(p_project);
+    PERFORM ps_health._lock_project(p_project);
     PERFORM ps_health._session(p_project);
     UPDATE ps_health.ps_sessions SET ended_at = p_now WHERE project = p_project;
     RETURN ps_health._eval_orphans(p_project, p_now);

@@ -8,17 +8,24 @@ SELECT from_status::varchar(20) AS from_status, to_status::varchar(20) AS to_sta
   ('abandoned', 'running'), ('abandoned', 'completed'), ('abandoned', 'failed')
 ) AS t (from_status, to_status);
 
--- get_stalled_spawns: running spawns without output for the stall time (15 min by default).
+-- get_stalled_spawns: spawns without output for the stall time (15 min by default), whether the sweep
+-- has marked them stalled yet or not, until they recover, finish or are abandoned; NULL project = every
+-- project the login may see.
 CREATE FUNCTION ps_health.get_stalled_spawns(p_project varchar, p_now timestamptz DEFAULT now())
 RETURNS TABLE (id integer, task_id varchar, task_type varchar, spawn_time timestamptz, minutes_stalled integer)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM ps_health._check_time('p_now', p_now);
+    RETURN QUERY
     SELECT s.id, s.task_id, s.task_type, s.spawn_time,
            ps_health._minutes(coalesce(s.last_output_change, s.spawn_time), p_now)
       FROM ps_health.active_spawns s
-     WHERE s.status = 'running'
+     WHERE s.status IN ('running', 'stalled')
        AND (p_project IS NULL OR s.project = p_project)
        AND coalesce(s.last_output_change, s.spawn_time) <= p_now - ps_health._setting_interval('stall_after', s.project)
+       AND ((SELECT ps_health._sees_all()) OR ps_health._may_see(s.project))
      ORDER BY s.spawn_time;
+END;
 $$;
 
 -- trg_active_spawns_status: enforce the spawn transition table for every writer.
@@ -44,21 +51,23 @@ CREATE FUNCTION ps_health.start_spawn(p_project text, p_task_id text, p_task_typ
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_id integer;
+    v_description text;
 BEGIN
     PERFORM ps_health._check_text('project', p_project);
     PERFORM ps_health._check_text('task_id', p_task_id);
     PERFORM ps_health._check_text('task_type', p_task_type, 100);
-    PERFORM ps_health._check_text('description', p_description, 10000, false);
+    v_description := ps_health._check_text('description', ps_health._clean_text(p_description), 10000, false);
     PERFORM ps_health._check_text('output_file', p_output_file, 4096, false);
     PERFORM ps_health._check_text('host', p_host, 255, false);
     PERFORM ps_health._check_time('p_now', p_now);
     IF p_pid IS NOT NULL AND p_pid <= 0 THEN
         RAISE EXCEPTION 'pid must be positive, got %', p_pid USING ERRCODE = '22023';
     END IF;
-    PERFORM ps_health._authorize(p_project);
+    PERFORM ps_health._authorize(p_project, p_host);
+    PERFORM ps_health._lock_project(p_project);
     BEGIN
         INSERT INTO ps_health.active_spawns (project, task_id, task_type, description, output_file, pid, host, spawn_time)
-        VALUES (p_project, p_task_id, p_task_type, p_description, p_output_file, p_pid, p_host, p_now)
+        VALUES (p_project, p_task_id, p_task_type, v_description, p_output_file, p_pid, p_host, p_now)
         RETURNING id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION 'spawn "%" already exists in project "%"', p_task_id, p_project USING ERRCODE = '23505';
@@ -106,7 +115,7 @@ RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     sp ps_health.active_spawns;
     v_status text;
-    v_error text := left(nullif(btrim(p_error), ''), 2000);
+    v_error text := left(nullif(ps_health._clean_text(p_error), ''), 2000);
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
     sp := ps_health._spawn(p_project, p_task_id);
@@ -118,7 +127,7 @@ BEGIN
         PERFORM ps_health._check(p_project, 'spawn', p_task_id, 'critical',
             jsonb_build_object('task_id', p_task_id, 'task_type', sp.task_type,
                                'exit_code', coalesce(p_exit_code::text, 'none'),
-                               'error', coalesce(left(regexp_replace(v_error, '[[:cntrl:]]+', ' ', 'g'), 200), 'no error message')),
+                               'error', coalesce(left(v_error, 200), 'no error message')),
             'spawn.failed', p_now);
     ELSE
         PERFORM ps_health._check(p_project, 'spawn', p_task_id, 'ok',

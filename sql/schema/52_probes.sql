@@ -1,5 +1,18 @@
 -- Facts from the reactor's probes (output times, pane and pid liveness, handoff files) and what it
--- should look at on its host.
+-- should look at on its host. A reactor login reports and looks only at the hosts granted to it.
+
+-- _authorize_spawns: refuse a batch about spawns the login may not act for (a spawn's host, or its
+-- session's when it has none, as probe_spawns lists them), then take their projects' locks.
+CREATE FUNCTION ps_health._authorize_spawns(p_spawn_ids integer[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._authorize(NULL, coalesce(sp.host, s.host))
+       FROM ps_health.active_spawns sp LEFT JOIN ps_health.ps_sessions s ON s.project = sp.project
+      WHERE sp.id = ANY (p_spawn_ids);
+    PERFORM ps_health._lock_projects(ARRAY(SELECT sp.project FROM ps_health.active_spawns sp
+                                            WHERE sp.id = ANY (p_spawn_ids)));
+END;
+$$;
 
 -- report_output_mtimes: a probe's batch of output-file modification times (one round trip).
 CREATE FUNCTION ps_health.report_output_mtimes(p_spawn_ids integer[], p_mtimes timestamptz[],
@@ -14,6 +27,7 @@ BEGIN
             cardinality(p_spawn_ids), cardinality(p_mtimes) USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize_spawns(p_spawn_ids);
     FOR r IN
         SELECT sp.id, least(m.mtime, p_now) AS mtime
           FROM unnest(p_spawn_ids, p_mtimes) AS m(id, mtime)
@@ -42,6 +56,8 @@ BEGIN
         RAISE EXCEPTION 'target states must be seen, missing or unknown' USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize(f.project) FROM unnest(p_projects) f(project);
+    PERFORM ps_health._lock_projects(p_projects);
     FOR r IN
         UPDATE ps_health.ps_sessions s
            SET target_misses = CASE f.state WHEN 'seen' THEN 0 ELSE s.target_misses + 1 END,
@@ -77,6 +93,7 @@ BEGIN
         RAISE EXCEPTION 'pid states must be alive, dead or unknown' USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize_spawns(p_spawn_ids);
     FOR r IN
         UPDATE ps_health.active_spawns sp
            SET pid_misses = CASE f.state WHEN 'alive' THEN 0 ELSE sp.pid_misses + 1 END
@@ -100,35 +117,47 @@ $$;
 -- probe_sessions: a host's live sessions, for the reactor's probes (pane and transcript to look at).
 CREATE FUNCTION ps_health.probe_sessions(p_host text)
 RETURNS TABLE (project varchar, tmux_target varchar, transcript_path text, estimated_tokens_total integer)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM ps_health._authorize(NULL, p_host);
+    RETURN QUERY
     SELECT s.project, s.tmux_target, s.transcript_path, s.estimated_tokens_total
       FROM ps_health.ps_sessions s
      WHERE s.host = p_host AND s.ended_at IS NULL
-     ORDER BY s.project
+     ORDER BY s.project;
+END;
 $$;
 
 -- probe_spawns: a host's open spawns (their own host, or none and their session is here).
 CREATE FUNCTION ps_health.probe_spawns(p_host text)
 RETURNS TABLE (id integer, output_file text, pid integer)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM ps_health._authorize(NULL, p_host);
+    RETURN QUERY
     SELECT sp.id, sp.output_file, sp.pid
       FROM ps_health.active_spawns sp
       LEFT JOIN ps_health.ps_sessions s ON s.project = sp.project
      WHERE sp.status IN ('running', 'stalled', 'abandoned')
        AND (sp.host = p_host OR (sp.host IS NULL AND s.host = p_host))
-     ORDER BY sp.id
+     ORDER BY sp.id;
+END;
 $$;
 
 -- handoff_watches: for a host's reactor, the folders to watch for handoff files (open requests only).
 CREATE FUNCTION ps_health.handoff_watches(p_host text)
 RETURNS TABLE (project varchar, folder text, pattern text, requested_at timestamptz)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM ps_health._authorize(NULL, p_host);
+    RETURN QUERY
     SELECT s.project, ps_health._setting('handoff_folder', s.project), ps_health._setting('handoff_pattern', s.project),
            s.handoff_requested_at
       FROM ps_health.ps_sessions s
      WHERE s.host = p_host AND s.ended_at IS NULL AND s.handoff_requested_at IS NOT NULL
        AND (s.handoff_done_at IS NULL OR s.handoff_done_at < s.handoff_requested_at)
-       AND ps_health._setting('handoff_folder', s.project) <> ''
+       AND ps_health._setting('handoff_folder', s.project) <> '';
+END;
 $$;
 
 -- report_handoff_file: a probe saw a handoff file (a fact); it counts as the handoff done only
@@ -140,6 +169,7 @@ DECLARE
     s ps_health.ps_sessions;
 BEGIN
     PERFORM ps_health._check_time('p_mtime', p_mtime);
+    PERFORM ps_health._authorize(p_project);
     s := ps_health._session(p_project);
     IF s.handoff_requested_at IS NULL OR s.handoff_done_at >= s.handoff_requested_at
        OR p_mtime <= s.handoff_requested_at THEN

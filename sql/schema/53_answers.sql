@@ -1,20 +1,22 @@
 -- Answers, handoffs and mutes: what the PS and the operator tell the monitor.
 
--- respond: the PS's answer to a check; acknowledges the problem and stops its reminders.
+-- respond: the PS's answer to a check (stored without control or formatting characters);
+-- acknowledges the problem and stops its reminders.
 CREATE FUNCTION ps_health.respond(p_check_id integer, p_text text, p_now timestamptz DEFAULT now())
 RETURNS ps_health.health_checks LANGUAGE plpgsql AS $$
 DECLARE
     c ps_health.health_checks;
+    v_text text := ps_health._check_text('text', ps_health._clean_text(p_text), 10000);
 BEGIN
-    PERFORM ps_health._check_text('text', p_text, 10000);
     PERFORM ps_health._check_time('p_now', p_now);
-    SELECT * INTO c FROM ps_health.health_checks WHERE id = p_check_id FOR UPDATE;
+    SELECT * INTO c FROM ps_health.health_checks WHERE id = p_check_id;
     IF c.id IS NULL THEN
         RAISE EXCEPTION 'unknown check id %', coalesce(p_check_id::text, 'NULL') USING ERRCODE = 'P0002';
     END IF;
     -- an agent answers only its own project's checks
     PERFORM ps_health._authorize(c.project);
-    UPDATE ps_health.health_checks SET ps_response = p_text WHERE id = p_check_id RETURNING * INTO c;
+    PERFORM ps_health._lock_project(c.project);
+    UPDATE ps_health.health_checks SET ps_response = v_text WHERE id = p_check_id RETURNING * INTO c;
     UPDATE ps_health.check_state SET acknowledged_at = p_now
      WHERE project = c.project AND check_type = c.check_type AND subject = c.subject AND status <> 'ok';
     RETURN c;
@@ -35,6 +37,7 @@ BEGIN
     PERFORM ps_health._check_text('file', p_file, 4096);
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(p_project);
+    PERFORM ps_health._lock_project(p_project);
     s := ps_health._session(p_project);
     UPDATE ps_health.ps_sessions
        SET handoff_done_at = p_now, handoff_file = p_file, context_usage = NULL, last_context_check = NULL,
@@ -95,7 +98,7 @@ BEGIN
     IF p_until <= p_now THEN
         RAISE EXCEPTION 'until must be in the future, got %', p_until USING ERRCODE = '22023';
     END IF;
-    INSERT INTO ps_health.mutes (project, until, reason, created_at) VALUES (p_project, p_until, left(p_reason, 1000), p_now)
+    INSERT INTO ps_health.mutes (project, until, reason, created_at) VALUES (p_project, p_until, left(nullif(ps_health._clean_text(p_reason), ''), 1000), p_now)
     ON CONFLICT (project) DO UPDATE SET until = EXCLUDED.until, reason = EXCLUDED.reason, created_at = EXCLUDED.created_at;
     RETURN p_until;
 END;

@@ -5,7 +5,8 @@
 -- call with the same fact changes nothing. The reactor calls these, and heartbeat_session and
 -- start_spawn directly.
 
--- _agent_session: the live session behind a pane on a host, else the project's session (or none).
+-- _agent_session: the live session behind a pane on a host, else the project's session (or none),
+-- among the projects the login may see.
 CREATE FUNCTION ps_health._agent_session(p_tmux_target text, p_host text, p_project text)
 RETURNS ps_health.ps_sessions LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -15,12 +16,12 @@ BEGIN
         -- pane ids repeat across hosts and tmux servers: a live session on this host wins
         SELECT * INTO s FROM ps_health.ps_sessions x
          WHERE x.tmux_target = p_tmux_target AND x.ended_at IS NULL
-           AND (x.host IS NULL OR x.host = p_host)
+           AND (x.host IS NULL OR x.host = p_host) AND ps_health._may_see(x.project)
          ORDER BY (x.host IS NOT NULL) DESC, x.last_activity DESC
          LIMIT 1;
     END IF;
     IF s.id IS NULL AND p_project IS NOT NULL THEN
-        SELECT * INTO s FROM ps_health.ps_sessions x WHERE x.project = p_project;
+        SELECT * INTO s FROM ps_health.ps_sessions x WHERE x.project = p_project AND ps_health._may_see(x.project);
     END IF;
     RETURN s;
 END;
@@ -69,6 +70,7 @@ BEGIN
         RETURN 'not registered';
     END IF;
     PERFORM ps_health._authorize(s.project);
+    PERFORM ps_health._lock_project(s.project);
     -- a session registered without the agent's own id (by pane) takes reports from any conversation
     IF p_now < s.started_at
        OR (p_session_id IS NOT NULL AND s.session_id IS DISTINCT FROM p_session_id
@@ -160,6 +162,7 @@ BEGIN
     PERFORM ps_health._check_text('trigger', p_trigger, 40, false);
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(p_project);
+    PERFORM ps_health._lock_project(p_project);
     PERFORM ps_health._session(p_project);
     v_details := jsonb_build_object('event', 'compaction', 'trigger', coalesce(p_trigger, 'unknown'),
                                     'subject', 'compaction');
@@ -192,7 +195,8 @@ BEGIN
 END;
 $$;
 
--- host_status: what the statusline of every live session on a host shows, in one query.
+-- host_status: what the statusline of every live session on a host shows, in one query (the
+-- sessions the login may see: a reactor those of its hosts).
 CREATE FUNCTION ps_health.host_status(p_host text)
 RETURNS TABLE (project varchar, tmux_target varchar, context_percent numeric,
                running integer, stalled integer, open_alerts integer)
@@ -205,6 +209,6 @@ LANGUAGE sql STABLE AS $$
            (SELECT count(*)::integer FROM ps_health.check_state cs
              WHERE cs.project = s.project AND cs.status <> 'ok')
       FROM ps_health.ps_sessions s
-     WHERE s.host = p_host AND s.ended_at IS NULL
+     WHERE s.host = p_host AND s.ended_at IS NULL AND ps_health._may_see(s.project)
      ORDER BY s.project
 $$;

@@ -18,14 +18,22 @@ DECLARE
 BEGIN
     PERFORM ps_health._check_text('host', p_host);
     PERFORM ps_health._check_text('worker', p_worker);
+    PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize(NULL, p_host);
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be between 1 and 1000, got %', p_limit USING ERRCODE = '22023';
     END IF;
     IF p_lease_seconds IS NULL OR p_lease_seconds < 1 OR p_lease_seconds > 86400 THEN
         RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
     END IF;
-    INSERT INTO ps_health.reactors (worker, host, last_seen) VALUES (p_worker, p_host, p_now)
-    ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen;
+    -- a worker id is its first login's: another login claiming with it is refused (the owner excepted)
+    INSERT INTO ps_health.reactors AS r (worker, host, last_seen, login) VALUES (p_worker, p_host, p_now, session_user)
+    ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen,
+                                       login = coalesce(r.login, EXCLUDED.login)
+     WHERE r.login IS NULL OR r.login = EXCLUDED.login OR ps_health._is_owner();
+    IF NOT FOUND THEN
+        PERFORM ps_health._authorize_worker(p_worker);
+    END IF;
 
     -- Rounds: lock the next deliverable prompts, close those out of attempts or whose problems all
     -- recovered, claim the rest; again while closed ones left room. Only the rows taken are looked
@@ -111,6 +119,9 @@ BEGIN
     IF v_n > 10000 THEN
         RAISE EXCEPTION 'at most 10000 outcomes per call, got %', v_n USING ERRCODE = '22023';
     END IF;
+    PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize_worker(p_worker);
+    PERFORM ps_health._lock_projects(ARRAY(SELECT p.project FROM ps_health.prompts p WHERE p.id = ANY (p_ids)));
     SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o) WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed') LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'outcome must be delivered, target_missing or failed, got "%"', left(coalesce(v_bad.o, 'NULL'), 40)
@@ -136,7 +147,7 @@ BEGIN
 
     RETURN QUERY
     WITH input AS (
-        SELECT u.id, u.outcome, left(u.detail, 1000) AS detail, u.n
+        SELECT u.id, u.outcome, left(nullif(ps_health._clean_text(u.detail), ''), 1000) AS detail, u.n
           FROM unnest(p_ids, p_outcomes, coalesce(p_details, array_fill(NULL::text, ARRAY[v_n])))
                WITH ORDINALITY AS u(id, outcome, detail, n)),
     decided AS (
@@ -195,6 +206,11 @@ BEGIN
     IF p_lease_seconds IS NULL OR p_lease_seconds < 1 OR p_lease_seconds > 86400 THEN
         RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
     END IF;
+    PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._authorize_worker(p_worker);
+    -- rows in id order, as complete_prompts takes them
+    PERFORM 1 FROM ps_health.prompts WHERE state = 'claimed' AND worker = p_worker AND id = ANY (p_ids)
+     ORDER BY id FOR UPDATE;
     UPDATE ps_health.prompts SET lease_until = p_now + make_interval(secs => p_lease_seconds)
      WHERE state = 'claimed' AND worker = p_worker AND id = ANY (p_ids);
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -250,6 +266,9 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_n integer;
 BEGIN
+    PERFORM ps_health._authorize_worker(p_worker);
+    PERFORM 1 FROM ps_health.prompts WHERE state = 'claimed' AND worker = p_worker AND (p_ids IS NULL OR id = ANY (p_ids))
+     ORDER BY id FOR UPDATE;
     UPDATE ps_health.prompts
        SET state = 'pending', worker = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0)
      WHERE state = 'claimed' AND worker = p_worker AND (p_ids IS NULL OR id = ANY (p_ids));

@@ -1,7 +1,8 @@
 -- What people and agents read: the seed's views, the statusline's one round trip, the status table,
--- the monitor's own health.
+-- the monitor's own health. An agent login sees only its projects in each (_may_see); the owner and
+-- readers see every project. ((SELECT _sees_all()) is asked once per query, not once per row.)
 
--- Every project with a session or running spawns.
+-- Every project with a live session or running spawns (an ended session is no longer a target).
 CREATE VIEW ps_health.active_monitoring_targets AS
 SELECT coalesce(s.project, r.project) AS project,
        s.session_type,
@@ -10,11 +11,12 @@ SELECT coalesce(s.project, r.project) AS project,
        s.last_context_check,
        coalesce(r.active_spawns_count, 0) AS active_spawns_count,
        r.latest_spawn_time
-  FROM ps_health.ps_sessions s
+  FROM (SELECT * FROM ps_health.ps_sessions WHERE ended_at IS NULL) s
   FULL JOIN (SELECT project, count(*) AS active_spawns_count, max(spawn_time) AS latest_spawn_time
                FROM ps_health.active_spawns
               WHERE status = 'running'
-              GROUP BY project) r ON r.project = s.project;
+              GROUP BY project) r ON r.project = s.project
+ WHERE (SELECT ps_health._sees_all()) OR ps_health._may_see(coalesce(s.project, r.project));
 
 -- Daily counts of findings over the last 7 days.
 CREATE VIEW ps_health.health_check_summary AS
@@ -26,11 +28,13 @@ SELECT project,
        max(check_time) AS last_check_time
   FROM ps_health.health_checks
  WHERE check_time > now() - interval '7 days'
+   AND ((SELECT ps_health._sees_all()) OR ps_health._may_see(project))
  GROUP BY project, (check_time AT TIME ZONE 'UTC')::date, check_type, status;
 
 -- statusline: report the context usage of the session behind an agent's statusline (found by
--- pane and host, else by project) and return what the line shows, in one round trip, for an SQL
--- client drawing one (`ps-health statusline` itself reads the reactor's status cache instead).
+-- pane and host, else by project, among the projects the login may see) and return what the line
+-- shows, in one round trip, for an SQL client drawing one (`ps-health statusline` itself reads the
+-- reactor's status cache instead).
 CREATE FUNCTION ps_health.statusline(p_tmux_target text, p_host text, p_project text,
                                      p_percent numeric DEFAULT NULL, p_window_size integer DEFAULT NULL,
                                      p_now timestamptz DEFAULT now())
@@ -43,6 +47,9 @@ DECLARE
     v_project text := p_project;
 BEGIN
     s := ps_health._agent_session(p_tmux_target, p_host, p_project);
+    IF s.id IS NULL AND NOT ps_health._may_see(p_project) THEN
+        v_project := NULL;  -- counts of a project the login may not see stay hidden
+    END IF;
     IF s.id IS NOT NULL THEN
         v_project := s.project;
         IF p_percent IS NOT NULL THEN
@@ -53,7 +60,7 @@ BEGIN
         END IF;
     END IF;
     RETURN QUERY
-    SELECT v_project::varchar, s.id IS NOT NULL,
+    SELECT coalesce(v_project, p_project)::varchar, s.id IS NOT NULL,
            coalesce(p_percent, round((SELECT x.context_usage FROM ps_health.ps_sessions x WHERE x.id = s.id) * 100, 1)),
            (SELECT count(*)::integer FROM ps_health.active_spawns sp
              WHERE sp.project = v_project AND sp.status = 'running'),
@@ -64,7 +71,7 @@ BEGIN
 END;
 $$;
 
--- project_status: one row per project (a session, open spawns, open problems or a mute):
+-- project_status: one row per project the login may see (a session, open spawns, open problems or a mute):
 -- session, pane, context, activity, spawns, open alerts, last prompt, mute. `stalled`
 -- counts stalled and abandoned spawns; `abandoned` is the part of them given up on.
 CREATE FUNCTION ps_health.project_status(p_now timestamptz DEFAULT now())
@@ -119,6 +126,7 @@ LANGUAGE sql STABLE AS $$
             FROM ps_health.prompts pr WHERE pr.project = p.project
            ORDER BY pr.id DESC LIMIT 1) lp ON true
       LEFT JOIN ps_health.mutes m ON m.project = p.project AND m.until > p_now
+     WHERE (SELECT ps_health._sees_all()) OR ps_health._may_see(p.project)
      ORDER BY p.project;
 $$;
 

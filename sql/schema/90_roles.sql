@@ -1,10 +1,12 @@
 -- Least privilege. ps_health_owner owns every object; the public API runs as the owner (SECURITY
 -- DEFINER, fixed search_path), and each role may call only its part of it:
---   ps_health_reactor  claim/complete, the probe reports, and the agent facts of its host
---   ps_health_agent    what a PS needs: sessions, context, spawns, answers, handoffs
---   ps_health_reader   the views and the status functions
--- Nothing is granted to PUBLIC. Agents act only for the projects listed for their login in
--- agent_projects ('*' = all), so an agent cannot answer another project's checks.
+--   ps_health_reactor  claim/complete and the probe reports, for the hosts granted to its login
+--                      (reactor_hosts), and the agent's calls for sessions on those hosts
+--   ps_health_agent    what a PS needs: sessions, context, spawns, answers, handoffs, for the
+--                      projects granted to its login (agent_projects)
+--   ps_health_reader   the views, the tables and the status functions, every project
+-- Nothing is granted to PUBLIC. '*' grants every project or every host. _authorize decides who
+-- may act; what an agent sees (status, statusline, views) is filtered by the same decision.
 
 -- The roles are cluster-wide: create them once, keep them on rollback.
 DO $$
@@ -29,44 +31,20 @@ SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
     'claim_prompts', 'complete_prompt', 'complete_prompts', 'extend_leases', 'release_prompts', 'report_output_mtimes',
     'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
     'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context',
-    -- the agent facts of its host, from the spool its agents' hooks write (55_agent_facts.sql)
-    'record_session_start', 'heartbeat_session', 'start_spawn', 'record_context', 'record_spawn_end',
-    'record_spawn_launch', 'record_subagent_stop', 'record_compaction', 'record_session_end', 'host_status']) f
+    -- what a PS's hooks on the reactor's host report through it (55_agent_facts.sql), for sessions there
+    'register_session', 'heartbeat_session', 'end_session', 'start_spawn', 'report_spawn_output', 'finish_spawn',
+    'record_session_start', 'record_context', 'record_spawn_end', 'record_spawn_launch', 'record_subagent_stop',
+    'record_compaction', 'record_session_end', 'host_status']) f
 UNION ALL
 SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',
     'start_spawn', 'report_spawn_output', 'finish_spawn', 'set_spawn_status', 'respond', 'report_handoff',
     'statusline', 'project_status', 'system_health', 'setting', 'get_stalled_spawns',
-    'get_sessions_needing_context_check']) f
+    'get_sessions_needing_context_check', 'record_compaction', '_sees_all', '_may_see']) f
 UNION ALL
 SELECT 'ps_health_reader'::name, f::name FROM unnest(ARRAY[
-    'project_status', 'system_health', 'setting', 'get_stalled_spawns', 'get_sessions_needing_context_check']) f;
-
--- _authorize: refuse an agent login acting for a project that is not its own.
-CREATE FUNCTION ps_health._authorize(p_project text)
-RETURNS void LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    -- session_user is the login even inside SECURITY DEFINER functions
-    IF pg_has_role(session_user, 'ps_health_agent', 'MEMBER')
-       AND NOT pg_has_role(session_user, 'ps_health_owner', 'MEMBER')
-       AND NOT EXISTS (SELECT 1 FROM ps_health.agent_projects a
-                        WHERE a.login = session_user AND a.project IN (p_project, '*')) THEN
-        RAISE EXCEPTION 'login "%" may not act for project "%"', session_user, left(p_project, 255)
-            USING ERRCODE = '42501';
-    END IF;
-END;
-$$;
-
--- grant_agent / revoke_agent: let a login act as the agent of a project (owner only).
-CREATE FUNCTION ps_health.grant_agent(p_login name, p_project text DEFAULT '*')
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
-        RAISE EXCEPTION 'no login "%"', p_login USING ERRCODE = '22023';
-    END IF;
-    INSERT INTO ps_health.agent_projects VALUES (p_login, p_project) ON CONFLICT DO NOTHING;
-END;
-$$;
+    'project_status', 'system_health', 'setting', 'get_stalled_spawns', 'get_sessions_needing_context_check',
+    '_sees_all', '_may_see']) f;
 
 -- _apply_privileges: owner, SECURITY DEFINER, grants. The migration runner calls it after every
 -- migration, because CREATE OR REPLACE FUNCTION resets a function's security and settings.
@@ -93,8 +71,10 @@ BEGIN
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.sig);
         -- the API runs as the owner; prune keeps its caller's rights because it also trims
         -- cron.job_run_details, which only pg_cron's own user may touch
-        IF r.proname !~ '^(_|trg_)' AND r.proname NOT IN ('update_updated_at_column', 'prune', 'job_prune',
-                                                         'grant_agent') THEN
+        -- (and the views' filters: they run as the view's reader, who cannot read agent_projects)
+        IF (r.proname !~ '^(_|trg_)' OR r.proname IN ('_may_see', '_sees_all'))
+           AND r.proname NOT IN ('update_updated_at_column', 'prune', 'job_prune', 'grant_agent', 'revoke_agent',
+                                 'grant_reactor', 'revoke_reactor') THEN
             EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = ps_health, pg_temp', r.sig);
         END IF;
     END LOOP;

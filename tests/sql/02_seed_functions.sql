@@ -1,6 +1,6 @@
 -- The seed's functions and views behave as documented, with time moved through p_now.
 BEGIN;
-SELECT plan(17);
+SELECT plan(23);
 
 INSERT INTO ps_health.active_spawns (project, task_id, task_type, spawn_time, last_output_change) VALUES
   ('alpha', 'quiet-new', 'research', '2026-01-01 12:00+00', NULL),
@@ -18,7 +18,17 @@ SELECT is((SELECT count(*)::int FROM ps_health.get_stalled_spawns(NULL, '2026-01
   'NULL project means every project');
 UPDATE ps_health.active_spawns SET status = 'completed' WHERE task_id = 'silent-old';
 SELECT is((SELECT count(*)::int FROM ps_health.get_stalled_spawns('alpha', '2026-01-01 12:15+00')), 1,
-  'only running spawns are reported');
+  'a completed spawn is not reported');
+-- a client of the seed polls get_stalled_spawns: a spawn the sweep marked stalled stays in it
+UPDATE ps_health.active_spawns SET status = 'stalled', stalled_at = '2026-01-01 12:15+00' WHERE task_id = 'quiet-new';
+SELECT results_eq($$SELECT task_id::text, minutes_stalled FROM ps_health.get_stalled_spawns('alpha', '2026-01-01 12:20+00')$$,
+  $$VALUES ('quiet-new', 20)$$, 'a spawn marked stalled is still reported, with its minutes');
+UPDATE ps_health.active_spawns SET status = 'abandoned' WHERE task_id = 'quiet-new';
+SELECT is((SELECT count(*)::int FROM ps_health.get_stalled_spawns('alpha', '2026-01-01 12:20+00')), 0,
+  'until it is abandoned');
+UPDATE ps_health.active_spawns SET status = 'running' WHERE task_id = 'quiet-new';
+SELECT throws_ok($$SELECT * FROM ps_health.get_stalled_spawns(NULL, NULL)$$, '22023', 'p_now must be a time between 2000 and 2200, got NULL',
+  'a NULL time is an error, not an empty answer');
 
 INSERT INTO ps_health.ps_sessions (project, session_type, session_id, last_activity, last_context_check) VALUES
   ('alpha', 'cli', 'alpha-tmux', '2026-01-01 12:00+00', NULL),
@@ -49,6 +59,11 @@ SELECT is((SELECT details->>'task_id' FROM ps_health.health_checks WHERE project
 SELECT results_eq($$SELECT project::text, active_spawns_count::int FROM ps_health.active_monitoring_targets ORDER BY project$$,
   $$VALUES ('alpha', 2), ('beta', 1), ('gamma', 0)$$,
   'active_monitoring_targets: every project with a session or running spawns');
+UPDATE ps_health.ps_sessions SET ended_at = '2026-01-01 12:30+00' WHERE project IN ('beta', 'gamma');
+SELECT results_eq($$SELECT project::text, session_id::text, active_spawns_count::int FROM ps_health.active_monitoring_targets ORDER BY project$$,
+  $$VALUES ('alpha', 'alpha-tmux', 2), ('beta', NULL, 1)$$,
+  'an ended session is no longer a target; its running spawns still are');
+UPDATE ps_health.ps_sessions SET ended_at = NULL WHERE project IN ('beta', 'gamma');
 SELECT results_eq($$SELECT project::text, check_type::text, status::text, check_count::int FROM ps_health.health_check_summary WHERE check_type = 'spawn'$$,
   $$VALUES ('alpha', 'spawn', 'warning', 1)$$, 'health_check_summary counts the last 7 days');
 
@@ -56,6 +71,11 @@ UPDATE ps_health.ps_sessions SET updated_at = '2000-01-01' WHERE project = 'gamm
 UPDATE ps_health.ps_sessions SET session_id = 'g2' WHERE project = 'gamma';
 SELECT ok((SELECT updated_at > '2000-01-02' FROM ps_health.ps_sessions WHERE project = 'gamma'),
   'the updated_at trigger refreshes updated_at');
+
+SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('h1', 'w', 10, 60, 'infinity')$$, '22023',
+  'p_now must be a time between 2000 and 2200, got infinity', 'claim_prompts refuses an infinite time');
+SELECT throws_ok($$SELECT ps_health.extend_leases('w', ARRAY[1::bigint], 60, 'infinity')$$, '22023', NULL,
+  'and so does extend_leases');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -27,6 +27,7 @@ CREATE ROLE reactor_h1 LOGIN IN ROLE ps_health_reactor;
 CREATE ROLE reader_ops LOGIN IN ROLE ps_health_reader;
 CREATE ROLE stranger LOGIN;
 SELECT grant_agent('agent_alpha', 'alpha');
+SELECT grant_reactor('reactor_h1', 'h1');
 
 -- the agent
 SET SESSION AUTHORIZATION agent_alpha;

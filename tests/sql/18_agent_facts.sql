@@ -89,6 +89,7 @@ SELECT results_eq($$SELECT project::text, tmux_target::text, context_percent, ru
 
 -- the reactor forwards these facts with its own login
 CREATE ROLE reactor_h7 LOGIN IN ROLE ps_health_reactor;
+SELECT grant_reactor('reactor_h7', 'h7');
 SET SESSION AUTHORIZATION reactor_h7;
 SELECT lives_ok($$SELECT ps_health.record_session_start('r', 'h7', '%1', 'c', NULL, NULL)$$, 'reactor: session start');
 SELECT lives_ok($$SELECT ps_health.heartbeat_session('r')$$, 'reactor: turn');

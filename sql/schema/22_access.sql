@@ -1,0 +1,143 @@
+-- Who may act for and see what: the single place that decides it. Agent logins act for the projects
+-- granted to them (agent_projects), reactor logins on the hosts granted to them (reactor_hosts) and
+-- for the sessions there; the owner for everything. The grants themselves (which role may call which
+-- function) are in 90_roles.sql.
+
+-- _is_owner: the login owns the schema (or is a superuser); the owner is never restricted.
+-- (session_user is the login even inside SECURITY DEFINER functions.)
+CREATE FUNCTION ps_health._is_owner()
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT pg_has_role(session_user, 'ps_health_owner', 'MEMBER')
+$$;
+
+-- _serves_host: the login is a reactor granted this host, or every host ('*', which also covers
+-- sessions and spawns without a host).
+CREATE FUNCTION ps_health._serves_host(p_host text)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM ps_health.reactor_hosts r
+                    WHERE r.login = session_user AND (r.host = p_host OR r.host = '*'))
+$$;
+
+-- _may_act: whether the login may act for a project (and put its session on p_host), or, with no
+-- project, on a host. The owner may do anything. An agent login acts for the projects granted to
+-- it. A reactor login acts on the hosts granted to it, and for a project whose session is on one
+-- of them: its live session's host, else the host given (a session starting there), else the
+-- host of the session that ended.
+CREATE FUNCTION ps_health._may_act(p_project text, p_host text DEFAULT NULL)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s ps_health.ps_sessions;
+BEGIN
+    IF ps_health._is_owner() THEN
+        RETURN true;
+    END IF;
+    IF p_project IS NOT NULL AND EXISTS (SELECT 1 FROM ps_health.agent_projects a
+                                          WHERE a.login = session_user AND a.project IN (p_project, '*')) THEN
+        RETURN true;
+    END IF;
+    IF NOT pg_has_role(session_user, 'ps_health_reactor', 'MEMBER')
+       OR (p_host IS NOT NULL AND NOT ps_health._serves_host(p_host)) THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO s FROM ps_health.ps_sessions x WHERE x.project = p_project;
+    IF s.id IS NOT NULL AND (s.ended_at IS NULL OR p_host IS NULL) THEN
+        RETURN ps_health._serves_host(s.host);
+    END IF;
+    -- no project, no session, or a session starting where one ended: the host given decides
+    RETURN ps_health._serves_host(p_host);
+END;
+$$;
+
+-- _authorize: refuse a login acting for a project (or on a host) that is not its own.
+CREATE FUNCTION ps_health._authorize(p_project text, p_host text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT ps_health._may_act(p_project, p_host) THEN
+        IF p_project IS NULL THEN
+            RAISE EXCEPTION 'login "%" may not act for host "%"', session_user, left(coalesce(p_host, 'NULL'), 255)
+                USING ERRCODE = '42501';
+        ELSIF p_host IS NULL THEN
+            RAISE EXCEPTION 'login "%" may not act for project "%"', session_user, left(p_project, 255)
+                USING ERRCODE = '42501';
+        END IF;
+        RAISE EXCEPTION 'login "%" may not act for project "%" on host "%"', session_user, left(p_project, 255),
+            left(p_host, 255) USING ERRCODE = '42501';
+    END IF;
+END;
+$$;
+
+-- _authorize_worker: a worker id belongs to the login that claimed with it; another login using
+-- it is refused (the owner excepted).
+CREATE FUNCTION ps_health._authorize_worker(p_worker text)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_login name;
+BEGIN
+    SELECT r.login INTO v_login FROM ps_health.reactors r WHERE r.worker = p_worker;
+    IF v_login IS NOT NULL AND v_login <> session_user AND NOT ps_health._is_owner() THEN
+        RAISE EXCEPTION 'worker "%" belongs to login "%", not "%"', left(p_worker, 255), v_login, session_user
+            USING ERRCODE = '42501';
+    END IF;
+END;
+$$;
+
+-- _sees_all: the login sees every project (the owner and readers).
+CREATE FUNCTION ps_health._sees_all()
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT ps_health._is_owner() OR pg_has_role(session_user, 'ps_health_reader', 'MEMBER')
+$$;
+
+-- _may_see: whether the login may see a project: every project for the owner and readers, else
+-- the projects it may act for. (The views call _sees_all and _may_see with their reader's rights;
+-- both run as the owner, see _apply_privileges.)
+CREATE FUNCTION ps_health._may_see(p_project text)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT ps_health._sees_all() OR ps_health._may_act(p_project)
+$$;
+
+-- grant_agent / revoke_agent: let a login act as the agent of a project, or stop it (owner only).
+CREATE FUNCTION ps_health.grant_agent(p_login name, p_project text DEFAULT '*')
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._check_text('project', p_project);
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
+        RAISE EXCEPTION 'no login "%"', p_login USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ps_health.agent_projects VALUES (p_login, p_project) ON CONFLICT DO NOTHING;
+END;
+$$;
+
+CREATE FUNCTION ps_health.revoke_agent(p_login name, p_project text DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    DELETE FROM ps_health.agent_projects WHERE login = p_login AND (p_project IS NULL OR project = p_project);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$$;
+
+-- grant_reactor / revoke_reactor: let a reactor login serve a host ('*': every host), or stop it
+-- (owner only). Its claims, completions and probe reports are refused for any other host.
+CREATE FUNCTION ps_health.grant_reactor(p_login name, p_host text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._check_text('host', p_host);
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
+        RAISE EXCEPTION 'no login "%"', p_login USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ps_health.reactor_hosts VALUES (p_login, p_host) ON CONFLICT DO NOTHING;
+END;
+$$;
+
+CREATE FUNCTION ps_health.revoke_reactor(p_login name, p_host text DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    DELETE FROM ps_health.reactor_hosts WHERE login = p_login AND (p_host IS NULL OR host = p_host);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$$;

@@ -1,0 +1,97 @@
+"""Real logins through the CLI and the reactor: an agent sees its project only, a reactor acts on its hosts only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from tests.conftest import ROOT, run_cli
+from tests.test_cli import ok, refused
+
+
+@pytest.fixture
+def login(server, db):
+    """make(role) -> a DSN of a new login in that role; the logins are dropped after the test."""
+    admin_dsn, cluster = server
+    if cluster is None:
+        pytest.skip("logins without a password need the test run's own server")
+    made: list[str] = []
+
+    def make(role: str) -> tuple[str, str]:
+        name = f"{role.removeprefix('ps_health_')}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(name), sql.Identifier(role)))
+        made.append(name)
+        return name, make_conninfo(db, user=name)
+
+    yield make
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in made:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _two_projects(db: str) -> None:
+    for project, pane, host in (("alpha", "%1", "h1"), ("beta", "%2", "h2")):
+        ok(db, "session", "register", project, "--target", pane, "--host", host)
+        ok(db, "spawn", "start", project, "t1", "--type", "build")
+        ok(db, "spawn", "finish", project, "t1", "--exit-code", "1", "--error", f"{project} secret")
+
+
+def test_an_agent_login_sees_only_its_own_project(db, conn, login):
+    _two_projects(db)
+    name, agent = login("ps_health_agent")
+    conn.execute("SELECT ps_health.grant_agent(%s, 'alpha')", (name,))
+
+    out = ok(agent, "status").stdout
+    assert "alpha" in out and "beta" not in out
+    status_json = '{"session_id": "s1", "cwd": "/src/x"}'
+    line = ok(agent, "statusline", "--project", "beta", stdin=status_json).stdout
+    assert "beta (not registered)" in line and "alert" not in line
+    assert "1 alert" in ok(agent, "statusline", "--project", "alpha", stdin=status_json).stdout
+    assert "permission denied" in refused(agent, "checks").stderr  # the history is for readers
+    res = refused(agent, "session", "heartbeat", "beta")
+    assert f'login "{name}" may not act for project "beta" [42501]' in res.stderr
+
+
+def test_a_reactor_login_forwards_facts_for_its_host_only(db, conn, login):
+    _two_projects(db)
+    name, reactor = login("ps_health_reactor")
+    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1')", (name,))
+
+    ok(reactor, "session", "heartbeat", "alpha")
+    ok(reactor, "spawn", "start", "alpha", "hooked", "--type", "research", env={"PS_HEALTH_HOST": "h1"})
+    ok(reactor, "session", "register", "gamma", "--target", "%3", "--host", "h1")
+    res = refused(reactor, "session", "register", "delta", "--target", "%4", "--host", "h2")
+    assert f'login "{name}" may not act for project "delta" on host "h2"' in res.stderr
+    refused(reactor, "session", "heartbeat", "beta")
+    refused(reactor, "context", "beta", "--percent", "99")
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.ps_sessions WHERE project = 'delta'").fetchone()["n"] == 0
+
+
+def test_a_reactor_for_a_host_not_granted_to_its_login_stops_with_a_clear_error(db, login):
+    _two_projects(db)
+    name, reactor = login("ps_health_reactor")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PS_HEALTH_", "PG"))}
+    env.update(PYTHONPATH=str(ROOT), PS_HEALTH_DSN=reactor)
+    res = subprocess.run([sys.executable, "-m", "reactor", "--host", "h2", "--worker", "evil", "--probe-interval", "0"],
+                         capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2, res.stderr
+    assert f'ps-health: login "{name}" may not act for host "h2" [42501]' in res.stderr
+    assert "Traceback" not in res.stderr
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM ps_health.prompts WHERE state = 'claimed'").fetchone()[0] == 0
+
+
+def test_run_cli_as_a_reader_sees_every_project(db, login):
+    _two_projects(db)
+    _, reader = login("ps_health_reader")
+    out = ok(reader, "status").stdout
+    assert "alpha" in out and "beta" in out
+    assert "h2:%2" in run_cli(reader, "prompts").stdout
