@@ -51,10 +51,10 @@ def test_an_agent_login_sees_only_its_own_project(db, conn, login):
 
     out = ok(agent, "status").stdout
     assert "alpha" in out and "beta" not in out
-    status_json = '{"session_id": "s1", "cwd": "/src/x"}'
-    line = ok(agent, "statusline", "--project", "beta", stdin=status_json).stdout
-    assert "beta (not registered)" in line and "alert" not in line
-    assert "1 alert" in ok(agent, "statusline", "--project", "alpha", stdin=status_json).stdout
+    with psycopg.connect(agent, autocommit=True) as c:
+        line = "SELECT project, registered, open_alerts FROM ps_health.statusline(%s, 'h1', %s)"
+        assert c.execute(line, ("%2", "beta")).fetchone() == ("beta", False, 0), "beta stays hidden, pane or name"
+        assert c.execute(line, (None, "alpha")).fetchone() == ("alpha", True, 1)
     assert "permission denied" in refused(agent, "checks").stderr  # the history is for readers
     res = refused(agent, "session", "heartbeat", "beta")
     assert f'login "{name}" may not act for project "beta" [42501]' in res.stderr

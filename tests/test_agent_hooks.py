@@ -155,7 +155,7 @@ def test_a_refused_fact_is_logged_and_later_facts_still_arrive(conn, reactors, a
     wait_for(lambda: spawn(conn, "toolu_02"), what="the fact after the refused ones")
     log = proc.text()
     assert 'spawn_end of shop refused [P0002]: unknown spawn "toolu_never_started"' in log
-    assert "spawn_start of shop refused [22023]: task_type must not contain control characters" in log
+    assert "spawn_start of shop refused [22023]: task_type must not contain control or invisible" in log
     assert log.count("skipped a spool line that is not a fact") == 2
     assert spawn(conn, "toolu_x") is None
 
