@@ -5,3 +5,6 @@
 DROP TABLE ps_health.setting_definitions CASCADE;  -- with it the settings.key foreign key
 DROP TABLE ps_health.spawn_transitions;
 DROP TABLE ps_health.role_functions;
+
+-- whether a stored setting is allowed, kept by a trigger of the code (which also fills it in)
+ALTER TABLE ps_health.settings ADD COLUMN valid boolean NOT NULL DEFAULT false;

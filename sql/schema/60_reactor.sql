@@ -92,12 +92,15 @@ $$;
 -- _fail_unsettled: of the prompts being claimed, fail those whose delivery needs a setting stored
 -- with a value that is not allowed (written around set_setting), with the reason on the prompt and
 -- in the checks' action_taken; the claim goes on with every other prompt. Looked up once per
--- project and channel.
+-- project and channel, and only while some stored value is not allowed.
 CREATE FUNCTION ps_health._fail_unsettled(p_ids bigint[], p_now timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_failed ps_health.prompts;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ps_health.settings WHERE NOT valid) THEN
+        RETURN;
+    END IF;
     FOR v_failed IN
         WITH problems AS (
             SELECT x.project, x.channel, ps_health._setting_problem(x.project,

@@ -1,7 +1,7 @@
 -- Settings have a kind and a range, keep their order across keys wherever a change reaches, a
 -- stored value that is not allowed fails only the prompts that need it, and secrets stay the owner's.
 BEGIN;
-SELECT plan(48);
+SELECT plan(50);
 SET LOCAL search_path = ps_health, public;
 
 -- every default is allowed, and the defaults keep the rules
@@ -78,6 +78,13 @@ SELECT lives_ok($$SELECT run_checks()$$, 'the sweep runs over it');
 SELECT matches((SELECT problem FROM list_settings('p1') WHERE key = 'stall_after'),
   'stored for project "p1": "soon" is not allowed .* so it is ignored; stored globally: "1000000 years" is not allowed',
   'settings show names what is ignored');
+DELETE FROM settings WHERE key = 'stall_after';
+ALTER TABLE settings DISABLE TRIGGER trg_settings_write;
+INSERT INTO settings (key, project, value) VALUES ('stall_after', 'p3', '20 minutes');
+SELECT is(setting('stall_after', 'p3'), '15 minutes', 'a value written without its check is not used');
+ALTER TABLE settings ENABLE TRIGGER trg_settings_write;
+UPDATE settings SET value = value WHERE project = 'p3';
+SELECT is(setting('stall_after', 'p3'), '20 minutes', 'once checked, it is');
 DELETE FROM settings WHERE key = 'stall_after';
 
 -- ... and fails only the prompts that need it, with the reason recorded
