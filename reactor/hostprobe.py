@@ -152,7 +152,6 @@ class Timer:
     task: Callable[[], object]
     running_since: float | None = None
     stuck: bool = False
-    rounds: int = 0
 
 
 class Housekeeper:
@@ -184,7 +183,6 @@ class Housekeeper:
             timer.running_since = time.monotonic()
             _guarded(timer.name, timer.task)
             timer.running_since = None
-            timer.rounds += 1
             if timer.stuck:
                 timer.stuck = False
                 log.warning("%s round finished after all; it runs again every %g s", timer.name, timer.every)

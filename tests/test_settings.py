@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from reactor.service import Options, Reactor
 from tests.conftest import run_cli, wait_for
 from tests.reactor_proc import (delivered, failed_spawn, fast, prompt, reactor_login, reactors,  # noqa: F401
                                 session)
@@ -110,6 +111,15 @@ def test_the_reactor_keeps_serving_when_its_claims_are_refused(db, conn, tmux_se
     conn.execute("GRANT EXECUTE " + grant.format("TO"))
     delivered(conn, failed_spawn(conn, "alpha"))
     assert proc.text().count("claim refused") == 1  # once per reason, not once per poll
+
+
+def test_a_claimed_row_with_timings_that_are_not_finite_is_refused_alone():
+    reactor = Reactor(Options(dsn="", host="host-a", worker="w"))
+    row = {"id": 7, "target": "%1", "text": "hi", "severity": "warning", "submit_delay_ms": 100,
+           "idle_seconds": float("nan"), "max_defer_seconds": 120}
+    with pytest.raises(ValueError, match="idle_seconds is nan"):
+        reactor._job(row)
+    assert reactor._job(dict(row, idle_seconds=0)).idle_seconds == 0
 
 
 @pytest.fixture
