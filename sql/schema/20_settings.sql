@@ -137,6 +137,17 @@ CREATE TRIGGER trg_settings_write BEFORE INSERT OR UPDATE ON ps_health.settings
 -- Check what is stored against this release's ranges, every time the code is loaded.
 UPDATE ps_health.settings SET valid = ps_health._setting_error(key, value) IS NULL;
 
+-- _setting_default: the default of a setting (NULL for an unknown key): a constant made from
+-- setting_definitions whenever the code is loaded, because scanning the view on every lookup cost
+-- more than all the rest of one.
+DO $$
+BEGIN
+    EXECUTE format('CREATE FUNCTION ps_health._setting_default(p_key text) RETURNS text LANGUAGE sql IMMUTABLE AS %L',
+                   format('SELECT %L::jsonb ->> p_key',
+                          (SELECT jsonb_object_agg(key, default_value) FROM ps_health.setting_definitions)));
+END;
+$$;
+
 -- _setting: the effective value of a setting for a project: the project's override, else the
 -- global override, else the default, skipping a stored value that is not allowed. The engine's
 -- lookup: no SECURITY DEFINER switch per call, which made per-row lookups in claim_prompts cost
@@ -146,7 +157,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
     SELECT coalesce(
              (SELECT s.value FROM ps_health.settings s WHERE s.key = p_key AND s.project = p_project AND s.valid),
              (SELECT s.value FROM ps_health.settings s WHERE s.key = p_key AND s.project = '*' AND s.valid),
-             (SELECT d.default_value FROM ps_health.setting_definitions d WHERE d.key = p_key),
+             ps_health._setting_default(p_key),
              ps_health._unknown_setting(p_key))
 $$;
 
