@@ -79,14 +79,19 @@ def _register_settings(sub) -> None:
     ssub = s.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = command(ssub, "show", "effective values and where they come from",
                    "Show each setting's effective value (for --project, or global), where it comes from "
-                   "(project, global, default) and what it means.",
+                   "(project, global, default), its allowed range and what it means; a stored value that "
+                   "is not allowed (and so ignored) is listed below the table. Secrets show as (set) "
+                   "to everyone but the owner.",
                    ["ps-health settings show", "ps-health settings show --project myproj --json"],
                    func=_settings)
     show.add_argument("--project")
     cliutil.add_json(show)
     put = command(ssub, "set", "override a setting",
                   "Override a setting globally, or for one project with --project. Values are checked "
-                  "against the setting's kind (interval, numeric, integer).",
+                  "against the setting's kind and range (settings show lists them), and settings that "
+                  "must keep their order (context_warning below context_critical, stall_after below "
+                  "abandon_after, ...) are checked for every project the change reaches; a refused "
+                  "change writes nothing.",
                   ["ps-health settings set stall_after '20 minutes'",
                    "ps-health settings set --project myproj context_warning 0.6"], func=_settings)
     put.add_argument("--project")

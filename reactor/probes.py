@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import errno
-import glob
+import fnmatch
 import json
 import logging
 import os
@@ -17,7 +17,13 @@ log = logging.getLogger(__name__)
 TMUX_BIN = "tmux"
 TMUX_TIMEOUT = 2.0
 TAIL_BYTES = 256 * 1024
+# At most this many new bytes of a transcript are read per call; more than that, and only the tail is.
+MAX_READ = 16 * TAIL_BYTES
+# At most this many entries of a handoff folder are looked at per call.
+MAX_ENTRIES = 10_000
 _CHUNK = 1024 * 1024
+# Opening never waits: a FIFO opens at once (and is then refused), a terminal never becomes ours.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 # A line longer than this is dropped rather than buffered without bound.
 _MAX_PENDING = 32 * 1024 * 1024
 # Bytes kept from just before the offset to detect truncate-then-regrow on the same inode.
@@ -112,11 +118,14 @@ def _usage_tokens(line: bytes) -> int | None:
 class TranscriptReader:
     """Incrementally tails Claude Code transcript JSONL files, reporting usage changes."""
 
-    def __init__(self, context_window_size: int | None = None, tail_bytes: int = TAIL_BYTES) -> None:
+    def __init__(self, context_window_size: int | None = None, tail_bytes: int = TAIL_BYTES,
+                 max_read: int = MAX_READ) -> None:
         self.context_window_size = context_window_size
         self.tail_bytes = tail_bytes
+        self.max_read = max(max_read, tail_bytes)
         self.bytes_read = 0  # cumulative, for cost monitoring and tests
         self._files: dict[str, _FileState] = {}
+        self._refused: set[str] = set()  # paths already logged as not regular files
 
     def offset(self, path: str) -> int | None:
         """Return the byte offset consumed so far for path, or None if untracked."""
@@ -131,17 +140,41 @@ class TranscriptReader:
     def forget(self, path: str) -> None:
         """Drop state for path (e.g. the session ended)."""
         self._files.pop(path, None)
+        self._refused.discard(path)
 
     def read(self, path: str, context_window_size: int | None = None) -> Usage | None:
-        """Read the new tail of path; return the latest usage if a new one appeared, else None."""
+        """Read the new tail of path; return the latest usage if a new one appeared, else None.
+
+        Only a regular file is read, and only up to the size it had when opened (see MAX_READ)."""
         window = context_window_size if context_window_size is not None else self.context_window_size
         try:
-            with open(path, "rb") as fh:
-                fst = os.fstat(fh.fileno())
+            fd = os.open(path, _OPEN_FLAGS)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                log.debug("transcript %s not there (yet): %s", path, exc)
+            else:
+                self._refuse(path, f"cannot be opened: {exc}")
+            return None
+        try:
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode):
+                self._refuse(path, f"is not a regular file but {_file_type(fst.st_mode)}")
+                return None
+            self._refused.discard(path)
+            with open(fd, "rb", closefd=False) as fh:
                 return self._read_open(path, fh, fst, window)
         except OSError as exc:
             log.debug("transcript %s unreadable: %s", path, exc)
             return None
+        finally:
+            os.close(fd)
+
+    def _refuse(self, path: str, why: str) -> None:
+        """A device, FIFO, socket or folder is never read: /dev/zero never ends, a FIFO may never answer."""
+        self._files.pop(path, None)
+        if path not in self._refused:
+            self._refused.add(path)
+            log.warning("transcript %r %s; it is not read", path, why)
 
     def _fresh(self, ino: tuple[int, int], size: int) -> _FileState:
         start = max(0, size - self.tail_bytes)
@@ -151,6 +184,9 @@ class TranscriptReader:
     def _read_open(self, path: str, fh: BinaryIO, fst: os.stat_result, window: int | None) -> Usage | None:
         ino = (fst.st_dev, fst.st_ino)
         st = self._files.get(path)
+        if st is not None and fst.st_size - st.offset > self.max_read:
+            log.debug("transcript %s grew by more than %d bytes; reading its tail only", path, self.max_read)
+            st = None
         if st is not None and (st.ino != ino or fst.st_size < st.offset or not self._sig_ok(fh, st)):
             log.info("transcript %s truncated, replaced or rewritten; restarting", path)
             st = None
@@ -158,7 +194,9 @@ class TranscriptReader:
             st = self._files[path] = self._fresh(ino, fst.st_size)
         fh.seek(st.offset)
         found: tuple[int, int] | None = None
-        while chunk := fh.read(_CHUNK):
+        left = fst.st_size - st.offset  # bytes written after the open wait for the next call
+        while left > 0 and (chunk := fh.read(min(_CHUNK, left))):
+            left -= len(chunk)
             self.bytes_read += len(chunk)
             found = self._consume(st, chunk) or found
         if found is None:
@@ -210,18 +248,48 @@ class TranscriptReader:
 class HandoffWatcher:
     """Lists handoff files that appeared or changed after a given time."""
 
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
+
     def new_files(self, folder: str, pattern: str, since: float) -> list[tuple[str, float]]:
-        """Return (path, mtime) of regular files in folder matching pattern with mtime > since."""
+        """Return (path, mtime) of regular files in folder matching pattern with mtime > since.
+
+        Only a folder is listed (a FIFO or file is not opened for reading), at most max_entries of it;
+        nothing is read from the files. Names starting with a dot match only a pattern that does."""
+        try:
+            fd = os.open(folder, _OPEN_FLAGS | os.O_DIRECTORY)
+        except (OSError, ValueError):
+            return []  # missing, not a folder, unreadable
         found = []
-        # glob swallows listing errors itself, so a missing or unreadable folder yields [].
-        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue  # vanished or unreadable between listing and stat
-            if stat.S_ISREG(st.st_mode) and st.st_mtime > since:
-                found.append((path, st.st_mtime))
+        try:
+            with os.scandir(fd) as entries:
+                for n, entry in enumerate(entries):
+                    if n >= self.max_entries:
+                        log.warning("handoff folder %r holds more than %d entries; only those were looked at",
+                                    folder, self.max_entries)
+                        break
+                    name = entry.name
+                    if name.startswith(".") != pattern.startswith(".") or not fnmatch.fnmatchcase(name, pattern):
+                        continue
+                    try:
+                        st = entry.stat()  # follows a link; stat never opens the file
+                    except OSError:
+                        continue  # vanished or unreadable between listing and stat
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime > since:
+                        found.append((os.path.join(folder, name), st.st_mtime))
+        except OSError as exc:
+            log.debug("handoff folder %s unreadable: %s", folder, exc)
+        finally:
+            os.close(fd)
         return sorted(found, key=lambda item: (item[1], item[0]))
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "something else"
 
 
 def tmux_targets(targets: list[str], socket_name: str | None = None, socket_path: str | None = None,

@@ -148,5 +148,8 @@ def prompts_table(rows: list[dict], now: datetime) -> str:
 
 
 def settings_table(rows: list[dict]) -> str:
-    headers = ["KEY", "VALUE", "FROM", "DESCRIPTION"]
-    return table(headers, [[r["key"], r["value"], r["source"], r["description"]] for r in rows])
+    """Each setting with its range; stored values that are not allowed (and so ignored) listed below."""
+    headers = ["KEY", "VALUE", "FROM", "ALLOWED", "DESCRIPTION"]
+    body = table(headers, [[r["key"], r["value"], r["source"], r["allowed"], r["description"]] for r in rows])
+    problems = [f"! {r['key']}: {r['problem']}" for r in rows if r.get("problem")]
+    return "\n".join([body, *(["", *problems] if problems else [])])

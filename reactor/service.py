@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -15,8 +16,8 @@ from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_when_e
 from reactor.channel import CommandRunner
 from reactor.completer import Completer, Result
 from reactor.delivery import Dispatcher, Job
-from reactor.errors import DatabaseUnavailable
-from reactor.hostprobe import Housekeeper, HostProbe
+from reactor.errors import DatabaseUnavailable, PsHealthError
+from reactor.hostprobe import HostProbe, housekeeping
 from reactor.ingest import SpoolIngest
 from reactor.link import Link, Listener
 from reactor.metrics import Metrics
@@ -68,8 +69,8 @@ class Reactor:
         self._probe_link = Link(opts.dsn, "ps-health-reactor:probe")
         self._completer = Completer(self._work, opts.worker, self._recorded)
         probe = HostProbe(self._probe_link, opts.host, opts.tmux_socket, opts.tmux_socket_path)
-        self._housekeeper = Housekeeper(self._probe_link, probe, opts.probe_interval, opts.run_checks_every,
-                                        self.metrics.health if opts.metrics_port else None)
+        self._housekeeper = housekeeping(self._probe_link, probe, opts.probe_interval, opts.run_checks_every,
+                                         self.metrics.health if opts.metrics_port else None)
         self._spool = SpoolIngest(opts.dsn, opts.spool_dir, opts.host, opts.poll_interval,
                                   opts.probe_interval or opts.poll_interval) if opts.spool_dir else None
         self._stop = threading.Event()
@@ -78,6 +79,7 @@ class Reactor:
         self._listener = Listener(opts.dsn, "ps-health-reactor:listen")
         self._down_since: float | None = None
         self._backlog = False  # the last drain stopped at max_held with prompts possibly left
+        self._refused: str | None = None  # why the last claim was refused, until one succeeds
 
     def request_stop(self, *_: object) -> None:
         """Stop claiming and shut down (safe from a signal handler)."""
@@ -192,13 +194,28 @@ class Reactor:
             if self._backlog:
                 break
             limit = min(self.opts.batch, room)
-            rows = self._work.call("claim", {"host": self.opts.host, "worker": self.opts.worker,
-                                             "limit": limit, "lease": self.opts.lease})
+            try:
+                rows = self._work.call("claim", {"host": self.opts.host, "worker": self.opts.worker,
+                                                 "limit": limit, "lease": self.opts.lease})
+            except DatabaseUnavailable:
+                raise
+            except PsHealthError as exc:
+                # A refused claim must not end the reactor: probes go on, the next poll tries again.
+                self._claim_refused(exc)
+                break
+            self._refused = None
             for row in rows:
                 total += self._submit(row)
             if len(rows) < limit:
                 break
         return total
+
+    def _claim_refused(self, exc: PsHealthError) -> None:
+        """Log a refused claim once per distinct reason (it is retried every poll)."""
+        reason = f"{exc} [{exc.sqlstate}]" if exc.sqlstate else str(exc)
+        if reason != self._refused:
+            log.error("claim refused, retrying every %g s: %s", self.opts.poll_interval, reason)
+            self._refused = reason
 
     def _held_count(self) -> int:
         with self._held_lock:
@@ -214,11 +231,12 @@ class Reactor:
         if row["channel"] in ("command", "escalation"):
             handed = self._commands.submit(row)
         elif row["channel"] == "tmux" and row["target"]:
-            handed = self._dispatcher.submit(Job(
-                prompt_id=row["id"], target=row["target"], text=row["text"], severity=row["severity"],
-                submit_delay=row["submit_delay_ms"] / 1000.0, idle_seconds=float(row["idle_seconds"]),
-                max_defer=float(row["max_defer_seconds"]),
-                on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome)))
+            try:
+                job = self._job(row)
+            except (TypeError, ValueError) as exc:  # only this prompt fails, with the reason
+                self._completer.put(Result(row["id"], "failed", f"unusable delivery settings: {exc}"))
+                return 1
+            handed = self._dispatcher.submit(job)
         else:
             outcome = ("target_missing", "the prompt has no tmux target") if row["channel"] == "tmux" else \
                 ("failed", f"this reactor cannot deliver channel {row['channel']!r}")
@@ -229,6 +247,16 @@ class Reactor:
                 if row["id"] in self._held:  # unless it already ran and was recorded
                     self._held[row["id"]] = True
         return 1
+
+    def _job(self, row: dict) -> Job:
+        """The tmux Job of a claimed row; ValueError when its timings are not finite and non-negative."""
+        timings = {"submit_delay": float(row["submit_delay_ms"]) / 1000.0, "idle_seconds": float(row["idle_seconds"]),
+                   "max_defer": float(row["max_defer_seconds"])}
+        for name, value in timings.items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} is {value}")
+        return Job(prompt_id=row["id"], target=row["target"], text=row["text"], severity=row["severity"],
+                   on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome), **timings)
 
     def _finished(self, prompt_id: int, where: str, outcome: Outcome) -> None:
         """A delivery ended (on the deliverer's thread): count, log, record at once."""

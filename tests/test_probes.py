@@ -5,8 +5,10 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,7 +256,88 @@ def test_transcript_missing_file(tmp_path: Path) -> None:
     assert r.offset(str(tmp_path / "nope.jsonl")) is None
 
 
+def _within(fn, timeout: float = 10.0):
+    """fn() on a thread; its result, or a failure if it has not returned within timeout (it may hang)."""
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{fn} still running after {timeout} s"
+    return box[0]
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "fifo-with-writer", "folder", "socket"])
+def test_transcript_that_is_not_a_regular_file_is_never_read(tmp_path: Path, kind: str,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "t.jsonl"
+    writer = None
+    if kind == "dev-zero":
+        path = Path("/dev/zero")
+    elif kind.startswith("fifo"):
+        os.mkfifo(path)
+        if kind == "fifo-with-writer":
+            # A writer that keeps sending usage lines: still not read.
+            writer = subprocess.Popen(["sh", "-c", f"while :; do printf '%s' '{assistant(5).decode()}'; done > {path}"])
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+    try:
+        r = TranscriptReader()
+        assert _within(lambda: [r.read(str(path)) for _ in range(3)]) == [None, None, None]
+        assert r.bytes_read == 0
+        assert r.offset(str(path)) is None
+        assert caplog.text.count("it is not read") == 1  # said once, not every round
+    finally:
+        if writer:
+            writer.kill()
+            writer.wait()
+
+
+def test_transcript_that_grew_by_more_than_max_read_is_read_from_its_tail(tmp_path: Path) -> None:
+    f = tmp_path / "t.jsonl"
+    f.write_bytes(assistant(1))
+    r = TranscriptReader(tail_bytes=4096, max_read=16384)
+    assert r.read(str(f)).tokens_used == 1
+    with f.open("ab") as fh:
+        fh.write(USER * (200_000 // len(USER)))  # ~200 kB of new lines between two rounds
+        fh.write(assistant(2))
+    before = r.bytes_read
+    assert r.read(str(f)).tokens_used == 2
+    assert r.bytes_read - before <= 4096 + 64  # the tail and the signature, not the 200 kB
+    assert r.offset(str(f)) == f.stat().st_size
+
+
 # ---------------------------------------------------------------- HandoffWatcher
+
+def test_handoff_folder_that_is_a_fifo_or_holds_one(tmp_path: Path) -> None:
+    fifo = tmp_path / "handoffs.fifo"
+    os.mkfifo(fifo)
+    assert _within(lambda: HandoffWatcher().new_files(str(fifo), "*", 0.0)) == []
+    folder = tmp_path / "handoffs"
+    folder.mkdir()
+    os.mkfifo(folder / "a.md")
+    (folder / "b.md").write_text("the real one")
+    (folder / "c.md").symlink_to(fifo)
+    got = _within(lambda: HandoffWatcher().new_files(str(folder), "*.md", 0.0))
+    assert [p for p, _ in got] == [str(folder / "b.md")]
+
+
+def test_handoff_folder_is_looked_at_up_to_max_entries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for n in range(30):
+        (tmp_path / f"h{n:02d}.md").write_text("x")
+    assert len(HandoffWatcher(max_entries=10).new_files(str(tmp_path), "*.md", 0.0)) <= 10
+    assert "more than 10 entries" in caplog.text
+    assert len(HandoffWatcher().new_files(str(tmp_path), "*.md", 0.0)) == 30
+
+
+def test_handoff_hidden_files_match_only_a_pattern_that_starts_with_a_dot(tmp_path: Path) -> None:
+    (tmp_path / ".h.md").write_text("x")
+    (tmp_path / "h.md").write_text("x")
+    assert [Path(p).name for p, _ in HandoffWatcher().new_files(str(tmp_path), "*.md", 0.0)] == ["h.md"]
+    assert [Path(p).name for p, _ in HandoffWatcher().new_files(str(tmp_path), ".*.md", 0.0)] == [".h.md"]
+
 
 def test_handoff_new_files(tmp_path: Path) -> None:
     for name, mtime in [("b.md", 300.0), ("a.md", 200.0), ("old.md", 50.0), ("c.txt", 400.0)]:

@@ -15,3 +15,6 @@ CREATE TABLE ps_health.reactor_hosts (
     PRIMARY KEY (login, host)
 );
 ALTER TABLE ps_health.reactors ADD COLUMN login name;
+
+-- whether a stored setting is allowed, kept by a trigger of the code (which also fills it in)
+ALTER TABLE ps_health.settings ADD COLUMN valid boolean NOT NULL DEFAULT false;

@@ -83,16 +83,10 @@ SELECT p.id, p.created_at, p.project, p.host, p.target, p.severity, p.state, p.a
  LIMIT %(limit)s
 
 -- name: settings_show
--- Every setting's effective value for a project (or globally) and where it comes from.
-SELECT d.key, ps_health.setting(d.key, %(project)s::text) AS value,
-       CASE WHEN p.value IS NOT NULL THEN 'project'
-            WHEN g.value IS NOT NULL THEN 'global'
-            ELSE 'default' END AS source,
-       d.default_value, d.kind, d.description
-  FROM ps_health.setting_definitions d
-  LEFT JOIN ps_health.settings p ON p.key = d.key AND p.project = %(project)s::text
-  LEFT JOIN ps_health.settings g ON g.key = d.key AND g.project = '*'
- ORDER BY d.key
+-- Every setting's effective value for a project (or globally), where it comes from, its range, and a
+-- stored value that is not allowed (ignored); secrets show as (set) except to the owner.
+SELECT key, value, source, default_value, kind, allowed, secret, description, problem
+  FROM ps_health.list_settings(%(project)s::text)
 
 -- name: set_setting
 -- Change a setting globally or for one project (a NULL value resets it); returns the effective value.

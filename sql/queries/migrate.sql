@@ -83,9 +83,10 @@ BEGIN
         RAISE EXCEPTION '% depends on %, which is reloaded from sql/schema: drop it first', r.dependent, r.code
             USING ERRCODE = '2BP01';
     END LOOP;
-    FOR r IN SELECT c.oid::regclass AS v FROM pg_class c
+    -- by name: a view built on another is gone with it, and its oid would no longer print as a name
+    FOR r IN SELECT c.relname AS v FROM pg_class c
               WHERE c.relnamespace = 'ps_health'::regnamespace AND c.relkind = 'v' LOOP
-        EXECUTE format('DROP VIEW IF EXISTS %s CASCADE', r.v);
+        EXECUTE format('DROP VIEW IF EXISTS ps_health.%I CASCADE', r.v);
     END LOOP;
     FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p WHERE p.pronamespace = 'ps_health'::regnamespace LOOP
         EXECUTE format('DROP FUNCTION IF EXISTS %s CASCADE', r.f);

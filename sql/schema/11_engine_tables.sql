@@ -2,12 +2,15 @@
 -- prompt texts, the prompt outbox and the reactors seen.
 
 -- Setting overrides: project '*' changes the global value, any other project only that project.
--- (What each key means, its kind and range: the setting_definitions view.)
+-- (What each key means, its kind and range: the setting_definitions view.) valid: whether the value
+-- is allowed for its key, kept by a trigger (and recomputed when the code is loaded); a value that
+-- is not allowed is never used.
 CREATE TABLE ps_health.settings (
     key         varchar(64) NOT NULL,
     project     varchar(255) NOT NULL DEFAULT '*',
     value       text NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now(),
+    valid       boolean NOT NULL DEFAULT false,
     PRIMARY KEY (key, project)
 );
 

@@ -95,6 +95,17 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT ps_health._sees_all() OR ps_health._may_act(p_project)
 $$;
 
+-- _authorize_view: refuse a login reading a project it may not see.
+CREATE FUNCTION ps_health._authorize_view(p_project text)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT ps_health._may_see(p_project) THEN
+        RAISE EXCEPTION 'login "%" may not see project "%"', session_user, left(p_project, 255)
+            USING ERRCODE = '42501';
+    END IF;
+END;
+$$;
+
 -- grant_agent / revoke_agent: let a login act as the agent of a project, or stop it (owner only).
 CREATE FUNCTION ps_health.grant_agent(p_login name, p_project text DEFAULT '*')
 RETURNS void LANGUAGE plpgsql AS $$

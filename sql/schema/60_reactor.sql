@@ -56,6 +56,7 @@ BEGIN
                detail = format('gave up after %s attempts; last: %s', p.attempts, coalesce(p.detail, 'lease expired'))
          WHERE p.id = ANY (v_ids)
            AND p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer;
+        PERFORM ps_health._fail_unsettled(v_ids, p_now);
         UPDATE ps_health.prompts p
            SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
          WHERE p.id = ANY (v_ids) AND p.state = 'pending' AND p.kind = 'alert'
@@ -92,6 +93,45 @@ BEGIN
         GET DIAGNOSTICS v_n = ROW_COUNT;
         EXIT WHEN v_n = cardinality(v_ids) OR cardinality(v_ids) < v_left;
         v_left := v_left - v_n;
+    END LOOP;
+END;
+$$;
+
+-- _fail_unsettled: of the prompts being claimed, fail those whose delivery needs a setting stored
+-- with a value that is not allowed (written around set_setting), with the reason on the prompt and
+-- in the checks' action_taken; the claim goes on with every other prompt. Looked up once per
+-- project and channel, and only while some stored value is not allowed.
+CREATE FUNCTION ps_health._fail_unsettled(p_ids bigint[], p_now timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_failed ps_health.prompts;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ps_health.settings WHERE NOT valid) THEN
+        RETURN;
+    END IF;
+    FOR v_failed IN
+        WITH problems AS (
+            SELECT x.project, x.channel, ps_health._setting_problem(x.project,
+                       ARRAY['prompt_max_attempts', 'prompt_retry_delay', 'submit_delay', 'idle_seconds', 'max_defer',
+                             'critical_max_defer', 'command_timeout']
+                       || CASE x.channel WHEN 'command' THEN ARRAY['command_channel']
+                                         WHEN 'escalation' THEN ARRAY['escalation_command'] ELSE '{}' END) AS problem
+              FROM (SELECT DISTINCT q.project, q.channel FROM ps_health.prompts q WHERE q.id = ANY (p_ids)) x)
+        UPDATE ps_health.prompts p
+           SET state = 'failed', outcome = 'failed', completed_at = p_now, lease_until = NULL, detail = pr.problem
+          FROM problems pr
+         WHERE p.id = ANY (p_ids) AND p.state IN ('pending', 'claimed')
+           AND p.project = pr.project AND p.channel = pr.channel AND pr.problem IS NOT NULL
+        RETURNING p.*
+    LOOP
+        IF v_failed.kind = 'alert' THEN
+            UPDATE ps_health.health_checks c
+               SET action_taken = format('prompt #%s failed: %s', v_failed.id, v_failed.detail)
+              FROM ps_health.prompt_items i
+             WHERE i.prompt_id = v_failed.id AND c.id = i.check_id;
+        ELSE
+            PERFORM ps_health._step_delivered(v_failed, 'failed', 'failed', v_failed.detail, p_now);
+        END IF;
     END LOOP;
 END;
 $$;

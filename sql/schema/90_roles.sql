@@ -39,12 +39,12 @@ UNION ALL
 SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',
     'start_spawn', 'report_spawn_output', 'finish_spawn', 'set_spawn_status', 'respond', 'report_handoff',
-    'statusline', 'project_status', 'system_health', 'setting', 'get_stalled_spawns',
+    'statusline', 'project_status', 'system_health', 'setting', 'list_settings', 'get_stalled_spawns',
     'get_sessions_needing_context_check', 'record_compaction', '_sees_all', '_may_see']) f
 UNION ALL
 SELECT 'ps_health_reader'::name, f::name FROM unnest(ARRAY[
-    'project_status', 'system_health', 'setting', 'get_stalled_spawns', 'get_sessions_needing_context_check',
-    '_sees_all', '_may_see']) f;
+    'project_status', 'system_health', 'setting', 'list_settings', 'get_stalled_spawns',
+    'get_sessions_needing_context_check', '_sees_all', '_may_see']) f;
 
 -- _apply_privileges: owner, SECURITY DEFINER, grants. The migration runner calls it after every
 -- migration, because CREATE OR REPLACE FUNCTION resets a function's security and settings.
@@ -61,8 +61,13 @@ BEGIN
         -- a table's serial sequences follow it to the new owner
         EXECUTE format('ALTER %s %s OWNER TO ps_health_owner', CASE r.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, r.rel);
         EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', r.rel);
-        -- readers read everything (status, history, the outbox) and write nothing
-        EXECUTE format('GRANT SELECT ON %s TO ps_health_reader', r.rel);
+        -- readers read everything (status, history, the outbox) and write nothing; setting
+        -- overrides only through setting_overrides, which hides the secrets' values
+        IF r.rel = 'ps_health.settings'::regclass THEN
+            EXECUTE format('REVOKE ALL ON %s FROM ps_health_reader', r.rel);
+        ELSE
+            EXECUTE format('GRANT SELECT ON %s TO ps_health_reader', r.rel);
+        END IF;
     END LOOP;
     GRANT SELECT ON ps_health.active_monitoring_targets, ps_health.health_check_summary TO ps_health_agent;
     FOR r IN SELECT p.oid::regprocedure AS sig, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -20,9 +20,9 @@ SELECT is(setting('stall_after', 'other'), '20 minutes', 'other projects get the
 SELECT set_setting('stall_after', NULL, 'fast');
 SELECT is(setting('stall_after', 'fast'), '20 minutes', 'resetting an override falls back');
 SELECT throws_ok($$SELECT ps_health.set_setting('stall_after', 'soon')$$, '22023',
-  'setting stall_after: "soon" is not a valid non-negative interval', 'a bad value names the key and the value');
+  'setting stall_after: "soon" is not allowed (interval from 1 second to 7 days)', 'a bad value names the key, the value and the range');
 SELECT throws_ok($$SELECT ps_health.set_setting('context_warning', '70')$$, '22023',
-  'setting context_warning: "70" must be a fraction between 0 and 1', 'thresholds are fractions');
+  'setting context_warning: "70" is not allowed (number from 0.05 to 0.99)', 'thresholds are fractions');
 SELECT throws_ok($$SELECT ps_health.set_setting('nonsense', '1')$$, '22023', 'unknown setting "nonsense"', 'unknown keys are refused');
 
 -- per-project thresholds drive the sweep
