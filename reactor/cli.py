@@ -14,9 +14,9 @@ from reactor import __version__, config
 from reactor.errors import PsHealthError
 
 # Each module adds its subcommands; importing here keeps `ps-health --help` complete.
-from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor  # noqa: E402
+from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor, doctor  # noqa: E402
 
-COMMAND_MODULES = [cmd_agent, cmd_ops, cmd_reactor, cmd_cron, cmd_db]
+COMMAND_MODULES = [cmd_agent, cmd_ops, doctor, cmd_reactor, cmd_cron, cmd_db]
 
 
 def _json_default(value):
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, cfg) or 0
     except PsHealthError as exc:
         where = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        print(f"ps-health: {exc}{where}", file=sys.stderr)
+        print(f"ps-health: {exc}{where}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

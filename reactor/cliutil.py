@@ -15,7 +15,7 @@ DURATION_HELP = "a duration such as 90s, 30m, 2h, 1d or 1h30m"
 
 
 def parse_duration(text: str) -> timedelta:
-    """'1h30m' -> timedelta; raise ValueError on anything else (including zero)."""
+    """'1h30m' -> timedelta; raise ValueError on anything else, and on zero (a duration is positive)."""
     compact = (text or "").strip().lower()
     pos, seconds = 0, 0
     for match in _DURATION.finditer(compact):
@@ -23,8 +23,10 @@ def parse_duration(text: str) -> timedelta:
             break
         seconds += int(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
-    if not compact or pos != len(compact) or seconds <= 0:
+    if not compact or pos != len(compact):
         raise ValueError(f"bad duration {text!r}: use {DURATION_HELP}")
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration, got {text!r}")
     return timedelta(seconds=seconds)
 
 

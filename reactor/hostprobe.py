@@ -135,6 +135,10 @@ class Housekeeper:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def stop(self, timeout: float) -> None:
         self._stop.set()
         if self._thread.is_alive():

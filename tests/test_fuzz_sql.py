@@ -65,7 +65,7 @@ CALLS = {
                                                                     "abandoned", "done", None]), times),
     "respond": st.tuples(check_ids, nasty_text, times),
     "report_handoff": st.tuples(projects, nasty_text, times),
-    "mute_project": st.tuples(projects, times, nasty_text, times),
+    "mute_project": st.tuples(projects, times, nasty_text, st.one_of(st.none(), st.booleans()), times),
     "unmute_project": st.tuples(projects),
     "set_setting": st.tuples(st.sampled_from(["stall_after", "context_warning", "prompt_max_attempts", "auto_cycle",
                                               "command_channel", "nope", None]), nasty_text, projects),

@@ -5,3 +5,6 @@
 DROP TABLE ps_health.setting_definitions CASCADE;  -- with it the settings.key foreign key
 DROP TABLE ps_health.spawn_transitions;
 DROP TABLE ps_health.role_functions;
+
+-- A running reactor holds its host's lock on its listener connection (reactor_start).
+ALTER TABLE ps_health.reactors ADD COLUMN backend_pid integer, ADD COLUMN started_at timestamptz;

@@ -28,7 +28,8 @@ CREATE VIEW ps_health.role_functions AS
 SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
     'claim_prompts', 'complete_prompt', 'complete_prompts', 'extend_leases', 'release_prompts', 'report_output_mtimes',
     'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
-    'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context']) f
+    'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context',
+    'reactor_start', 'reactor_stop']) f
 UNION ALL
 SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',
@@ -37,7 +38,8 @@ SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'get_sessions_needing_context_check']) f
 UNION ALL
 SELECT 'ps_health_reader'::name, f::name FROM unnest(ARRAY[
-    'project_status', 'system_health', 'setting', 'get_stalled_spawns', 'get_sessions_needing_context_check']) f;
+    'project_status', 'system_health', 'setting', 'get_stalled_spawns', 'get_sessions_needing_context_check',
+    'prompt_reason', 'doctor_checks']) f;
 
 -- _authorize: refuse an agent login acting for a project that is not its own.
 CREATE FUNCTION ps_health._authorize(p_project text)
