@@ -216,13 +216,21 @@ def cleanup(cfg, socket: str, say=print) -> None:
     # only the session the demo made, on the very server it made it on (ids repeat across servers)
     if session_id and _tmux_out(socket, "display-message", "-p", "-t", session_id, "#{pid} #{session_name}") \
             == f"{state.get('server_pid')} {SESSION}":
-        subprocess.run(["tmux", "-L", socket, "kill-session", "-t", session_id], capture_output=True)
-        say(f"tmux session {SESSION} on '{socket}' closed")
-    # tmux 3.3 leaves the socket file of a server that exited behind: remove it when the demo
-    # started that server and nothing answers there any more
-    if state.get("server_started") and not _answers(socket, "list-sessions"):
-        tmpdir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
-        (tmpdir / socket).unlink(missing_ok=True)
+        sessions = (_tmux_out(socket, "list-sessions", "-F", "#{session_id}") or "").split()
+        if state.get("server_started") and sessions == [session_id]:
+            # the demo's own server, holding nothing else: stop it, and wait until it is gone
+            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+            deadline = time.monotonic() + 10
+            while _answers(socket, "list-sessions") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # tmux 3.3 leaves the socket file of a killed server behind
+            if not _answers(socket, "list-sessions"):
+                tmpdir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+                (tmpdir / socket).unlink(missing_ok=True)
+            say(f"tmux server '{socket}' stopped")
+        else:
+            subprocess.run(["tmux", "-L", socket, "kill-session", "-t", session_id], capture_output=True)
+            say(f"tmux session {SESSION} on '{socket}' closed")
     demo.state_file.unlink(missing_ok=True)
 
 

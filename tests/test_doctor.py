@@ -22,7 +22,8 @@ def claude_home(tmp_path, statusline: bool = True) -> dict:
     """A HOME whose Claude Code settings run (or do not run) `ps-health statusline`."""
     home = tmp_path / "home"
     (home / ".claude").mkdir(parents=True, exist_ok=True)
-    settings = {"statusLine": {"type": "command", "command": "ps-health statusline"}} if statusline else {"theme": "dark"}
+    settings = ({"statusLine": {"type": "command", "command": "ps-health statusline"}} if statusline
+                else {"theme": "dark"})
     (home / ".claude" / "settings.json").write_text(json.dumps(settings))
     return {"HOME": str(home)}
 

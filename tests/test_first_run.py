@@ -19,7 +19,8 @@ def live_rows(conn, project: str) -> dict:
         "SELECT (SELECT count(*) FROM ps_sessions WHERE project = %(p)s) AS sessions,"
         " (SELECT count(*) FROM active_spawns WHERE project = %(p)s) AS spawns,"
         " (SELECT count(*) FROM check_state WHERE project = %(p)s) AS states,"
-        " (SELECT count(*) FROM prompts WHERE project = %(p)s AND state IN ('waiting', 'pending', 'claimed')) AS queued,"
+        " (SELECT count(*) FROM prompts"
+        "   WHERE project = %(p)s AND state IN ('waiting', 'pending', 'claimed')) AS queued,"
         " (SELECT count(*) FROM mutes WHERE project = %(p)s) AS mutes,"
         " (SELECT count(*) FROM settings WHERE project = %(p)s) AS settings", {"p": project}).fetchone()
 
@@ -57,8 +58,8 @@ def test_forget_removes_the_live_state_and_keeps_the_audit(db, conn):
     assert checks > 0 and all(live_rows(conn, "alpha").values())
 
     res = ok(db, "forget", "alpha")
-    assert res.stdout.startswith("alpha: forgotten (1 session, 1 spawn(s), 2 open problem(s), 1 queued prompt(s), 1 mute, "
-                                 "1 setting override(s)); its health checks stay until retention")
+    assert res.stdout.startswith("alpha: forgotten (1 session, 1 spawn(s), 2 open problem(s), 1 queued prompt(s), "
+                                 "1 mute, 1 setting override(s)); its health checks stay until retention")
     assert not any(live_rows(conn, "alpha").values())
     assert conn.execute("SELECT count(*) AS n FROM health_checks WHERE project = 'alpha'").fetchone()["n"] == checks
     projects = [p["project"] for p in json.loads(ok(db, "status", "--json").stdout)["projects"]]
@@ -177,7 +178,7 @@ def test_instructions_default_to_the_current_folder_and_say_so(tmp_path):
 @pytest.mark.parametrize("name", ["", "a\x1bb"])
 def test_instructions_refuse_a_name_that_is_not_one(name):
     res = run_cli(None, "instructions", "--project", name)
-    assert res.returncode == 2 and "--project" in res.stderr
+    assert res.returncode == 2 and "--project must be a name of 1 to 255 printable characters" in res.stderr
 
 
 def test_every_new_command_has_help_with_examples():
