@@ -10,11 +10,9 @@ import sys
 from datetime import date, datetime
 from decimal import Decimal
 
-from reactor import __version__, config
-from reactor.errors import PsHealthError
-
 # Each module adds its subcommands; importing here keeps `ps-health --help` complete.
-from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor, doctor  # noqa: E402
+from reactor import __version__, cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor, config, doctor  # noqa: E402
+from reactor.errors import PsHealthError
 
 COMMAND_MODULES = [cmd_agent, cmd_ops, doctor, cmd_reactor, cmd_cron, cmd_db]
 

@@ -91,7 +91,8 @@ class Cluster:
             cmd = ["runuser", "-u", SYSTEM_USER, "--", *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
         if check and proc.returncode != 0:
-            raise PsHealthError(f"{argv[0]} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+            output = proc.stderr.strip() or proc.stdout.strip()
+            raise PsHealthError(f"{argv[0]} failed (exit {proc.returncode}): {output}")
         return proc
 
     def _prepare_dirs(self) -> None:

@@ -69,6 +69,7 @@ def _cron(args: argparse.Namespace, cfg) -> int:
             elif not rows:
                 print("no ps-health jobs scheduled (ps-health cron install)")
             for row in [] if args.json else rows:
-                last = f"last run {row['last_start']:%Y-%m-%d %H:%M:%S} {row['last_status']}" if row["last_start"] else "not run yet"
+                last = (f"last run {row['last_start']:%Y-%m-%d %H:%M:%S} {row['last_status']}" if row["last_start"]
+                        else "not run yet")
                 print(f"{row['jobname']:18} {row['schedule']:12} {'active' if row['active'] else 'inactive':8} {last}")
     return 0

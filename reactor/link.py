@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo

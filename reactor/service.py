@@ -9,14 +9,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_when_event_set,
-                      wait_exponential_jitter)
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential_jitter
 
 from reactor.channel import CommandRunner
 from reactor.completer import Completer, Result
 from reactor.delivery import Dispatcher, Job
 from reactor.errors import AlreadyRunning, DatabaseUnavailable
-from reactor.hostprobe import Housekeeper, HostProbe
+from reactor.hostprobe import HostProbe, Housekeeper
 from reactor.link import Link, Listener
 from reactor.metrics import Metrics
 from reactor.tmux import Outcome, Tmux

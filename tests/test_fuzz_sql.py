@@ -131,7 +131,8 @@ def conns(fuzz_db):
 
 def arg_types(conn, name: str) -> list[str]:
     """The declared parameter types, so values are cast as a typed client would."""
-    row = conn.execute("SELECT proargtypes::regtype[]::text[] FROM pg_proc p JOIN pg_namespace s ON s.oid = p.pronamespace"
+    row = conn.execute("SELECT proargtypes::regtype[]::text[] FROM pg_proc p"
+                       " JOIN pg_namespace s ON s.oid = p.pronamespace"
                        " WHERE s.nspname = 'ps_health' AND p.proname = %s", (name,)).fetchone()
     return row[0]
 

@@ -16,8 +16,7 @@ from reactor.service import Options, Reactor
 from reactor.tmux import sanitise
 from tests.conftest import run_cli, wait_for
 from tests.pg import free_port
-from tests.reactor_proc import (HOST, delivered, failed_spawn, fast, prompt, reactor_login, reactors,  # noqa: F401
-                                session, submitted)
+from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt, reactor_login, reactors, session, submitted  # noqa: F401
 from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
 
 
