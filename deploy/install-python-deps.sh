@@ -12,4 +12,4 @@ python=$2
   /^Collecting /                    { print "collecting " $2; fflush(); next }
   /^Installing collected packages:/ { n = split(substr($0, 32), p, ","); print "installing " n " packages"; fflush(); next }
   /^Successfully installed/         { print; fflush(); next }
-  /^(ERROR|WARNING)/                { print; fflush() }'
+  /^ERROR/                          { print; fflush() }'

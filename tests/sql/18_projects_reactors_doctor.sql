@@ -1,7 +1,7 @@
 -- Typos change nothing (start_spawn, mute_project), forget_project, one reactor per host
 -- (reactor_start/stop and who counts as running), prompt_reason, doctor_checks.
 BEGIN;
-SELECT plan(33);
+SELECT plan(34);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -67,6 +67,12 @@ SELECT complete_prompt((SELECT id FROM p1), 'hP:9', 'failed', 'pane busy', pg_te
 SELECT is(prompt_reason((SELECT id FROM p1), pg_temp.at(2)), 'retry at 12:02:30 UTC after attempt 1: failed: pane busy',
   'a failed attempt says when it is retried');
 SELECT is(prompt_reason(-1), NULL, 'an unknown prompt has no reason');
+SELECT register_session('c', 'cli', '%4', 'hP', NULL, NULL, pg_temp.at(0));
+SELECT set_setting('auto_cycle', 'true', 'c');
+SELECT report_handoff('c', 'HANDOFF.md', pg_temp.at(1));
+SELECT is(prompt_reason((SELECT id FROM prompts WHERE project = 'c' AND kind = 'resume'), pg_temp.at(1)),
+  format('waiting for the reset step (prompt #%s, pending)', (SELECT id FROM prompts WHERE project = 'c' AND kind = 'reset')),
+  'the resume prompt waits for the reset step');
 
 -- doctor_checks
 SELECT is((SELECT status || ': ' || detail FROM doctor_checks('hD', '{"cron": {"loaded": true, "sweep_job": {"active": true}}}',
