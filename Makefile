@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PSH    := $(VENV)/bin/ps-health
 PYTHON ?= python3
+STEP   := bash deploy/step.sh
 export PS_HEALTH_HOME ?= $(CURDIR)/.ps-health
 
 .PHONY: help deps system-deps run db test test-sql test-py test-faults test-agents bench soak demo lint clean
@@ -14,25 +15,25 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 system-deps: ## install PostgreSQL 15, pg_cron, pgTAP, pg_prove, tmux when missing (apt-get as root)
-	@bash deploy/install-system-deps.sh
+	@$(STEP) "system packages: PostgreSQL 15, pg_cron, pgTAP, pg_prove, tmux" bash deploy/install-system-deps.sh
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
-	touch $@
+	@$(STEP) "Python: $(VENV) with ps-health and its test tools (pip; about a minute the first time)" \
+	  bash deploy/install-python-deps.sh $(VENV) $(PYTHON)
+	@touch $@
 
 deps: system-deps $(VENV)/.installed ## create the virtualenv and install what is missing
 
 db: deps ## start the embedded PostgreSQL, migrate, schedule the pg_cron jobs
-	@$(PSH) db up >/dev/null
-	@$(PSH) migrate
-	@$(PSH) cron install
-	@echo "database: $$($(PSH) db url)"
+	@$(STEP) "database: the embedded PostgreSQL in $(PS_HEALTH_HOME) (created the first time)" $(PSH) db up
+	@$(STEP) "schema: build it, or bring it up to date" $(PSH) migrate
+	@$(STEP) "pg_cron jobs: the sweep every minute, the retention prune daily" $(PSH) cron install
 	@echo "use it:   export PS_HEALTH_DSN='$$($(PSH) db url)'"
 
-run: db ## set up everything, show the status, run the reactor in the foreground
-	@$(PSH) status
+run: db ## set up everything, saying what each step did, check it (ps-health doctor), run the reactor
+	@echo "==> self-check (ps-health doctor)"
+	@$(PSH) doctor --before-reactor || echo "    the failed checks above need a look; the reactor starts anyway"
+	@echo "==> the reactor, in the foreground (Ctrl-C stops it; the database keeps running)"
 	$(PSH) reactor
 
 test: deps ## pgTAP (pg_prove) then pytest, against a throw-away cluster
@@ -57,11 +58,11 @@ bench: deps ## benchmarks that print figures
 soak: deps ## a simulated 8-hour day: 500 sessions, 5,000 spawns, figures and retention
 	$(PY) -m bench day
 
-demo: deps ## a demo PS pane in a private tmux server, prompted within minutes
+demo: deps ## a demo PS pane in a private tmux server (or PS_HEALTH_TMUX_SOCKET's), prompted within minutes
 	$(PSH) demo
 
-lint: deps ## byte-compile everything and look for repeated code
-	$(PY) -m compileall -q reactor tests bench
+lint: deps ## ruff over the whole tree (its rules: [tool.ruff] in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 clean: ## stop the embedded cluster and remove the virtualenv
 	-$(PSH) db down

@@ -135,17 +135,17 @@ def play(conn, script: Script, rng: random.Random, real: dict | None = None) -> 
             where = (real[p], REAL_HOST) if p in real else (target, HOST)
             conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, %s, NULL, NULL, %s)", (p, *where, now))
         if ev.get("context"):
-            ps, pct = zip(*ev["context"])
-            conn.execute("SELECT ps_health.report_context(p, c, NULL, NULL, %s) FROM unnest(%s::text[], %s::numeric[]) x(p, c)",
-                         (now, list(ps), list(pct)))
+            ps, pct = zip(*ev["context"], strict=True)
+            conn.execute("SELECT ps_health.report_context(p, c, NULL, NULL, %s)"
+                         " FROM unnest(%s::text[], %s::numeric[]) x(p, c)", (now, list(ps), list(pct)))
         if ev.get("spawn"):
-            ps, ts = zip(*ev["spawn"])
+            ps, ts = zip(*ev["spawn"], strict=True)
             conn.execute("SELECT ps_health.start_spawn(p, t, 'research', NULL, NULL, NULL, %s, %s)"
                          " FROM unnest(%s::text[], %s::text[]) x(p, t)", (HOST, now, list(ps), list(ts)))
         if ev.get("output"):
-            ps, ts = zip(*ev["output"])
-            conn.execute("SELECT ps_health.report_spawn_output(p, t, NULL, %s) FROM unnest(%s::text[], %s::text[]) x(p, t)",
-                         (now, list(ps), list(ts)))
+            ps, ts = zip(*ev["output"], strict=True)
+            conn.execute("SELECT ps_health.report_spawn_output(p, t, NULL, %s)"
+                         " FROM unnest(%s::text[], %s::text[]) x(p, t)", (now, list(ps), list(ts)))
         for p, task, code, err in ev.get("finish", []):
             conn.execute("SELECT ps_health.finish_spawn(%s, %s, %s, %s, %s)", (p, task, code, err, now))
         for (p,) in ev.get("end", []):
@@ -183,9 +183,11 @@ def figures(conn, script: Script, sweeps: list[float]) -> dict:
             WHERE c.status <> 'ok' AND p.state IN ('delivered', 'pending', 'claimed', 'waiting')""")}
     incidents = set(script.incidents)
     reminders = conn.execute(
-        """SELECT count(*), count(*) FILTER (WHERE gap < interval '30 minutes' * power(2, n - 1) - interval '1 minute')
+        """SELECT count(*),
+                  count(*) FILTER (WHERE gap < interval '30 minutes' * power(2, n - 1) - interval '1 minute')
              FROM (SELECT (details->>'reminder')::int AS n,
-                          check_time - lag(check_time) OVER (PARTITION BY project, check_type, subject ORDER BY id) AS gap
+                          check_time - lag(check_time)
+                              OVER (PARTITION BY project, check_type, subject ORDER BY id) AS gap
                      FROM ps_health.health_checks) x WHERE n IS NOT NULL""").fetchone()
     kinds = defaultdict(int)
     for _, check_type, _ in incidents:
@@ -195,7 +197,8 @@ def figures(conn, script: Script, sweeps: list[float]) -> dict:
         "incidents": len(incidents), "kinds": dict(sorted(kinds.items())),
         "prompted": len(incidents & prompted), "missed": sorted(incidents - prompted),
         "healthy": len(script.healthy),
-        "healthy_prompts": conn.execute("SELECT count(*) FROM ps_health.prompts WHERE project = ANY(%s) AND kind = 'alert'",
+        "healthy_prompts": conn.execute("SELECT count(*) FROM ps_health.prompts"
+                                        " WHERE project = ANY(%s) AND kind = 'alert'",
                                         (sorted(script.healthy),)).fetchone()[0],
         "prompts": conn.execute("SELECT count(*) FROM ps_health.prompts WHERE kind = 'alert' AND state <> 'suppressed'"
                                 ).fetchone()[0],
@@ -215,7 +218,8 @@ def report(f: dict, script: Script, elapsed: float) -> None:
     print(f"sweep ms over the day: p50 {f['sweep_p50']:.2f}, p99 {f['sweep_p99']:.2f}, max {f['sweep_max']:.2f}")
     if "real_panes" in f:
         print(f"real reactor, {f['real_panes']} real panes: {f['real_delivered']} prompts delivered, "
-              f"{len(f['real_not_in_pane'])} not found in their pane, healthy panes typed into: {f['real_healthy_typed']}")
+              f"{len(f['real_not_in_pane'])} not found in their pane, "
+              f"healthy panes typed into: {f['real_healthy_typed']}")
 
 
 def prune_after(conn, say=print) -> int:
@@ -238,7 +242,8 @@ def prune_after(conn, say=print) -> int:
         """SELECT (SELECT count(*) FROM ps_health.health_checks h
                     WHERE h.check_time < %(t)s - interval '30 days'
                       AND NOT EXISTS (SELECT 1 FROM ps_health.check_state s WHERE s.last_check_id = h.id)
-                      AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i JOIN ps_health.prompts p ON p.id = i.prompt_id
+                      AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i
+                                        JOIN ps_health.prompts p ON p.id = i.prompt_id
                                        WHERE i.check_id = h.id AND p.state IN ('waiting', 'pending', 'claimed')))
                 + (SELECT count(*) FROM ps_health.health_checks h
                     WHERE h.status = 'ok' AND h.check_time < %(t)s - interval '7 days'

@@ -82,7 +82,7 @@ def main() -> None:
                                             json.dumps(STATUSLINE).encode()),
         }
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-        for name, (argv, stdin) in commands.items():  # warm the page cache once
+        for argv, stdin in commands.values():  # warm the page cache once
             _time(argv, stdin, env)
         for _ in range(RUNS):
             for name, (argv, stdin) in commands.items():

@@ -189,7 +189,8 @@ def throughput(admin: str) -> dict:
         dsn = pg.clone(admin, template=conninfo_to_dict(source)["dbname"])
         with ThreadPoolExecutor(workers) as pool:
             start = time.monotonic()
-            done = sum(pool.map(lambda n: _claim_and_complete(dsn, f"w{n}", batch), range(workers)))
+            done = sum(pool.map(lambda n, dsn=dsn, batch=batch: _claim_and_complete(dsn, f"w{n}", batch),
+                                range(workers)))
             elapsed = time.monotonic() - start
         assert done == THROUGHPUT_PROMPTS, done
         figures[label] = done / elapsed
@@ -264,7 +265,8 @@ def main() -> None:
 
         mem = memory(pg.clone(admin), panes, folder)
         print(f"reactor RSS: idle {mem['idle_mb']:.1f} MB, after {RSS_PROMPTS:,} prompts {mem['after_mb']:.1f} MB, "
-              f"11 s later {mem['settled_mb']:.1f} MB, peak {mem['peak_mb']:.1f} MB (target <= 60 MB); delivered in {mem['elapsed_s']:.1f} s into "
+              f"11 s later {mem['settled_mb']:.1f} MB, peak {mem['peak_mb']:.1f} MB (target <= 60 MB); "
+              f"delivered in {mem['elapsed_s']:.1f} s into "
               f"{BURST_PANES} panes ({RSS_PROMPTS / mem['elapsed_s']:,.0f}/s), not delivered {mem['not_delivered']}, "
               f"exit {mem['exit']}", flush=True)
     finally:

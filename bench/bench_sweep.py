@@ -60,7 +60,8 @@ def main() -> None:
             populate(conn)
             conn.execute("VACUUM ANALYZE")
             print(f"populated {SESSIONS} sessions, {SPAWNS} running spawns in {time.perf_counter() - started:.1f} s")
-            print(f"{'history rows':>14} {'sweep p50 ms':>13} {'sweep p99 ms':>13} {'round trip p50 ms':>18} {'changes':>8}")
+            print(f"{'history rows':>14} {'sweep p50 ms':>13} {'sweep p99 ms':>13} {'round trip p50 ms':>18} "
+                  f"{'changes':>8}")
             total = 0
             for target in (0, 100_000, 1_000_000):
                 if target > total:

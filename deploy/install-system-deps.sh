@@ -11,6 +11,7 @@ command -v pg_prove >/dev/null 2>&1 || need+=(libtap-parser-sourcehandler-pgtap-
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 
 if [ ${#need[@]} -eq 0 ]; then
+  echo "all present"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -20,5 +21,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing system packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+echo "apt-get update"
 apt-get update -qq
+echo "apt-get install ${need[*]}"
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "installed"

@@ -10,14 +10,12 @@ import sys
 from datetime import date, datetime
 from decimal import Decimal
 
-from reactor import __version__, config
+# Each module adds its subcommands; importing here keeps `ps-health --help` complete.
+from reactor import __version__, cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor, cmd_setup, config, doctor  # noqa: E402
 from reactor.errors import BadInput, PsHealthError
 from reactor.render import SafeFormatter, safe
 
-# Each module adds its subcommands; importing here keeps `ps-health --help` complete.
-from reactor import cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor, cmd_setup  # noqa: E402
-
-COMMAND_MODULES = [cmd_agent, cmd_ops, cmd_reactor, cmd_cron, cmd_db, cmd_setup]
+COMMAND_MODULES = [cmd_agent, cmd_ops, doctor, cmd_reactor, cmd_cron, cmd_db, cmd_setup]
 
 
 def _json_default(value):
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, cfg) or 0
     except PsHealthError as exc:
         where = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        print(f"ps-health: {safe(exc)}{where}", file=sys.stderr)
+        print(f"ps-health: {safe(exc)}{where}" + (f"\n  hint: {safe(exc.hint)}" if exc.hint else ""), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -16,7 +16,7 @@ MAX_DURATION_DAYS = 36500  # a century: further than any mute or look-back means
 
 
 def parse_duration(text: str) -> timedelta:
-    """'1h30m' -> timedelta; raise ValueError on anything else (including zero)."""
+    """'1h30m' -> timedelta; raise ValueError on anything else, and on zero (a duration is positive)."""
     compact = (text or "").strip().lower()
     pos, seconds = 0, 0
     for match in _DURATION.finditer(compact):
@@ -24,8 +24,10 @@ def parse_duration(text: str) -> timedelta:
             break
         seconds += int(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
-    if not compact or pos != len(compact) or seconds <= 0:
+    if not compact or pos != len(compact):
         raise ValueError(f"bad duration {text!r}: use {DURATION_HELP}")
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration, got {text!r}")
     if seconds > MAX_DURATION_DAYS * _UNITS["d"]:
         raise ValueError(f"duration {text!r} is too long: at most {MAX_DURATION_DAYS}d")
     return timedelta(seconds=seconds)

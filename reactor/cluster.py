@@ -91,7 +91,8 @@ class Cluster:
             cmd = ["runuser", "-u", SYSTEM_USER, "--", *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
         if check and proc.returncode != 0:
-            raise PsHealthError(f"{argv[0]} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+            output = proc.stderr.strip() or proc.stdout.strip()
+            raise PsHealthError(f"{argv[0]} failed (exit {proc.returncode}): {output}")
         return proc
 
     def _prepare_dirs(self) -> None:
@@ -129,6 +130,10 @@ class Cluster:
         with open(self.pgdata / "postgresql.conf", "a") as fh:
             fh.write("\n".join(conf) + "\n")
 
+    def exists(self) -> bool:
+        """Whether initdb has made the cluster (running or not)."""
+        return (self.pgdata / "PG_VERSION").exists()
+
     def is_running(self) -> bool:
         return self.pgdata.exists() and self._run("pg_ctl", "status", "-D", str(self.pgdata),
                                                   check=False).returncode == 0
@@ -137,7 +142,7 @@ class Cluster:
         """Create and start the cluster when needed, ensure the database and pg_cron; return the DSN."""
         self._check_pg_cron()
         self._prepare_dirs()
-        if not (self.pgdata / "PG_VERSION").exists():
+        if not self.exists():
             self._initdb()
         if not self.is_running():
             self._run("pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.logfile), "-w",

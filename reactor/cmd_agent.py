@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from pathlib import Path
 
-from reactor import cliutil, statusline
+from reactor import cliutil, spool, statusline
 from reactor.cliutil import call_one, command, print_json
 from reactor.errors import BadInput
 from reactor.render import safe
-
-
-INSTRUCTIONS = Path(__file__).resolve().parent.parent / "docs" / "ps-instructions.md"
 
 
 def register(sub) -> None:
@@ -84,10 +80,13 @@ def register(sub) -> None:
     done.add_argument("--file", required=True, help="path of the handoff file")
     cliutil.add_json(done)
 
-    command(sub, "instructions", "print what to put in a PS's instructions",
-            "Print docs/ps-instructions.md: the prompts a PS receives, how to answer, handoffs, spawn "
-            "wrapping and the Claude Code statusline setting.",
-            ["ps-health instructions >> CLAUDE.md"], func=_instructions)
+    i = command(sub, "instructions", "print what to put in a PS's instructions",
+                "Print the section of docs/ps-instructions.md a PS needs, for one project: the prompts it "
+                "receives, how to answer, handoffs and spawn wrapping. Nothing else, so it can be appended "
+                "to the agent's instructions as it is.",
+                ["ps-health instructions >> CLAUDE.md          # project: the current folder's name",
+                 "ps-health instructions --project shop >> AGENTS.md"], func=_instructions)
+    i.add_argument("--project", help="the project's name (default: the name of the current folder)")
 
 
 def _register_session(sub) -> None:
@@ -190,5 +189,14 @@ def _handoff(args, cfg) -> int:
 
 
 def _instructions(args, cfg) -> int:
-    sys.stdout.write(INSTRUCTIONS.read_text())
+    from reactor import instructions
+
+    project = args.project
+    if project is None:
+        project = spool.project_name(None, {}, os.getcwd())
+        if not project:
+            raise BadInput("instructions: this folder has no name to use as the project; give --project P")
+        print(f"ps-health instructions: for project {project!r} (the current folder's name; --project to change)",
+              file=sys.stderr)
+    sys.stdout.write(instructions.for_project(project))
     return 0

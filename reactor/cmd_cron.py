@@ -34,7 +34,7 @@ def jobs_in_file() -> dict[str, str]:
     return {m[1]: m[2].strip() for m in _JOB.finditer(JOBS_FILE.read_text())}
 
 
-def _cron_connection(dsn: str):
+def cron_connection(dsn: str):
     """A connection to pg_cron's database and the name of the ps-health database."""
     with db.connect(dsn, autocommit=True) as conn:
         row = db.fetch_one(conn, "cron", "cron_database")
@@ -53,7 +53,7 @@ def _cron_connection(dsn: str):
 def _cron(args: argparse.Namespace, cfg) -> int:
     from reactor.cli import print_json
 
-    conn, database = _cron_connection(cfg.require_dsn())
+    conn, database = cron_connection(cfg.require_dsn())
     with conn, db.mapped_errors():
         if args.action == "install":
             for name, statement in jobs_in_file().items():
@@ -69,6 +69,7 @@ def _cron(args: argparse.Namespace, cfg) -> int:
             elif not rows:
                 print("no ps-health jobs scheduled (ps-health cron install)")
             for row in [] if args.json else rows:
-                last = f"last run {row['last_start']:%Y-%m-%d %H:%M:%S} {row['last_status']}" if row["last_start"] else "not run yet"
+                last = (f"last run {row['last_start']:%Y-%m-%d %H:%M:%S} {row['last_status']}" if row["last_start"]
+                        else "not run yet")
                 print(f"{row['jobname']:18} {row['schedule']:12} {'active' if row['active'] else 'inactive':8} {last}")
     return 0

@@ -1,4 +1,4 @@
-"""What an operator runs: status, checks, prompts, mute/unmute, settings, check, demo."""
+"""What an operator runs: status, checks, prompts, mute/unmute, forget, settings, check, demo."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def register(sub) -> None:
     s = command(sub, "status", "one table for every project, headed by the monitor's own health",
                 "Show every project: session, pane, context usage, last activity, running and stalled "
                 "spawns, open alerts, the last prompt and whether it was delivered, mute. The first line "
-                "is the monitor's own health: age of the last sweep, reactors seen recently, pg_cron.",
+                "is the monitor's own health: age of the last sweep, reactors running, pg_cron and who sweeps.",
                 ["ps-health status", "ps-health status --watch       # refresh every 2 s, Ctrl-C to stop",
                  "ps-health status --json | jq '.projects[] | select(.open_alerts > 0)'"], func=_status)
     s.add_argument("--watch", nargs="?", type=cliutil.seconds, const=2.0, default=None, metavar="SECONDS",
@@ -55,11 +55,22 @@ def register(sub) -> None:
     m.add_argument("--for", dest="duration", type=cliutil.duration, required=True, metavar="DURATION",
                    help=cliutil.DURATION_HELP)
     m.add_argument("--reason")
+    m.add_argument("--ahead", action="store_true",
+                   help="the project has no session yet: mute it ahead of its first session (without this "
+                        "flag an unknown project is refused, so a typo mutes nothing)")
     cliutil.add_json(m)
 
     u = command(sub, "unmute", "send prompts to a project again", "Lift a project's mute.",
                 ["ps-health unmute myproj"], func=_unmute)
     u.add_argument("project", metavar="PROJECT")
+
+    f = command(sub, "forget", "remove a project's live state (its audit stays)",
+                "Remove a project from the live state: its session, spawns, open problems, queued prompts, "
+                "mute and setting overrides. Its health checks stay in the audit until retention removes "
+                "them. For a finished project, a misspelt one, or the demo's.",
+                ["ps-health forget myproj", "ps-health forget web2 --json"], func=_forget)
+    f.add_argument("project", metavar="PROJECT")
+    cliutil.add_json(f)
 
     _register_settings(sub)
 
@@ -164,7 +175,7 @@ def _prompts(args, cfg) -> int:
 
 def _mute(args, cfg) -> int:
     row = call_one(cfg, "mute_project", {"project": args.project, "duration": args.duration,
-                                         "reason": args.reason})
+                                         "reason": args.reason, "ahead": args.ahead})
     if args.json:
         print_json({"project": args.project, "until": row["until"], "reason": args.reason})
     else:
@@ -176,6 +187,18 @@ def _mute(args, cfg) -> int:
 def _unmute(args, cfg) -> int:
     row = call_one(cfg, "unmute_project", {"project": args.project})
     print(f"{safe(args.project)}: " + ("unmuted" if row["lifted"] else "was not muted"))
+    return 0
+
+
+def _forget(args, cfg) -> int:
+    removed = call_one(cfg, "forget_project", {"project": args.project})["removed"]
+    if args.json:
+        print_json(removed)
+        return 0
+    labels = {"session": "session", "spawns": "spawn(s)", "open_problems": "open problem(s)",
+              "queued_prompts": "queued prompt(s)", "mute": "mute", "settings": "setting override(s)"}
+    parts = [f"{removed[key]} {label}" for key, label in labels.items() if removed.get(key)]
+    print(f"{args.project}: forgotten ({', '.join(parts)}); its health checks stay until retention")
     return 0
 
 

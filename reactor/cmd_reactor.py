@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 
-
 # Longer than a day is not an interval or timeout any loop here means (and 1e300 overflows sleeps).
 _MAX_SECONDS = 86400
 
@@ -109,7 +108,8 @@ def _reactor(args: argparse.Namespace, cfg) -> int:
     opts = Options(dsn=cfg.require_dsn(), host=host, worker=args.worker or f"{host}:{os.getpid()}",
                    tmux_socket=socket_name, tmux_socket_path=args.tmux_socket_path, tmux_control=args.tmux_control,
                    poll_interval=args.poll_interval, probe_interval=args.probe_interval, lease=args.lease,
-                   batch=args.batch, max_held=args.max_held, run_checks_every=args.run_checks_every, metrics_port=args.metrics_port,
-                   metrics_addr=args.metrics_addr, shutdown_timeout=args.shutdown_timeout,
+                   batch=args.batch, max_held=args.max_held, run_checks_every=args.run_checks_every,
+                   metrics_port=args.metrics_port, metrics_addr=args.metrics_addr,
+                   shutdown_timeout=args.shutdown_timeout,
                    spool_dir=None if args.no_spool else (args.spool or spool.default_dir()))
     return Reactor(opts).run()

@@ -31,10 +31,17 @@ class Config:
         cluster = Cluster.from_config(self)
         if cluster.is_running():
             return cluster.dsn()
+        where = str(cluster.home) + ("" if cluster.home == self.home else f" (used for {self.home})")
+        if cluster.exists():
+            raise PsHealthError(
+                f"no database: PS_HEALTH_DSN is not set and the embedded database in {where} is stopped",
+                hint=f"start it with `ps-health db up` (PS_HEALTH_HOME={self.home}), or set PS_HEALTH_DSN")
         raise PsHealthError(
-            "no database configured: set PS_HEALTH_DSN (or PGHOST/PGDATABASE), "
-            "or start the embedded one with `ps-health db up`"
-        )
+            f"no database: PS_HEALTH_DSN is not set and there is no embedded database in {where} "
+            "(PS_HEALTH_HOME, by default .ps-health in the current folder)",
+            hint="set PS_HEALTH_HOME to the .ps-health folder of the checkout where `make run` set it up, or "
+                 "PS_HEALTH_DSN (or PGHOST/PGDATABASE) to your database; `ps-health db up` here would create "
+                 "a second, empty one")
 
 
 def load(environ: dict | None = None) -> Config:

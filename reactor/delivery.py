@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 import threading
 import time
 from collections import deque

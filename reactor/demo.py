@@ -13,29 +13,34 @@ from datetime import datetime
 from pathlib import Path
 
 from reactor import cliutil, db, render
-from reactor.errors import PsHealthError
+from reactor.errors import BadInput, PsHealthError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "ps-health-demo"
 HOST = "demo-host"
 SOCKET = "ps-health-demo"
+SESSION = "ps-health-demo"  # the demo's own tmux session, also on a server it did not start
 
 
 def register(sub) -> None:
     p = cliutil.command(
         sub, "demo", "a demo PS pane in a private tmux server, prompted within minutes",
-        "Start the embedded database (or use PS_HEALTH_DSN), a reactor, and a private tmux server "
-        f"(tmux -L {SOCKET}) with a demo PS pane; register it, start a spawn that goes quiet, and show "
-        "the stall prompt arriving in the pane, the PS's answer recorded, and the status table. Leaves "
-        "everything running for you to attach; `ps-health demo --cleanup` stops it. Ctrl-C cleans up.",
+        "Start the embedded database (or use PS_HEALTH_DSN), a reactor, and a tmux session "
+        f"'{SESSION}' with a demo PS pane on a private tmux server (tmux -L {SOCKET}, or "
+        "PS_HEALTH_TMUX_SOCKET); register it, start a spawn that goes quiet, and show the stall prompt "
+        "arriving in the pane, the PS's answer recorded, and the status table. Leaves everything running "
+        "for you to attach; `ps-health demo --cleanup` stops it. Ctrl-C cleans up. Cleaning up removes "
+        "only what the demo made: its session (and the tmux server only when the demo started it), its "
+        "reactor, and its project's live state.",
         ["ps-health demo", "ps-health demo --fast --no-wait    # about 10 s, cleans up at the end",
-         f"tmux -L {SOCKET} attach         # look at the demo PS", "ps-health demo --cleanup"],
+         f"tmux -L {SOCKET} attach -t {SESSION}   # look at the demo PS", "ps-health demo --cleanup"],
         func=_demo)
     p.add_argument("--fast", action="store_true", help="stall after 5 seconds instead of 1 minute")
     p.add_argument("--no-wait", action="store_true",
                    help="clean up as soon as the answer is recorded instead of leaving the demo running")
     p.add_argument("--cleanup", action="store_true", help="stop a demo left running and exit")
-    p.add_argument("--tmux-socket", default=SOCKET, metavar="NAME", help=f"tmux -L socket name (default {SOCKET})")
+    p.add_argument("--tmux-socket", metavar="NAME",
+                   help=f"tmux -L socket name (default PS_HEALTH_TMUX_SOCKET, else {SOCKET})")
     p.add_argument("--timeout", type=cliutil.duration, default=None, metavar="DURATION",
                    help="give up when the answer has not arrived by then (default 4m, 1m with --fast)")
 
@@ -89,12 +94,19 @@ class Demo:
         return [f for k in ("PS_HEALTH_DSN", "PS_HEALTH_HOST", "PYTHONPATH", "PATH") for f in ("-e", f"{k}={env[k]}")]
 
     def pane(self) -> None:
+        running = _answers(self.socket, "list-sessions")
+        if running and _answers(self.socket, "has-session", "-t", f"={SESSION}"):
+            raise PsHealthError(f"tmux server '{self.socket}' already has a session named {SESSION} that this demo "
+                                f"did not start; rename or close it, or use another --tmux-socket")
         ps = shlex.join([sys.executable, "-m", "reactor.demo_ps", PROJECT])
-        target = self.tmux("new-session", "-d", "-s", "ps", "-n", "ps", "-x", "160", "-y", "40", "-P",
-                           "-F", "#{pane_id}", *self._env_flags(), "-c", str(ROOT), ps)
-        self.state["pane"] = target
+        made = self.tmux("new-session", "-d", "-s", SESSION, "-n", "ps", "-x", "160", "-y", "40", "-P",
+                         "-F", "#{pane_id} #{session_id} #{pid}", *self._env_flags(), "-c", str(ROOT), ps)
+        target, session_id, server_pid = made.split()
+        # what cleanup may remove: this session of this server, and the server only if the demo started it
+        self.state.update(pane=target, session_id=session_id, server_pid=int(server_pid), server_started=not running)
         self.save()
-        self.say(f"tmux server '{self.socket}': demo PS in pane {target}")
+        where = "a private tmux server" if not running else "the tmux server already running"
+        self.say(f"{where} '{self.socket}': demo PS in session {SESSION}, pane {target}")
 
     def session(self, fast: bool) -> None:
         self.call("register_session", project=PROJECT, session_type="cli", target=self.state["pane"], host=HOST,
@@ -130,8 +142,8 @@ class Demo:
                "--output", str(out), "--", "sh", "-c", "echo working; exec sleep 600"]
         self.state["task_id"] = task
         self.save()
-        self.tmux("new-window", "-d", "-t", "ps:", "-n", "spawn", *self._env_flags(), "-c", str(ROOT),
-                  shlex.join(cmd))
+        self.tmux("new-window", "-d", "-t", f"{self.state['session_id']}:", "-n", "spawn", *self._env_flags(),
+                  "-c", str(ROOT), shlex.join(cmd))
         self.say(f"spawn {task} started in window 'spawn': prints 'working', then sleeps (goes quiet)")
 
     # ---------------------------------------------------------------- watch
@@ -177,7 +189,7 @@ class Demo:
 
 
 def cleanup(cfg, socket: str, say=print) -> None:
-    """Stop what a demo started (from its state file) and close its records; safe to repeat."""
+    """Stop what a demo started (from its state file) and forget its project; safe to repeat."""
     demo = Demo(cfg, socket)
     state = json.loads(demo.state_file.read_text()) if demo.state_file.exists() else {}
     pid = state.get("reactor_pid")
@@ -193,21 +205,42 @@ def cleanup(cfg, socket: str, say=print) -> None:
     if state.get("dsn") is not None:
         demo.state = state
         try:
-            # close the spawn before its pane dies, or the wrapper would record a failure and prompt
-            for row in demo.call("open_spawns", project=PROJECT):
-                demo.call("finish_spawn", project=PROJECT, task_id=row["task_id"], exit_code=0,
-                          error=None)
-            demo.call("end_session", project=PROJECT)
-            say(f"session of {PROJECT} ended")
+            # before its pane dies: the spawn wrapper then finds nothing to record a failure on
+            demo.call("forget_project", project=PROJECT)
+            say(f"project {PROJECT} forgotten (its checks stay in the audit until retention)")
+        except BadInput:
+            pass  # nothing left of it
         except PsHealthError as exc:
-            say(f"could not close the demo's records: {exc}")
-    if subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True).returncode == 0:
-        say(f"tmux server '{socket}' stopped")
-    # tmux 3.3 leaves the socket file of a killed server behind; remove it once nothing answers there
-    if subprocess.run(["tmux", "-L", socket, "list-sessions"], capture_output=True).returncode != 0:
-        tmpdir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
-        (tmpdir / socket).unlink(missing_ok=True)
+            say(f"could not forget the demo's project: {exc}")
+    session_id = state.get("session_id")
+    # only the session the demo made, on the very server it made it on (ids repeat across servers)
+    if session_id and _tmux_out(socket, "display-message", "-p", "-t", session_id, "#{pid} #{session_name}") \
+            == f"{state.get('server_pid')} {SESSION}":
+        sessions = (_tmux_out(socket, "list-sessions", "-F", "#{session_id}") or "").split()
+        if state.get("server_started") and sessions == [session_id]:
+            # the demo's own server, holding nothing else: stop it, and wait until it is gone
+            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+            deadline = time.monotonic() + 10
+            while _answers(socket, "list-sessions") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # tmux 3.3 leaves the socket file of a killed server behind
+            if not _answers(socket, "list-sessions"):
+                tmpdir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+                (tmpdir / socket).unlink(missing_ok=True)
+            say(f"tmux server '{socket}' stopped")
+        else:
+            subprocess.run(["tmux", "-L", socket, "kill-session", "-t", session_id], capture_output=True)
+            say(f"tmux session {SESSION} on '{socket}' closed")
     demo.state_file.unlink(missing_ok=True)
+
+
+def _answers(socket: str, *args: str) -> bool:
+    return subprocess.run(["tmux", "-L", socket, *args], capture_output=True).returncode == 0
+
+
+def _tmux_out(socket: str, *args: str) -> str | None:
+    res = subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
+    return res.stdout.strip() if res.returncode == 0 else None
 
 
 def _is_demo_reactor(pid: int, socket: str) -> bool:
@@ -219,6 +252,7 @@ def _is_demo_reactor(pid: int, socket: str) -> bool:
 
 
 def _demo(args, cfg) -> int:
+    args.tmux_socket = args.tmux_socket or cfg.tmux_socket or SOCKET
     if args.cleanup:
         cleanup(cfg, args.tmux_socket)
         print("demo cleaned up (the database keeps running: `ps-health db down` stops the embedded one)")
@@ -249,7 +283,7 @@ def _demo(args, cfg) -> int:
         cleanup(cfg, args.tmux_socket)
         return 0 if answered else 1
     socket = "" if args.tmux_socket == SOCKET else f" --tmux-socket {shlex.quote(args.tmux_socket)}"
-    print(f"The demo keeps running. Look at the PS pane: tmux -L {args.tmux_socket} attach\n"
+    print(f"The demo keeps running. Look at the PS pane: tmux -L {args.tmux_socket} attach -t {SESSION}\n"
           f"(detach with Ctrl-b d). Watch it: ps-health status --watch\n"
           f"Clean up: ps-health demo --cleanup{socket}")
     return 0

@@ -6,13 +6,14 @@ import psycopg
 
 
 class PsHealthError(Exception):
-    """Base class: every error ps-health raises on purpose."""
+    """Base class: every error ps-health raises on purpose; `hint` says what to do about it."""
 
     exit_code = 1
 
-    def __init__(self, message: str, sqlstate: str | None = None):
+    def __init__(self, message: str, sqlstate: str | None = None, hint: str | None = None):
         super().__init__(message)
         self.sqlstate = sqlstate
+        self.hint = hint
 
 
 class BadInput(PsHealthError):
@@ -29,19 +30,32 @@ class MigrationError(PsHealthError):
     """The migration history and the files disagree, or a migration failed."""
 
 
+class AlreadyRunning(PsHealthError):
+    """Another reactor serves this host (it holds the host's lock)."""
+
+
 # SQLSTATE classes that mean "the caller sent something the database refused".
 _BAD_INPUT_CLASSES = ("22", "23", "P0002", "55000", "42501")
+# A missing schema, table or function of ours: the database was never migrated, or by an older ps-health.
+_NOT_MIGRATED = ("3F000", "42P01", "42883")
+MIGRATE_HINT = ("this database has no ps-health schema, or an older one: run `ps-health migrate` "
+                "(with the same PS_HEALTH_DSN)")
 
 
 def from_psycopg(exc: psycopg.Error) -> PsHealthError:
-    """Map a psycopg error to the project's exception with the server's message and SQLSTATE."""
+    """Map a psycopg error to the project's exception with the server's message, hint and SQLSTATE."""
     state = getattr(exc, "sqlstate", None)
     diag = getattr(exc, "diag", None)
     message = (diag.message_primary if diag and diag.message_primary else str(exc)).strip()
+    hint = diag.message_hint if diag and diag.message_hint else None
     if isinstance(exc, psycopg.OperationalError) and state is None:
         return DatabaseUnavailable(f"database unavailable: {message}")
+    if state in _NOT_MIGRATED and "ps_health" in message:
+        return PsHealthError(message, state, hint or MIGRATE_HINT)
+    if state == "55P03":
+        return AlreadyRunning(message, state, hint)
     if state and (state.startswith(_BAD_INPUT_CLASSES) or state in _BAD_INPUT_CLASSES):
-        return BadInput(message, state)
+        return BadInput(message, state, hint)
     if state and state.startswith("08"):
-        return DatabaseUnavailable(f"database unavailable: {message}", state)
-    return PsHealthError(message, state)
+        return DatabaseUnavailable(f"database unavailable: {message}", state, hint)
+    return PsHealthError(message, state, hint)

@@ -170,6 +170,10 @@ class Housekeeper:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def started(self) -> bool:
+        return self._threads[0].ident is not None
+
     def stop(self, timeout: float) -> None:
         """Stop every timer; one still stuck after timeout is left behind (its thread is a daemon)."""
         self._stop.set()

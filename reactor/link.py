@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from reactor import db
-from reactor.errors import DatabaseUnavailable, PsHealthError
+from reactor.errors import AlreadyRunning, BadInput, DatabaseUnavailable, PsHealthError
 from reactor.sqlfiles import query
 
 TOPIC = "reactor"
@@ -90,20 +91,29 @@ class Link:
 
 
 class Listener:
-    """The dedicated LISTEN connection (autocommit); every failure of it is DatabaseUnavailable."""
+    """The dedicated LISTEN connection (autocommit), holding the host's lock; its failures are
+    DatabaseUnavailable, except AlreadyRunning when another reactor serves the host."""
 
-    def __init__(self, dsn: str, name: str):
+    def __init__(self, dsn: str, name: str, host: str, worker: str):
         self._dsn = dsn
         self._name = name
+        self._host, self._worker = host, worker
         self._conn: psycopg.Connection | None = None
 
     def open(self) -> None:
-        """(Re)connect and LISTEN on the ps_health channel."""
+        """(Re)connect, take the host's lock and LISTEN on the ps_health channel."""
         self.close()
         conn = open_connection(self._dsn, self._name)
         try:
             with db.mapped_errors():
+                started = db.fetch_one(conn, TOPIC, "reactor_start", {"host": self._host, "worker": self._worker})
+                if not started["started"]:
+                    raise DatabaseUnavailable(f"an older connection of {self._worker} still holds host "
+                                              f"{self._host}; waiting for the server to end it")
                 conn.execute(sql.SQL(query(TOPIC, "listen")).format(channel=sql.Identifier(CHANNEL)))
+        except (AlreadyRunning, BadInput):
+            conn.close()
+            raise  # another reactor serves the host, or this login may not: retrying changes nothing
         except PsHealthError as exc:
             conn.close()
             raise DatabaseUnavailable(f"LISTEN failed: {exc}", exc.sqlstate) from exc
@@ -124,6 +134,15 @@ class Listener:
                 self._conn.execute(query(TOPIC, "ping"))
         except PsHealthError as exc:
             raise DatabaseUnavailable(f"listener ping failed: {exc}", exc.sqlstate) from exc
+
+    def release(self) -> None:
+        """A clean stop: remove this reactor's row (the host's lock goes when the connection closes)."""
+        if self._conn is None:
+            return
+        try:
+            db.fetch(self._conn, TOPIC, "reactor_stop", {"worker": self._worker})
+        except PsHealthError:  # the row stays, but without the host's lock it no longer counts
+            pass
 
     def close(self) -> None:
         if self._conn is not None:

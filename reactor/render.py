@@ -84,7 +84,7 @@ def shorten(text: str | None, width: int) -> str:
 
 
 def system_line(system: dict, now: datetime) -> str:
-    """The monitor's own health: last sweep, reactors seen, pg_cron and whether it is sweeping."""
+    """The monitor's own health: last sweep, reactors running, pg_cron and who sweeps (as SQL words it)."""
     age = system.get("sweep_age_seconds")
     sweep = "never" if age is None else f"{span(float(age))} ago"
     reactors = system.get("reactors") or []
@@ -93,9 +93,8 @@ def system_line(system: dict, now: datetime) -> str:
         hosts[r["host"]] = hosts.get(r["host"], 0) + 1
     seen = ", ".join(safe(host) + (f" ×{n}" if n > 1 else "") for host, n in hosts.items())
     cron = "pg_cron: " + ("present" if system.get("pg_cron") else "absent")
-    job = "sweeping every minute" if system.get("sweep_job") else "no pg_cron sweep in the last 3 min"
-    return (f"system: last sweep {sweep} · reactors seen: {len(reactors)}{' (' + seen + ')' if seen else ''}"
-            f" · {cron}, {job}")
+    return (f"system: last sweep {sweep} · reactors running: {len(reactors)}{' (' + seen + ')' if seen else ''}"
+            f" · {cron}, {system.get('sweep_note')}")
 
 
 def _session(row: dict, now: datetime) -> str:
@@ -141,8 +140,9 @@ def checks_table(rows: list[dict], now: datetime) -> str:
 
 
 def prompts_table(rows: list[dict], now: datetime) -> str:
-    headers = ["ID", "CREATED", "PROJECT", "SEVERITY", "STATE", "TRIES", "TARGET", "TEXT"]
-    body = [[r["id"], ago(r["created_at"], now), r["project"], r["severity"], r["state"], r["attempts"],
+    headers = ["ID", "CREATED", "PROJECT", "SEVERITY", "STATE", "WHY", "TRIES", "TARGET", "TEXT"]
+    body = [[r["id"], ago(r["created_at"], now), r["project"], r["severity"], r["state"],
+             shorten(r["reason"], 60) or "-", r["attempts"],
              f"{r['host']}:{r['target']}" if r["target"] else "-", shorten(r["text"], 70)] for r in rows]
     return table(headers, body) or "no prompts match"
 

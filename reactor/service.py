@@ -10,13 +10,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_when_event_set,
-                      wait_exponential_jitter)
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential_jitter
 
 from reactor.channel import CommandRunner
 from reactor.completer import Completer, Result
 from reactor.delivery import Dispatcher, Job
-from reactor.errors import DatabaseUnavailable, PsHealthError
+from reactor.errors import AlreadyRunning, DatabaseUnavailable, PsHealthError
 from reactor.hostprobe import HostProbe, housekeeping
 from reactor.ingest import SpoolIngest
 from reactor.link import Link, Listener
@@ -76,7 +75,7 @@ class Reactor:
         self._stop = threading.Event()
         self._held: dict[int, bool] = {}  # claimed, outcome not yet recorded: id -> handed to a deliverer
         self._held_lock = threading.Lock()
-        self._listener = Listener(opts.dsn, "ps-health-reactor:listen")
+        self._listener = Listener(opts.dsn, "ps-health-reactor:listen", opts.host, opts.worker)
         self._down_since: float | None = None
         self._backlog = False  # the last drain stopped at max_held with prompts possibly left
         self._refused: str | None = None  # why the last claim was refused, until one succeeds
@@ -94,26 +93,31 @@ class Reactor:
             self.metrics.serve(self.opts.metrics_port, self.opts.metrics_addr)
         self.metrics.listener.set(0)
         self._completer.start()
-        self._housekeeper.start()
-        if self._spool:
-            self._spool.start()
         log.info("reactor %s for host %s starting (poll %g s, probes every %g s, lease %d s)",
                  self.opts.worker, self.opts.host, self.opts.poll_interval, self.opts.probe_interval,
                  self.opts.lease)
+        code = 0
         try:
             while not self._stop.is_set():
                 try:
                     self._connect()
                 except RetryError:
                     break  # stop requested while the database was away
+                if not self._housekeeper.started:  # probes, sweeps and facts only once the host is ours
+                    self._housekeeper.start()
+                    if self._spool:
+                        self._spool.start()
                 try:
                     self._serve()
                 except DatabaseUnavailable as exc:
                     self._went_away(exc)
+        except AlreadyRunning as exc:
+            log.error("%s (%s)", exc, exc.hint)
+            code = 1
         finally:
             # Also after an unexpected error: prompts never typed go back to the outbox.
             self._shutdown()
-        return 0
+        return code
 
     # ------------------------------------------------------------------ connection life cycle
 
@@ -299,6 +303,7 @@ class Reactor:
                 log.warning("could not release %d prompts: %s", len(ids), exc)
         if left:
             log.warning("%d outcomes not recorded (database away); their leases will expire", left)
+        self._listener.release()
         log.info("stopped: released %d undelivered prompts", released)
         self._listener.close()
         self._work.close()

@@ -79,7 +79,8 @@ def register(sub) -> None:
 
 
 def _spawn_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--type", dest="task_type", required=True, metavar="TYPE", help="kind of work: research, plan, build…")
+    p.add_argument("--type", dest="task_type", required=True, metavar="TYPE",
+                   help="kind of work: research, plan, build…")
     p.add_argument("--description", help="what the spawn is doing")
     p.add_argument("--output", help="file the spawn writes its output to (the reactor watches its mtime)")
 

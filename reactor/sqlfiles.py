@@ -18,7 +18,7 @@ def queries(topic: str) -> dict[str, str]:
     text = (SQL_DIR / "queries" / f"{topic}.sql").read_text()
     parts = _HEADER.split(text)
     found = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         found[name] = body.strip().rstrip(";")
     return found
 

@@ -43,8 +43,9 @@ def server():
         home = os.environ.get("PS_HEALTH_TEST_CLUSTER_HOME")
         cluster = None
         if home:
-            from reactor.cluster import Cluster
             from psycopg.conninfo import conninfo_to_dict
+
+            from reactor.cluster import Cluster
 
             cluster = Cluster(home, int(conninfo_to_dict(os.environ["PS_HEALTH_TEST_DSN"])["port"]), fast=True)
         yield os.environ["PS_HEALTH_TEST_DSN"], cluster

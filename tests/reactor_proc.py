@@ -45,7 +45,7 @@ class ReactorProc:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
-            raise AssertionError(f"reactor {self.worker} did not stop within {timeout} s:\n{self.text()}")
+            raise AssertionError(f"reactor {self.worker} did not stop within {timeout} s:\n{self.text()}") from None
 
 
 @dataclass

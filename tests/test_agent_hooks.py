@@ -203,7 +203,8 @@ def test_a_statusline_report_of_the_old_conversation_cannot_reopen_the_context_c
     agent.statusline(3)
     wait_for(lambda: (s := session(conn)) and s["context_usage"] is not None and float(s["context_usage"]) == 0.03,
              what="the new conversation's report")
-    reports = conn.execute("SELECT status FROM health_checks WHERE check_type = 'context' AND subject = 'session' ORDER BY id").fetchall()
+    reports = conn.execute("SELECT status FROM health_checks WHERE check_type = 'context' AND subject = 'session' "
+                           "ORDER BY id").fetchall()
     assert [r["status"] for r in reports] == ["critical", "ok"], "the late 91 % report was ignored"
 
 

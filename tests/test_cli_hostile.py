@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
 from tests.test_cli import PANE_ENV, ok, refused
 from tests.test_cli_spawn import run_wrapped, spawn
 

@@ -25,7 +25,8 @@ def cron_db(admin_dsn):
 
 def jobs(dsn) -> list[tuple]:
     with psycopg.connect(dsn) as c:
-        return c.execute("SELECT jobname, schedule FROM cron.job WHERE jobname LIKE 'ps_health_%' ORDER BY 1").fetchall()
+        return c.execute("SELECT jobname, schedule FROM cron.job WHERE jobname LIKE 'ps_health_%' ORDER BY 1"
+                         ).fetchall()
 
 
 def test_install_is_idempotent_and_remove_unschedules(cron_db):
@@ -44,8 +45,8 @@ def test_scheduled_sweep_runs_within_a_minute_and_system_health_sees_it(cron_db)
     res = run_cli(cron_db, "cron", "install")
     assert res.returncode == 0, res.stderr
     with psycopg.connect(cron_db, autocommit=True) as c:
-        row = wait_for(lambda: c.execute("SELECT swept_at FROM ps_health.sweep_runs WHERE source = 'pg_cron'").fetchone(),
-                       timeout=75, interval=1, what="a sweep started by pg_cron")
+        row = wait_for(lambda: c.execute("SELECT swept_at FROM ps_health.sweep_runs WHERE source = 'pg_cron'"
+                                         ).fetchone(), timeout=75, interval=1, what="a sweep started by pg_cron")
         health = c.execute("SELECT ps_health.system_health()").fetchone()[0]
     assert row[0] is not None
     assert health["pg_cron"] is True and health["sweep_job"] is True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -28,7 +27,8 @@ def cron_db(admin_dsn):
 
 def test_pg_cron_sweep_overlapping_a_manual_sweep_skips_instead_of_doubling(cron_db):
     with psycopg.connect(cron_db, autocommit=True) as c:
-        c.execute("SELECT ps_health.register_session('overlap', 'cli', '%1', 'h', NULL, NULL, now() - interval '1 hour')")
+        c.execute("SELECT ps_health.register_session('overlap', 'cli', '%1', 'h', NULL, NULL,"
+                  " now() - interval '1 hour')")
         c.execute("SELECT ps_health.start_spawn('overlap', 'quiet', 'research', NULL, NULL, NULL, 'h',"
                   " now() - interval '30 minutes')")
     with psycopg.connect(cron_db) as manual:
@@ -46,8 +46,8 @@ def test_pg_cron_sweep_overlapping_a_manual_sweep_skips_instead_of_doubling(cron
         manual.commit()
     assert statuses and set(statuses) == {"succeeded"}, "the overlapping cron sweep returned at once, without error"
     with psycopg.connect(cron_db, autocommit=True) as c:
-        checks = c.execute("SELECT count(*) FROM ps_health.health_checks WHERE project = 'overlap' AND subject = 'quiet'"
-                           ).fetchone()[0]
+        checks = c.execute("SELECT count(*) FROM ps_health.health_checks"
+                           " WHERE project = 'overlap' AND subject = 'quiet'").fetchone()[0]
         cron_rows = c.execute("SELECT count(*) FROM ps_health.sweep_runs WHERE source = 'pg_cron' AND started_at > %s",
                               (started,)).fetchone()[0]
         # the next tick, with the lock free, sweeps for real

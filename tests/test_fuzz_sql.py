@@ -65,7 +65,7 @@ CALLS = {
                                                                     "abandoned", "done", None]), times),
     "respond": st.tuples(check_ids, nasty_text, times),
     "report_handoff": st.tuples(projects, nasty_text, times),
-    "mute_project": st.tuples(projects, times, nasty_text, times),
+    "mute_project": st.tuples(projects, times, nasty_text, st.one_of(st.none(), st.booleans()), times),
     "unmute_project": st.tuples(projects),
     "set_setting": st.tuples(st.sampled_from(["stall_after", "context_warning", "prompt_max_attempts", "auto_cycle",
                                               "command_channel", "nope", None]), nasty_text, projects),
@@ -131,7 +131,8 @@ def conns(fuzz_db):
 
 def arg_types(conn, name: str) -> list[str]:
     """The declared parameter types, so values are cast as a typed client would."""
-    row = conn.execute("SELECT proargtypes::regtype[]::text[] FROM pg_proc p JOIN pg_namespace s ON s.oid = p.pronamespace"
+    row = conn.execute("SELECT proargtypes::regtype[]::text[] FROM pg_proc p"
+                       " JOIN pg_namespace s ON s.oid = p.pronamespace"
                        " WHERE s.nspname = 'ps_health' AND p.proname = %s", (name,)).fetchone()
     return row[0]
 

@@ -14,10 +14,9 @@ import pytest
 
 from reactor.service import Options, Reactor
 from reactor.tmux import sanitise
-from tests.conftest import wait_for
+from tests.conftest import run_cli, wait_for
 from tests.pg import free_port
-from tests.reactor_proc import (HOST, delivered, failed_spawn, fast, prompt, reactor_login, reactors,  # noqa: F401
-                                session, submitted)
+from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt, reactor_login, reactors, session, submitted  # noqa: F401
 from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
 
 
@@ -122,24 +121,44 @@ def test_prompt_queued_while_stopped_is_delivered_on_start(conn, tmux_server, re
     assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
 
 
-def test_two_reactors_on_one_host_deliver_each_prompt_once(conn, tmux_server, reactors):
+def test_a_second_reactor_for_a_host_is_refused_naming_the_first_and_only_running_ones_count(
+        conn, db, tmux_server, reactors):
     fast(conn)
-    panes = {f"p{i}": tmux_server.recorder() for i in range(6)}
-    for project, pane in panes.items():
-        session(conn, project, pane.target)
-    first, second = reactors.start(), reactors.start()
-    wait_for(lambda: conn.execute("SELECT count(*) AS n FROM ps_health.reactors").fetchone()["n"] == 2,
-             what="both reactors claiming")
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    first = reactors.start()
+    wait_for(lambda: "listening on channel" in first.text(), what="the first reactor serving")
 
-    with conn.transaction():  # one commit: both reactors wake at once and race for the rows
-        ids = {project: failed_spawn(conn, project) for project in panes}
+    second = reactors.start()
+    assert second.popen.wait(20) == 1
+    assert f'a reactor for host "{HOST}" is already running: worker "{first.worker}"' in second.text()
+    assert "give this one another host label (--host)" in second.text()
+    assert "listening on channel" not in second.text(), "the second never served"
 
-    for project, pane in panes.items():
-        row = delivered(conn, ids[project])
-        assert row["attempts"] == 1
-        assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
-    workers = {prompt(conn, i)["worker"] for i in ids.values()}
-    assert workers <= {first.worker, second.worker}
+    row = delivered(conn, failed_spawn(conn, "alpha"))
+    assert row["worker"] == first.worker and submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+    system = json.loads(run_cli(db, "status", "--json").stdout)["system"]
+    assert [r["worker"] for r in system["reactors"]] == [first.worker]
+
+    assert first.stop() == 0
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.reactors").fetchone()["n"] == 0, \
+        "a clean stop removes its row"
+    assert json.loads(run_cli(db, "status", "--json").stdout)["system"]["reactors"] == []
+    third = reactors.start()     # the host is free again
+    wait_for(lambda: "listening on channel" in third.text(), what="a new reactor serving")
+
+
+def test_a_killed_reactor_stops_counting_at_once_and_frees_its_host(conn, db, tmux_server, reactors):
+    first = reactors.start()
+    wait_for(lambda: "listening on channel" in first.text(), what="the reactor serving")
+    first.popen.send_signal(signal.SIGKILL)
+    first.popen.wait(10)
+    # its row stays behind, but without the host's lock it is not a running reactor
+    wait_for(lambda: json.loads(run_cli(db, "status", "--json").stdout)["system"]["reactors"] == [],
+             what="the killed reactor no longer counted")
+    second = reactors.start()
+    wait_for(lambda: "listening on channel" in second.text(), what="a new reactor for the host")
+    assert conn.execute("SELECT array_agg(worker) AS w FROM ps_health.reactors").fetchone()["w"] == [second.worker]
 
 
 def test_reactor_of_another_host_never_touches_this_hosts_prompts(conn, tmux_server, reactors):

@@ -32,8 +32,9 @@ def _cycle(conn, tmux_server, reactors, tmp_path, reports_back: bool):
     conn.execute("SELECT ps_health.report_context('alpha', 86)")
     asked = submitted(pane)
     assert b"ps-health handoff done --project alpha" in asked
-    resume = wait_for(lambda: conn.execute("SELECT * FROM ps_health.prompts WHERE kind = 'resume' AND state = 'delivered'"
-                                           ).fetchone(), what="the resume prompt delivered")
+    resume = wait_for(lambda: conn.execute("SELECT * FROM ps_health.prompts"
+                                           " WHERE kind = 'resume' AND state = 'delivered'").fetchone(),
+                      what="the resume prompt delivered")
     assert str(folder / "handoff.md") in resume["text"]
     assert pane.received() == asked + b"/clear\r" + sanitise(resume["text"]).encode() + b"\r"
     return pane
@@ -47,7 +48,8 @@ def _steps(conn) -> list[str]:
 
 def test_a_lower_context_report_after_the_resume_closes_the_cycle(conn, tmux_server, reactors, tmp_path):
     _cycle(conn, tmux_server, reactors, tmp_path, reports_back=True)
-    wait_for(lambda: conn.execute("SELECT cycle_state FROM ps_health.ps_sessions").fetchone()["cycle_state"] == "complete",
+    wait_for(lambda: conn.execute("SELECT cycle_state FROM ps_health.ps_sessions"
+                                  ).fetchone()["cycle_state"] == "complete",
              what="the PS's own context report closing the cycle")
     assert float(conn.execute("SELECT context_usage FROM ps_health.ps_sessions").fetchone()["context_usage"]) == 0.09
     assert _steps(conn) == ["warning:requested", "ok:file seen by the reactor", "warning:reset_queued",

@@ -13,8 +13,7 @@ from psycopg.rows import dict_row
 
 from reactor.tmux import sanitise
 from tests.conftest import wait_for
-from tests.reactor_proc import (Reactors, delivered, failed_spawn, fast, reactor_login, reactors,  # noqa: F401
-                                session, submitted)
+from tests.reactor_proc import Reactors, delivered, failed_spawn, fast, reactor_login, reactors, session, submitted  # noqa: F401
 from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.faults

@@ -12,8 +12,7 @@ from psycopg.conninfo import make_conninfo
 
 from reactor.service import Options, Reactor
 from tests.conftest import run_cli, wait_for
-from tests.reactor_proc import (delivered, failed_spawn, fast, prompt, reactor_login, reactors,  # noqa: F401
-                                session)
+from tests.reactor_proc import delivered, failed_spawn, fast, prompt, reactor_login, reactors, session  # noqa: F401
 from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
 
 SECRET = '["curl", "-H", "Authorization: Bearer s3cret-token", "https://hooks.example.com/ps"]'
@@ -47,7 +46,8 @@ def test_values_out_of_range_are_refused_naming_key_value_and_range(db, conn):
 def test_cross_checks_hold_for_the_project_changed_and_every_project_a_global_change_reaches(db, conn):
     err = _refused(db, "context_critical", "0.5")
     assert 'context_critical: "0.5" must be greater than context_warning, which is 0.70 globally' in err
-    assert 'which is 15 minutes for project "alpha"' in _refused(db, "--project", "alpha", "abandon_after", "10 minutes")
+    err = _refused(db, "--project", "alpha", "abandon_after", "10 minutes")
+    assert 'which is 15 minutes for project "alpha"' in err
     assert run_cli(db, "settings", "set", "--project", "alpha", "context_critical", "0.8").returncode == 0
     err = _refused(db, "context_warning", "0.82")
     assert 'context_warning: "0.82" must be less than context_critical, which is 0.8 for project "alpha"' in err

@@ -17,8 +17,8 @@ import pytest
 
 from reactor.delivery import Dispatcher, Job
 from reactor.tmux import Outcome, Tmux, sanitise
-from tests.tmux_server import RECORDER, TmuxServer, tmux_server  # noqa: F401 (fixture)
 from tests.conftest import wait_for
+from tests.tmux_server import RECORDER, TmuxServer, tmux_server  # noqa: F401 (fixture)
 
 SUBMIT_DELAY = 0.2
 

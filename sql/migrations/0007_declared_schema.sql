@@ -18,3 +18,6 @@ ALTER TABLE ps_health.reactors ADD COLUMN login name;
 
 -- whether a stored setting is allowed, kept by a trigger of the code (which also fills it in)
 ALTER TABLE ps_health.settings ADD COLUMN valid boolean NOT NULL DEFAULT false;
+
+-- A running reactor holds its host's lock on its listener connection (reactor_start).
+ALTER TABLE ps_health.reactors ADD COLUMN backend_pid integer, ADD COLUMN started_at timestamptz;

@@ -41,12 +41,17 @@ SELECT id, project, check_type, subject, status, ps_response FROM ps_health.resp
 SELECT ps_health.report_handoff(%(project)s::text, %(file)s::text) AS check_id
 
 -- name: mute_project
--- No prompts to a project for a while; checks are still recorded.
-SELECT ps_health.mute_project(%(project)s::text, now() + %(duration)s::interval, %(reason)s::text) AS until
+-- No prompts to a project for a while; checks are still recorded. ahead: the project has no session yet.
+SELECT ps_health.mute_project(%(project)s::text, now() + %(duration)s::interval, %(reason)s::text,
+                              %(ahead)s::boolean) AS until
 
 -- name: unmute_project
 -- Prompts go out again; says whether a mute was lifted.
 SELECT ps_health.unmute_project(%(project)s::text) AS lifted
+
+-- name: forget_project
+-- Remove a project's live state; its audit stays until retention. Returns what was removed.
+SELECT ps_health.forget_project(%(project)s::text) AS removed
 
 -- name: system_health
 -- The monitor's own health, with the database clock the ages are measured on.
@@ -73,14 +78,16 @@ SELECT h.id, h.check_time, h.project, h.check_type, h.subject, h.status, h.detai
  LIMIT %(limit)s
 
 -- name: prompts
--- The outbox, newest first, filtered by project and state.
-SELECT p.id, p.created_at, p.project, p.host, p.target, p.severity, p.state, p.attempts, p.outcome,
-       p.detail, p.not_before, p.completed_at, p.text
-  FROM ps_health.prompts p
- WHERE (%(project)s::text IS NULL OR p.project = %(project)s::text)
-   AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
- ORDER BY p.id DESC
- LIMIT %(limit)s
+-- The outbox, newest first, filtered by project and state, with what each prompt waits for.
+SELECT q.*, ps_health.prompt_reason(q.id) AS reason
+  FROM (SELECT p.id, p.created_at, p.project, p.host, p.target, p.severity, p.state, p.attempts, p.outcome,
+               p.detail, p.not_before, p.completed_at, p.text
+          FROM ps_health.prompts p
+         WHERE (%(project)s::text IS NULL OR p.project = %(project)s::text)
+           AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
+         ORDER BY p.id DESC
+         LIMIT %(limit)s) q
+ ORDER BY q.id DESC
 
 -- name: settings_show
 -- Every setting's effective value for a project (or globally), where it comes from, its range, and a
@@ -123,3 +130,16 @@ SELECT (SELECT sp.status FROM ps_health.active_spawns sp
           FROM ps_health.health_checks c
          WHERE c.project = %(project)s AND c.subject = %(task_id)s AND c.ps_response IS NOT NULL
          ORDER BY c.id DESC LIMIT 1) AS answer
+
+-- name: server
+-- Who and where the CLI is connected, for `doctor`.
+SELECT current_setting('server_version') AS version, current_database() AS database, current_user AS login
+
+-- name: doctor_checks
+-- The self-check's verdicts on what the database knows, from the facts gathered on this host.
+SELECT name, status, detail, fix
+  FROM ps_health.doctor_checks(%(host)s::text, %(facts)s::jsonb, %(before_reactor)s::boolean)
+
+-- name: host_panes
+-- This host's live sessions with a pane, for `doctor`.
+SELECT project, tmux_target FROM ps_health.probe_sessions(%(host)s::text) WHERE tmux_target IS NOT NULL

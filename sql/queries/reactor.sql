@@ -5,6 +5,15 @@
 -- Subscribe to prompt wake-ups; the channel name is passed as psycopg.sql.Identifier.
 LISTEN {channel}
 
+-- name: reactor_start
+-- Take this host's lock on the listener connection (refused while another reactor serves the host);
+-- false while an older connection of this worker still holds it.
+SELECT ps_health.reactor_start(%(host)s, %(worker)s) AS started
+
+-- name: reactor_stop
+-- A clean stop removes this reactor's row.
+SELECT ps_health.reactor_stop(%(worker)s) AS stopped
+
 -- name: ping
 -- Liveness check of an idle listener connection.
 SELECT 1 AS ok

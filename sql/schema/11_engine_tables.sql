@@ -106,10 +106,14 @@ CREATE TABLE ps_health.prompt_items (
 CREATE INDEX idx_prompt_items_check ON ps_health.prompt_items (check_id);
 
 -- Reactors seen: every claim call says which worker on which host is alive; a worker id belongs
--- to the login that first claimed with it.
+-- to the login that first claimed with it. A reactor that started through reactor_start also holds
+-- its host's advisory lock on its listener connection (backend_pid): only such a reactor counts as
+-- running.
 CREATE TABLE ps_health.reactors (
-    worker     varchar(255) PRIMARY KEY,
-    host       varchar(255) NOT NULL,
-    last_seen  timestamptz NOT NULL,
-    login      name
+    worker       varchar(255) PRIMARY KEY,
+    host         varchar(255) NOT NULL,
+    last_seen    timestamptz NOT NULL,
+    login        name,
+    backend_pid  integer,
+    started_at   timestamptz
 );

@@ -78,7 +78,8 @@ DECLARE
 BEGIN
     SELECT * INTO s FROM ps_health.ps_sessions WHERE project = p_project;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown project "%": no session registered', left(p_project, 255) USING ERRCODE = 'P0002';
+        RAISE EXCEPTION 'unknown project "%": no session registered', left(p_project, 255) USING ERRCODE = 'P0002',
+            HINT = 'a typo? ps-health status lists the projects; a new project starts with: ps-health session register PROJECT';
     END IF;
     RETURN s;
 END;

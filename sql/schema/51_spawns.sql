@@ -43,7 +43,7 @@ $$;
 CREATE TRIGGER trg_active_spawns_status BEFORE UPDATE OF status ON ps_health.active_spawns
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION ps_health.trg_active_spawns_status();
 
--- start_spawn: record a subagent the PS started; returns its id.
+-- start_spawn: record a subagent the PS started (its project has a session); returns its id.
 CREATE FUNCTION ps_health.start_spawn(p_project text, p_task_id text, p_task_type text,
                                       p_description text DEFAULT NULL, p_output_file text DEFAULT NULL,
                                       p_pid integer DEFAULT NULL, p_host text DEFAULT NULL,
@@ -65,6 +65,8 @@ BEGIN
     END IF;
     PERFORM ps_health._authorize(p_project, p_host);
     PERFORM ps_health._lock_project(p_project);
+    -- a spawn of a project without a session could never be prompted about: a typo, refused
+    PERFORM ps_health._session(p_project);
     BEGIN
         INSERT INTO ps_health.active_spawns (project, task_id, task_type, description, output_file, pid, host, spawn_time)
         VALUES (p_project, p_task_id, p_task_type, v_description, p_output_file, p_pid, p_host, p_now)

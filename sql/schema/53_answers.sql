@@ -88,15 +88,21 @@ RETURNS integer LANGUAGE sql AS $$
     SELECT ps_health._handoff_done(p_project, p_file, 'reported done', p_now)
 $$;
 
--- mute_project: record checks but send no prompt to a project until p_until.
+-- mute_project: record checks but send no prompt to a project until p_until. A project without a
+-- session is refused (a typo would leave a mute nobody sees) unless p_ahead says it is meant.
 CREATE FUNCTION ps_health.mute_project(p_project text, p_until timestamptz, p_reason text DEFAULT NULL,
-                                       p_now timestamptz DEFAULT now())
+                                       p_ahead boolean DEFAULT false, p_now timestamptz DEFAULT now())
 RETURNS timestamptz LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._check_text('project', p_project);
     PERFORM ps_health._check_time('until', p_until);
     IF p_until <= p_now THEN
         RAISE EXCEPTION 'until must be in the future, got %', p_until USING ERRCODE = '22023';
+    END IF;
+    IF NOT coalesce(p_ahead, false) AND NOT EXISTS (SELECT 1 FROM ps_health.ps_sessions WHERE project = p_project) THEN
+        RAISE EXCEPTION 'unknown project "%": no session registered', left(p_project, 255) USING ERRCODE = 'P0002',
+            HINT = 'a typo? ps-health status lists the projects; to mute a project before its first session, '
+                   'say so: ps-health mute PROJECT --for DURATION --ahead';
     END IF;
     INSERT INTO ps_health.mutes (project, until, reason, created_at) VALUES (p_project, p_until, left(nullif(ps_health._clean_text(p_reason), ''), 1000), p_now)
     ON CONFLICT (project) DO UPDATE SET until = EXCLUDED.until, reason = EXCLUDED.reason, created_at = EXCLUDED.created_at;

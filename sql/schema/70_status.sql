@@ -130,26 +130,37 @@ LANGUAGE sql STABLE AS $$
      ORDER BY p.project;
 $$;
 
--- system_health: age of the last sweep, reactors seen recently, whether pg_cron is sweeping.
+-- system_health: age of the last sweep, the reactors running now (holding their host's lock), whether
+-- pg_cron is there, and who sweeps: pg_cron, the reactor's fallback, or nobody lately (sweep_note).
 CREATE FUNCTION ps_health.system_health(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_last timestamptz;
     v_cron boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron');
-    v_job boolean;
+    v_cron_last timestamptz;
+    v_reactor_last timestamptz;
+    -- a scheduled sweep runs every minute: none for this long means it stopped
+    v_late interval := interval '3 minutes';
 BEGIN
     SELECT max(started_at) INTO v_last FROM ps_health.sweep_runs;
     -- pg_cron's job table shows each user only their own jobs: judge the scheduler by its sweeps
-    SELECT EXISTS (SELECT 1 FROM ps_health.sweep_runs WHERE source = 'pg_cron' AND swept_at > p_now - interval '3 minutes')
-      INTO v_job;
+    SELECT max(swept_at) FILTER (WHERE source = 'pg_cron'), max(swept_at) FILTER (WHERE source = 'reactor')
+      INTO v_cron_last, v_reactor_last
+      FROM ps_health.sweep_runs WHERE source IN ('pg_cron', 'reactor');
     RETURN jsonb_build_object(
         'last_sweep_at', v_last,
         'sweep_age_seconds', round(extract(epoch FROM p_now - v_last)::numeric, 1),
-        'reactors', coalesce((SELECT jsonb_agg(jsonb_build_object('worker', worker, 'host', host, 'last_seen', last_seen)
-                                              ORDER BY last_seen DESC)
-                                FROM ps_health.reactors
-                               WHERE last_seen > p_now - ps_health._setting_interval('reactor_seen_window')), '[]'),
+        'reactors', coalesce((SELECT jsonb_agg(jsonb_build_object('worker', worker, 'host', host, 'last_seen', last_seen,
+                                                                  'started_at', started_at)
+                                              ORDER BY host, started_at)
+                                FROM ps_health._live_reactors()), '[]'),
         'pg_cron', v_cron,
-        'sweep_job', v_job);
+        'sweep_job', coalesce(v_cron_last > p_now - v_late, false),
+        'sweep_note', CASE
+            WHEN v_cron_last > p_now - v_late THEN 'sweeping every minute'
+            WHEN v_reactor_last > p_now - v_late THEN 'the reactor sweeps (--run-checks-every)'
+            WHEN v_cron_last IS NULL AND v_reactor_last IS NULL THEN 'no scheduled sweep yet'
+            ELSE format('no scheduled sweep for %s min (ps-health doctor)',
+                        ps_health._minutes(greatest(v_cron_last, v_reactor_last), p_now)) END);
 END;
 $$;

@@ -34,7 +34,7 @@ SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
     -- what a PS's hooks on the reactor's host report through it (55_agent_facts.sql), for sessions there
     'register_session', 'heartbeat_session', 'end_session', 'start_spawn', 'report_spawn_output', 'finish_spawn',
     'record_session_start', 'record_context', 'record_spawn_end', 'record_spawn_launch', 'record_subagent_stop',
-    'record_compaction', 'record_session_end', 'host_status']) f
+    'record_compaction', 'record_session_end', 'host_status', 'reactor_start', 'reactor_stop']) f
 UNION ALL
 SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',
@@ -44,7 +44,7 @@ SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
 UNION ALL
 SELECT 'ps_health_reader'::name, f::name FROM unnest(ARRAY[
     'project_status', 'system_health', 'setting', 'list_settings', 'get_stalled_spawns',
-    'get_sessions_needing_context_check', '_sees_all', '_may_see']) f;
+    'get_sessions_needing_context_check', '_sees_all', '_may_see', 'prompt_reason', 'doctor_checks']) f;
 
 -- _apply_privileges: owner, SECURITY DEFINER, grants. The migration runner calls it after every
 -- migration, because CREATE OR REPLACE FUNCTION resets a function's security and settings.

@@ -50,8 +50,9 @@ def install(folder: Path | None = None) -> Path:
     if not manifest.exists():
         manifest.write_text('{"private": true, "description": "agent CLIs for the compatibility tests"}\n')
     # Postinstall scripts are not needed: each native binary arrives as an optional dependency.
-    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-online", "--loglevel=error",
-                    *(f"{pkg}@latest" for pkg in PACKAGES.values())], cwd=folder, check=True, timeout=600)
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-online",
+                    "--loglevel=error", *(f"{pkg}@latest" for pkg in PACKAGES.values())],
+                   cwd=folder, check=True, timeout=600)
     return folder
 
 

@@ -48,7 +48,7 @@ SELECT is((SELECT status::text FROM health_checks WHERE project = 'q' AND check_
 -- mute
 SELECT register_session('m', 'cli', '%13', 'h1', NULL, NULL, pg_temp.at(0));
 SELECT start_spawn('m', 'f1', 'research', NULL, NULL, NULL, 'h1', pg_temp.at(0));
-SELECT mute_project('m', pg_temp.at(60), 'deploying', pg_temp.at(0));
+SELECT mute_project('m', pg_temp.at(60), 'deploying', p_now => pg_temp.at(0));
 SELECT finish_spawn('m', 'f1', 1, 'boom', pg_temp.at(1));
 SELECT is((SELECT status::text FROM health_checks WHERE project = 'm'), 'critical', 'muted: the check is still recorded');
 SELECT matches((SELECT action_taken FROM health_checks WHERE project = 'm'), '^suppressed: project muted until',
