@@ -24,9 +24,8 @@ def free_port() -> int:
 
 
 def start_cluster() -> Cluster:
-    """A fresh fast cluster in a temp folder the postgres user can reach."""
+    """A fresh fast cluster in a temp folder, locked like the embedded one (the folder becomes 0700)."""
     home = tempfile.mkdtemp(prefix="ps-health-test-", dir="/tmp")
-    os.chmod(home, 0o755)
     cluster = Cluster(home, free_port(), fast=True)
     cluster.up()
     return cluster

@@ -13,8 +13,8 @@ from psycopg.rows import dict_row
 
 from reactor.tmux import sanitise
 from tests.conftest import wait_for
-from tests.reactor_proc import (Reactors, delivered, failed_spawn, fast, reactor_login, reactors,  # noqa: F401
-                                session, submitted)
+from tests.reactor_proc import (Reactors, create_login, delivered, failed_spawn, fast, reactor_login,  # noqa: F401
+                                reactors, session, submitted)
 from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.faults
@@ -67,11 +67,10 @@ def test_server_restart_reconnects_and_delivers_what_was_queued_meanwhile(server
     admin_dsn, cluster = server
     if cluster is None:
         pytest.skip("the PostgreSQL server was not started by this test run, so it cannot be restarted")
-    role = f"reactor_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ps_health_reactor").format(sql.Identifier(role)))
+    role, password = f"reactor_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    create_login(admin_dsn, role, password, "ps_health_reactor")
     # The reactor logs in as its own role, so it alone can be kept out after the restart.
-    group = Reactors(make_conninfo(db, user=role), tmux_server, tmp_path)
+    group = Reactors(make_conninfo(db, user=role, password=password), tmux_server, tmp_path)
     try:
         with psycopg.connect(db, autocommit=True, row_factory=dict_row) as conn:
             fast(conn)
