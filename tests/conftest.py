@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "reactor.cli"]
+RUN_ID = uuid.uuid4().hex
 
 
 def _docker_server():
@@ -59,8 +61,12 @@ def admin_dsn(server) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_dsn(admin_dsn) -> str:
-    return pg.migrate_template(admin_dsn)
+def template_dsn(admin_dsn, request) -> str:
+    """The migrated template each test's database is cloned from, made once per run."""
+    if os.environ.get("PS_HEALTH_TEST_TEMPLATE"):  # the harness made it before the workers started
+        return make_conninfo(admin_dsn, dbname=os.environ["PS_HEALTH_TEST_TEMPLATE"])
+    run = getattr(request.config, "workerinput", {}).get("testrunuid") or RUN_ID
+    return pg.template_once(admin_dsn, run)
 
 
 @pytest.fixture
@@ -69,6 +75,20 @@ def db(admin_dsn, template_dsn):
     dsn = pg.clone(admin_dsn)
     yield dsn
     pg.drop(admin_dsn, dsn)
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of this test's own, locked like the embedded one: for a test that restarts its server
+    or needs pg_cron's database to itself while other tests run beside it."""
+    cluster = pg.start_cluster()
+    yield cluster
+    cluster.destroy()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that wait for pg_cron's minute tick start first, so their wait overlaps the others."""
+    items.sort(key=lambda item: item.get_closest_marker("minutes") is None)
 
 
 @pytest.fixture

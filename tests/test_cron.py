@@ -9,6 +9,9 @@ from psycopg.conninfo import make_conninfo
 from reactor.migrate import Runner
 from tests.conftest import run_cli, wait_for
 
+# The jobs live in pg_cron's one database on the server: these tests run one after the other, first.
+pytestmark = [pytest.mark.minutes, pytest.mark.xdist_group("pg_cron")]
+
 
 @pytest.fixture
 def cron_db(admin_dsn):
