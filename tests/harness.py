@@ -18,7 +18,8 @@ from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_CHILD_SUBREAPER = 36
-# Workers over the template clones: most tests wait on processes, panes and pg_cron, not on a core.
+# Workers over the template clones: most tests wait on processes, panes and pg_cron, not on a core;
+# worksteal lets idle workers take the tests queued behind one that waits a minute for pg_cron.
 WORKERS = os.environ.get("PS_HEALTH_TEST_WORKERS", "4")
 
 
@@ -117,7 +118,7 @@ def run_pgtap(admin_dsn: str) -> int:
 def pytest_argv(args: list[str]) -> list[str]:
     """pytest with parallel workers (unless the caller chose -n, or PS_HEALTH_TEST_WORKERS=0)."""
     chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
-    workers = [] if chosen or WORKERS in ("", "0") else ["-n", WORKERS, "--dist", "loadgroup"]
+    workers = [] if chosen or WORKERS in ("", "0") else ["-n", WORKERS, "--dist", "worksteal"]
     return [sys.executable, "-m", "pytest", *workers, *args]
 
 

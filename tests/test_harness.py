@@ -27,11 +27,11 @@ def test_waits_for_its_sleep():
 
 
 def harness(tmp_path, source: str) -> subprocess.CompletedProcess:
-    """The harness run on one small test file, with a cluster and workers of its own."""
+    """The harness run on one small test file, with a cluster of its own."""
     test_file = tmp_path / "test_small.py"
     test_file.write_text(textwrap.dedent(source))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PS_HEALTH_", "PG"))}
-    env.update(PYTHONPATH=str(ROOT), PS_HEALTH_TEST_WORKERS="2")
+    env.update(PYTHONPATH=str(ROOT), PS_HEALTH_TEST_WORKERS="0")
     return subprocess.run([sys.executable, "-m", "tests.harness", "py", "-q", "-p", "no:cacheprovider",
                            str(test_file)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 

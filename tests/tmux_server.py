@@ -80,7 +80,7 @@ class TmuxServer:
         this socket is ended by pid.
         """
         subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10)
-        if self._ended(self.pids, timeout=5):
+        if self._ended(self.pids, timeout=2):
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
             on_socket = self._tmux_processes()
