@@ -122,8 +122,13 @@ def pytest_argv(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", *workers, *args]
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (a CI timeout) cleans up like Ctrl-C
+
+
 def main(argv: list[str]) -> int:
     become_subreaper()
+    signal.signal(signal.SIGTERM, _interrupted)
     what = argv[0] if argv else "all"
     external = os.environ.get("PS_HEALTH_TEST_DSN")
     cluster = pytest_proc = None
@@ -150,12 +155,18 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         rc = 130
     finally:
-        if pytest_proc and pytest_proc.returncode is None:
-            pytest_proc.terminate()
-            wait_reaping(pytest_proc)
-        if cluster:
-            cluster.destroy()
-        leaked = stop_leftovers()
+        try:
+            if pytest_proc and pytest_proc.returncode is None:
+                pytest_proc.terminate()
+                try:
+                    pytest_proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    pytest_proc.kill()
+                    pytest_proc.wait()
+            if cluster:
+                cluster.destroy()
+        finally:
+            leaked = stop_leftovers()
     if leaked:
         print(f"\ntests.harness: FAILED: {len(leaked)} process(es) started by the tests outlived them "
               "(killed now):", file=sys.stderr)
