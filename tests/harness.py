@@ -117,7 +117,7 @@ def run_pgtap(admin_dsn: str) -> int:
 
 def pytest_argv(args: list[str]) -> list[str]:
     """pytest with parallel workers (unless the caller chose -n, or PS_HEALTH_TEST_WORKERS=0)."""
-    chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
+    chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses")) or a.endswith("no:xdist") for a in args)
     workers = [] if chosen or WORKERS in ("", "0") else ["-n", WORKERS, "--dist", "worksteal"]
     return [sys.executable, "-m", "pytest", *workers, *args]
 
