@@ -51,3 +51,39 @@ def test_a_run_that_leaves_nothing_behind_passes(tmp_path):
     res = harness(tmp_path, CLEAN)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "outlived" not in res.stderr
+
+
+# A reactor's tmux control client typing as fast as it can, until it is killed -9.
+FLOOD = """
+import sys
+from reactor.tmux_control import ControlClient
+
+client = ControlClient(["tmux", "-S", sys.argv[1]], sys.argv[1])
+print("attached" if client.run(["display-message", "-p", "ok"]) else "no client", flush=True)
+n = 0
+while True:
+    n += 1
+    client.run(["send-keys", "-t", "keeper", "-l", "--", f"hello {n}"])
+    client.run(["capture-pane", "-p", "-t", "keeper"])
+    if n == 100:
+        print("typing", flush=True)
+"""
+
+
+def test_a_tmux_server_whose_reactor_was_killed_mid_burst_is_still_removed(tmp_path):
+    from tests.tmux_server import TmuxServer
+
+    server = TmuxServer(tmp_path)
+    try:
+        for _ in range(3):  # a client killed mid-command keeps tmux 3.3a's server from exiting on kill-server
+            flood = subprocess.Popen([sys.executable, "-c", FLOOD, str(server.socket)], cwd=ROOT,
+                                     env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
+            assert flood.stdout.readline().strip() == "attached"
+            assert flood.stdout.readline().strip() == "typing"
+            flood.kill()
+            flood.wait()
+            flood.stdout.close()
+    finally:
+        server.remove()
+    assert not server._tmux_processes(), "a tmux server or client on the test's socket is still running"
+    assert not any(_alive(pid) for pid in server.pids)
