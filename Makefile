@@ -36,13 +36,13 @@ run: db ## set up everything, saying what each step did, check it (ps-health doc
 	@echo "==> the reactor, in the foreground (Ctrl-C stops it; the database keeps running)"
 	$(PSH) reactor
 
-test: deps ## pgTAP (pg_prove) then pytest, against a throw-away cluster
+test: deps ## pgTAP (pg_prove) then pytest in 4 workers, one throw-away cluster; fails if a process outlives it
 	$(PY) -m tests.harness all
 
 test-sql: deps ## only the pgTAP tests
 	$(PY) -m tests.harness sql
 
-test-py: deps ## only pytest (pass ARGS="-k name" to select)
+test-py: deps ## only pytest (ARGS="-k name" selects; PS_HEALTH_TEST_WORKERS=0 runs one process)
 	$(PY) -m tests.harness py $(ARGS)
 
 test-faults: deps ## fault-injection tests (processes killed and restarted)

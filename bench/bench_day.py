@@ -161,7 +161,19 @@ def play(conn, script: Script, rng: random.Random, real: dict | None = None) -> 
             conn.execute("SELECT ps_health.complete_prompt(%s, 'sim', 'delivered', NULL, %s)", (pid, now))
             if rng.random() < 0.5:
                 conn.execute("SELECT ps_health.respond(%s, 'on it', %s)", (checks[0], now))
+        if real:
+            _real_reactor_caught_up(conn)
     return sweeps
+
+
+def _real_reactor_caught_up(conn) -> None:
+    """The day's clock waits for the real reactor, which types in real time: on a busy machine a
+    prompt would otherwise expire unseen because its problem recovered minutes later in the day."""
+    from tests.conftest import wait_for
+
+    wait_for(lambda: conn.execute("SELECT count(*) FROM ps_health.prompts WHERE host = %s AND state IN "
+                                  "('pending', 'claimed')", (REAL_HOST,)).fetchone()[0] == 0,
+             timeout=60, interval=0.01, what="the real reactor to type this minute's prompts")
 
 
 TABLES = ["ps_sessions", "active_spawns", "health_checks", "check_state", "prompts", "prompt_items", "sweep_runs"]

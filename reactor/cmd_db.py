@@ -12,9 +12,11 @@ from reactor import migrate as migrate_mod
 def register(sub) -> None:
     db = sub.add_parser("db", help="manage the embedded PostgreSQL cluster",
                         description="Manage the embedded PostgreSQL cluster (pg_cron preloaded) under "
-                                    "PS_HEALTH_HOME (default ./.ps-health), port PS_HEALTH_PORT (54329).")
+                                    "PS_HEALTH_HOME (default ./.ps-health), port PS_HEALTH_PORT (54329). It is "
+                                    "locked: only the OS user who runs `db up` logs in (as postgres, over the "
+                                    "socket in a 0700 folder); every other login needs its password.")
     dsub = db.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, text in (("up", "create if needed, start, wait until it accepts connections, print the DSN"),
+    for name, text in (("up", "create if needed, lock, start, wait until it accepts connections, print the DSN"),
                        ("down", "stop the cluster cleanly"),
                        ("status", "say whether it runs, where its data and socket are"),
                        ("url", "print the DSN (libpq conninfo)")):

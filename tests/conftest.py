@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "reactor.cli"]
+RUN_ID = uuid.uuid4().hex
 
 
 def _docker_server():
@@ -66,8 +68,12 @@ def admin_dsn(server) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_dsn(admin_dsn) -> str:
-    return pg.migrate_template(admin_dsn)
+def template_dsn(admin_dsn, request) -> str:
+    """The migrated template each test's database is cloned from, made once per run."""
+    if os.environ.get("PS_HEALTH_TEST_TEMPLATE"):  # the harness made it before the workers started
+        return make_conninfo(admin_dsn, dbname=os.environ["PS_HEALTH_TEST_TEMPLATE"])
+    run = getattr(request.config, "workerinput", {}).get("testrunuid") or RUN_ID
+    return pg.template_once(admin_dsn, run)
 
 
 @pytest.fixture
@@ -76,6 +82,30 @@ def db(admin_dsn, template_dsn):
     dsn = pg.clone(admin_dsn)
     yield dsn
     pg.drop(admin_dsn, dsn)
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of this test's own, locked like the embedded one: for a test that restarts its server
+    or needs pg_cron's database to itself while other tests run beside it."""
+    cluster = pg.start_cluster()
+    yield cluster
+    cluster.destroy()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that wait for pg_cron's minute tick start first, each on a worker of its own, so their
+    waits overlap the other tests (worksteal hands each worker one contiguous slice at first)."""
+    waits = [item for item in items if item.get_closest_marker("minutes")]
+    rest = [item for item in items if not item.get_closest_marker("minutes")]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    starts, start, left = [], 0, len(items)
+    for w in range(workers):
+        starts.append(start)
+        start, left = start + left // (workers - w), left - left // (workers - w)
+    for k, item in enumerate(waits):
+        rest.insert(starts[k % workers], item)
+    items[:] = rest
 
 
 @pytest.fixture

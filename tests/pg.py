@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import tempfile
 import uuid
@@ -24,9 +23,8 @@ def free_port() -> int:
 
 
 def start_cluster() -> Cluster:
-    """A fresh fast cluster in a temp folder the postgres user can reach."""
+    """A fresh fast cluster in a temp folder, locked like the embedded one (the folder becomes 0700)."""
     home = tempfile.mkdtemp(prefix="ps-health-test-", dir="/tmp")
-    os.chmod(home, 0o755)
     cluster = Cluster(home, free_port(), fast=True)
     cluster.up()
     return cluster
@@ -51,6 +49,22 @@ def migrate_template(admin_dsn: str) -> str:
     dsn = make_conninfo(admin_dsn, dbname=TEMPLATE)
     Runner(dsn, say=lambda _: None).migrate()
     return dsn
+
+
+def template_once(admin_dsn: str, run_id: str) -> str:
+    """migrate_template, once per test run even when parallel workers all ask for it."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('ps_health_test_template'))")
+        try:
+            made = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                                (TEMPLATE,)).fetchone()
+            if made and made[0] == run_id:
+                return make_conninfo(admin_dsn, dbname=TEMPLATE)
+            dsn = migrate_template(admin_dsn)
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(TEMPLATE), sql.Literal(run_id)))
+            return dsn
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('ps_health_test_template'))")
 
 
 def clone(admin_dsn: str, template: str = TEMPLATE) -> str:

@@ -21,6 +21,8 @@ HOST = "host-a"
 # A login with only the reactor's grants, bound to the hosts its reactors serve, so every test also
 # proves the privileges.
 REACTOR_LOGIN = "ps_health_test_reactor"
+# The test cluster is locked like the embedded one: every login but the superuser needs its password.
+REACTOR_PASSWORD = "ps-health-test-reactor"
 
 
 @dataclass
@@ -89,17 +91,24 @@ class Reactors:
                 proc.stop()
 
 
+def create_login(admin_dsn: str, login: str, password: str, *roles: str) -> None:
+    """A login with a password in the given roles; another test worker may have made it first."""
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        try:
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(login), sql.Literal(password), sql.SQL(", ").join(map(sql.Identifier, roles))))
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            pass
+
+
 @pytest.fixture(scope="session")
-def reactor_login(server):
-    """The least-privileged reactor login, or None when the server is not this run's own (no trust auth)."""
+def reactor_login(server, template_dsn):
+    """The least-privileged reactor login, or None when the server is not this run's own."""
     admin_dsn, cluster = server
     if cluster is None:
         yield None
         return
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REACTOR_LOGIN,)).fetchone():
-            admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ps_health_reactor").format(
-                sql.Identifier(REACTOR_LOGIN)))
+    create_login(admin_dsn, REACTOR_LOGIN, REACTOR_PASSWORD, "ps_health_reactor")
     yield REACTOR_LOGIN
 
 
@@ -111,7 +120,7 @@ def grant_reactor(owner_dsn: str, login: str, host: str) -> None:
 @pytest.fixture
 def reactors(db, tmux_server, tmp_path, reactor_login):
     """Reactor processes for this test, logged in with the reactor's grants only when possible."""
-    dsn = make_conninfo(db, user=reactor_login) if reactor_login else db
+    dsn = make_conninfo(db, user=reactor_login, password=REACTOR_PASSWORD) if reactor_login else db
     group = Reactors(dsn, tmux_server, tmp_path, login=reactor_login, owner_dsn=db)
     yield group
     group.stop_all()

@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tests.conftest import ROOT, run_cli
+from tests.reactor_proc import create_login
 from tests.test_cli import ok, refused
 
 
@@ -21,15 +22,15 @@ def login(server, db):
     """make(role) -> a DSN of a new login in that role; the logins are dropped after the test."""
     admin_dsn, cluster = server
     if cluster is None:
-        pytest.skip("logins without a password need the test run's own server")
+        pytest.skip("extra logins need the test run's own server")
     made: list[str] = []
 
     def make(role: str) -> tuple[str, str]:
         name = f"{role.removeprefix('ps_health_')}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(name), sql.Identifier(role)))
+        password = uuid.uuid4().hex
+        create_login(admin_dsn, name, password, role)
         made.append(name)
-        return name, make_conninfo(db, user=name)
+        return name, make_conninfo(db, user=name, password=password)
 
     yield make
     with psycopg.connect(admin_dsn, autocommit=True) as conn:

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from reactor.migrate import Runner
 from tests.conftest import run_cli, wait_for
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.minutes]
 
 
 @pytest.fixture
-def cron_db(admin_dsn):
-    with psycopg.connect(admin_dsn) as c:
-        name = c.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
-    if not name:
-        pytest.skip("pg_cron is not preloaded on the test server")
-    dsn = make_conninfo(admin_dsn, dbname=name)
+def cron_db(own_cluster):
+    """pg_cron's database on a server of this test's own: its held sweep lock blocks no other test."""
+    dsn = own_cluster.dsn()
     Runner(dsn, say=lambda _: None).migrate()
     assert run_cli(dsn, "cron", "install").returncode == 0
     yield dsn

@@ -221,19 +221,19 @@ def test_transcript_huge_file_starts_near_end(tmp_path: Path) -> None:
     filler = json.dumps({"type": "user", "message": {"content": "x" * 1000}}).encode() + b"\n"
     with f.open("wb") as fh:
         fh.write(assistant(1))
-        for _ in range(50 * 1024):  # ~50 MB
+        fh.seek(50 * 1024 * 1024)  # ~50 MB the reader must never read: a hole, so nothing is written
+        fh.write(b"\n")
+        for _ in range(1024):  # the last MB: real lines, more than the tail it reads
             fh.write(filler)
         fh.write(assistant(2, 3, 4))
         fh.write(filler * 3)
     size = f.stat().st_size
     assert size > 50 * 1024 * 1024
     r = TranscriptReader()
-    t0 = time.monotonic()
     got = r.read(str(f))
     assert got == Usage(9, size - len(filler) * 3 - len(assistant(2, 3, 4)))
     assert r.bytes_read <= probes.TAIL_BYTES + 1
     assert r.offset(str(f)) == size
-    assert time.monotonic() - t0 < 1.0
 
 
 def test_transcript_tail_start_skips_partial_first_line(tmp_path: Path) -> None:
@@ -450,7 +450,7 @@ def test_tmux_timeout_is_unknown(tmp_path: Path) -> None:
     fake = _fake_tmux(tmp_path, "exec sleep 30")
     t0 = time.monotonic()
     assert tmux_targets(["alpha"], tmux_bin=fake, timeout=0.3) == {"alpha": "unknown"}
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 20, "the hung tmux was not waited for (it sleeps 30 s)"
 
 
 def test_tmux_rejects_both_sockets() -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
-import threading
-import time
 import urllib.request
+from datetime import timedelta
 
 import pytest
 
@@ -284,47 +284,34 @@ def _spawn(conn, task: str) -> dict:
 
 
 def test_growing_output_file_keeps_a_spawn_running_until_it_stops(conn, tmux_server, reactors, tmp_path):
-    conn.execute("SELECT ps_health.set_setting('stall_after', '2 seconds')")
     pane = tmux_server.recorder()
     session(conn, "alpha", pane.target)
-    reactors.start(probe="0.3")
-    wait_for(lambda: conn.execute("SELECT target_state FROM ps_health.ps_sessions").fetchone()["target_state"]
-             == "seen", what="the first probe round")
+    stall = timedelta(minutes=15)
+    conn.execute("SELECT ps_health.set_setting('stall_after', '15 minutes')")
+    now = conn.execute("SELECT now() AS t").fetchone()["t"]
+    started = now - timedelta(minutes=40)
     output = tmp_path / "spawn.out"
     output.write_text("starting\n")
+    os.utime(output, (started.timestamp(), started.timestamp()))
     # No host on the spawn: it belongs to this host because its project's session is here.
-    conn.execute("SELECT ps_health.start_spawn('alpha', 'worker-1', 'impl', NULL, %s)", (str(output),))
-    writing = threading.Event()
-    writing.set()
-
-    def append() -> None:
-        while writing.is_set():
-            with output.open("a") as fh:
-                fh.write("progress\n")
-            time.sleep(0.1)
-
-    writer = threading.Thread(target=append, daemon=True)
-    writer.start()
-    try:
-        wait_for(lambda: _spawn(conn, "worker-1")["last_output_change"], what="an output time reported")
-        marks = set()
-        deadline = time.monotonic() + 5  # 2.5 stall periods of continuous output
-        while time.monotonic() < deadline:
-            conn.execute("SELECT ps_health.run_checks()")
-            spawn = _spawn(conn, "worker-1")
-            assert spawn["status"] == "running"
-            marks.add(spawn["last_output_change"])
-            time.sleep(0.2)
-        assert len(marks) >= 5  # the reported time kept moving
-    finally:
-        writing.clear()
-        writer.join()
-
-    def stalled() -> bool:
-        conn.execute("SELECT ps_health.run_checks()")
-        return _spawn(conn, "worker-1")["status"] == "stalled"
-
-    wait_for(stalled, timeout=10, interval=0.2, what="the spawn to stall once output stopped")
+    conn.execute("SELECT ps_health.start_spawn('alpha', 'worker-1', 'impl', NULL, %s, p_now => %s)",
+                 (str(output), started))
+    reactors.start(probe="0.3")
+    # The file grows every ten minutes (its times set, the sweep's clock moved): each new output
+    # time the reactor sees restarts the stall clock, so the spawn, 40 minutes old, keeps running.
+    for minutes_ago in (30, 20, 10, 0):
+        at = now - timedelta(minutes=minutes_ago)
+        with output.open("a") as fh:
+            fh.write("progress\n")
+        os.utime(output, (at.timestamp(), at.timestamp()))
+        wait_for(lambda at=at: (_spawn(conn, "worker-1")["last_output_change"] or started)
+                 >= at - timedelta(milliseconds=1),
+                 what=f"the output time of {minutes_ago} minutes ago reported")
+        conn.execute("SELECT ps_health.run_checks(p_now => %s)", (at + stall - timedelta(minutes=1),))
+        assert _spawn(conn, "worker-1")["status"] == "running"
+    # Output stops: one stall period after the last output, the spawn is stalled.
+    conn.execute("SELECT ps_health.run_checks(p_now => %s)", (now + stall + timedelta(minutes=1),))
+    assert _spawn(conn, "worker-1")["status"] == "stalled"
 
 
 def test_vanished_tmux_session_is_missing_once_before_it_is_gone(conn, tmux_server, reactors):

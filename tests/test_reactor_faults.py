@@ -11,9 +11,20 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from reactor.migrate import Runner
 from reactor.tmux import sanitise
 from tests.conftest import wait_for
-from tests.reactor_proc import Reactors, delivered, failed_spawn, fast, reactor_login, reactors, session, submitted  # noqa: F401
+from tests.reactor_proc import (  # noqa: F401
+    Reactors,
+    create_login,
+    delivered,
+    failed_spawn,
+    fast,
+    reactor_login,
+    reactors,
+    session,
+    submitted,
+)
 from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.faults
@@ -62,15 +73,14 @@ def test_killed_listener_reconnects_and_delivers_what_was_queued_meanwhile(conn,
     assert proc.running()
 
 
-def test_server_restart_reconnects_and_delivers_what_was_queued_meanwhile(server, db, tmux_server, tmp_path):
-    admin_dsn, cluster = server
-    if cluster is None:
-        pytest.skip("the PostgreSQL server was not started by this test run, so it cannot be restarted")
-    role = f"reactor_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ps_health_reactor").format(sql.Identifier(role)))
+def test_server_restart_reconnects_and_delivers_what_was_queued_meanwhile(own_cluster, tmux_server, tmp_path):
+    # A server of this test's own: restarting the shared one would cut off every other test.
+    cluster, admin_dsn, db = own_cluster, own_cluster.dsn("postgres"), own_cluster.dsn()
+    Runner(db, say=lambda _: None).migrate()
+    role, password = f"reactor_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    create_login(admin_dsn, role, password, "ps_health_reactor")
     # The reactor logs in as its own role, so it alone can be kept out after the restart.
-    group = Reactors(make_conninfo(db, user=role), tmux_server, tmp_path, login=role, owner_dsn=db)
+    group = Reactors(make_conninfo(db, user=role, password=password), tmux_server, tmp_path, login=role, owner_dsn=db)
     try:
         with psycopg.connect(db, autocommit=True, row_factory=dict_row) as conn:
             fast(conn)
@@ -95,5 +105,3 @@ def test_server_restart_reconnects_and_delivers_what_was_queued_meanwhile(server
         assert proc.stop() == 0
     finally:
         group.stop_all()
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

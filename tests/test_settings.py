@@ -7,14 +7,14 @@ import json
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from reactor.service import Options, Reactor
 from tests.conftest import run_cli, wait_for
-from tests.reactor_proc import delivered, failed_spawn, fast, prompt, reactor_login, reactors, session  # noqa: F401
+from tests.reactor_proc import create_login, delivered, failed_spawn, fast, prompt, reactor_login, reactors, session  # noqa: F401
 from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
 
+PASSWORD = "settings-test-password"
 SECRET = '["curl", "-H", "Authorization: Bearer s3cret-token", "https://hooks.example.com/ps"]'
 
 
@@ -126,16 +126,13 @@ def test_a_claimed_row_with_timings_that_are_not_finite_is_refused_alone():
 def logins(admin_dsn, db, server):
     """A reader login and an agent login of project alpha."""
     if server[1] is None:
-        pytest.skip("needs the test cluster's trust authentication for extra logins")
+        pytest.skip("extra logins need the test run's own server")
     names = {"reader": "ps_health_test_settings_reader", "agent": "ps_health_test_settings_agent"}
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        for role, name in names.items():
-            if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-                grants = "ps_health_reader" if role == "reader" else "ps_health_agent"
-                admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE " + grants).format(sql.Identifier(name)))
+    for role, name in names.items():
+        create_login(admin_dsn, name, PASSWORD, "ps_health_reader" if role == "reader" else "ps_health_agent")
     with psycopg.connect(db, autocommit=True) as owner:
         owner.execute("SELECT ps_health.grant_agent(%s, 'alpha')", (names["agent"],))
-    return {role: make_conninfo(db, user=name) for role, name in names.items()}
+    return {role: make_conninfo(db, user=name, password=PASSWORD) for role, name in names.items()}
 
 
 def test_secret_settings_are_shown_only_to_the_owner(db, conn, logins):

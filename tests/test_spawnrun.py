@@ -8,27 +8,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from reactor.spawnrun import RunResult, run
+from tests.conftest import wait_for
 
 REPO = str(Path(__file__).resolve().parents[1])
 
 
 def py(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code), *args]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before deadline")
-        time.sleep(0.01)
 
 
 DRIVER = """
@@ -212,7 +203,7 @@ def test_signal_forwarded_exactly_once(tmp_path: Path, sig: int, target: str) ->
     marker, ready = tmp_path / "marker", tmp_path / "ready"
     driver = start_driver(py(TRAPPING_CHILD, str(marker), str(ready), str(int(sig))), tmp_path)
     try:
-        wait_for(ready.exists)
+        wait_for(ready.exists, timeout=20, interval=0.01, what="the child to start")
         if target == "pid":
             os.kill(driver.pid, sig)
         else:
@@ -233,7 +224,7 @@ def test_sigterm_kills_untrapping_child(tmp_path: Path) -> None:
     """
     driver = start_driver(py(code, str(ready)), tmp_path)
     try:
-        wait_for(ready.exists)
+        wait_for(ready.exists, timeout=20, interval=0.01, what="the child to start")
         os.kill(driver.pid, signal.SIGTERM)
         assert driver.wait(timeout=30) == 128 + signal.SIGTERM
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -40,7 +41,9 @@ class TmuxServer:
         self.run("-f", "/dev/null", "new-session", "-d", "-s", "keeper")
         # Keep a dead pane visible so a test can see that its program died.
         self.run("set-option", "-g", "remain-on-exit", "on")
-        self.socket = Path(self.run("display-message", "-p", "#{socket_path}"))
+        path, pid = self.run("display-message", "-p", "#{socket_path} #{pid}").rsplit(" ", 1)
+        self.socket = Path(path)
+        self.pids = {int(pid)}  # every server this test started on the socket (a test may restart it)
 
     def run(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True,
@@ -54,9 +57,10 @@ class TmuxServer:
         record = self.tmp_path / f"rec-{uuid.uuid4().hex[:8]}.bin"
         named = ["-s", session] if session else []
         line = self.run("new-session", "-d", *named, "-x", "100", "-y", "30", "-P",
-                        "-F", "#{pane_id} #{pane_pid}",
+                        "-F", "#{pane_id} #{pane_pid} #{pid}",
                         sys.executable, str(RECORDER), str(record), *extra)
-        target, pid = line.split()
+        target, pid, server = line.split()
+        self.pids.add(int(server))
         wait_for(record.exists, what="recorder to set up its tty")
         return Pane(target, int(pid), record)
 
@@ -69,11 +73,64 @@ class TmuxServer:
         return dead == "0"
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
+        """kill-server, and wait until the server has exited.
+
+        A control client left behind by a reactor killed -9 keeps tmux's server from exiting
+        after kill-server (tmux 3.3a), so when the server outlives it, every tmux process on
+        this socket is ended by pid.
+        """
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10)
+        if self._ended(self.pids, timeout=2):
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            on_socket = self._tmux_processes()
+            for pid in on_socket:
+                _signal(pid, sig)
+            if self._ended(self.pids | on_socket, timeout=5):
+                return
+        raise RuntimeError(f"tmux server {self.name} (pids {sorted(self.pids)}) did not exit")
 
     def remove(self) -> None:
         self.kill()
         self.socket.unlink(missing_ok=True)  # tmux leaves its socket file behind
+
+    def _tmux_processes(self) -> set[int]:
+        """Servers and clients on this test's socket, found by their command lines."""
+        found = set()
+        for entry in Path("/proc").iterdir():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+            except OSError:
+                continue
+            if argv and Path(argv[0].decode(errors="replace")).name == "tmux" and \
+                    any(self.name.encode() in arg for arg in argv):
+                found.add(int(entry.name))
+        return found
+
+    @staticmethod
+    def _ended(pids: set[int], timeout: float) -> bool:
+        try:
+            wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=timeout, interval=0.02,
+                     what="the tmux server to exit")
+            return True
+        except AssertionError:
+            return False
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie has exited; its parent just has not collected it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 @pytest.fixture

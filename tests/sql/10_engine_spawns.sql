@@ -1,7 +1,7 @@
 -- Spawn checks: stalled once, no repeat, reminder only after the interval, recovery without a
 -- prompt, failure critical at once, abandon once, refused transitions.
 BEGIN;
-SELECT no_plan();
+SELECT plan(30);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 

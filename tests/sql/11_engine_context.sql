@@ -1,7 +1,7 @@
 -- Context checks: 50% -> 72% -> 86% (warning, critical with handoff requested) -> handoff done -> ok;
 -- one "report your context" prompt per interval when reports stop, none while they arrive.
 BEGIN;
-SELECT no_plan();
+SELECT plan(25);
 SET LOCAL search_path = ps_health, public;
 
 CREATE TEMP TABLE t0 AS SELECT '2026-01-01 12:00+00'::timestamptz AS t;

@@ -1,7 +1,7 @@
 -- Orphaned work (with the prompt that waits for the next session), mute, the rate cap, and one
 -- prompt listing several problems.
 BEGIN;
-SELECT no_plan();
+SELECT plan(23);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 

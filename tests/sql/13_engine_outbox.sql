@@ -1,7 +1,7 @@
 -- claim_prompts / complete_prompt: leases, lease expiry, attempts capped, expiry of recovered
 -- problems, release on shutdown, and clear refusals.
 BEGIN;
-SELECT no_plan();
+SELECT plan(37);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');

@@ -1,6 +1,6 @@
 -- Settings as data (defaults, global and per-project overrides, refusals) and retention.
 BEGIN;
-SELECT no_plan();
+SELECT plan(12);
 SET LOCAL search_path = ps_health, public;
 
 SELECT results_eq($$SELECT key::text, setting(key) FROM setting_definitions WHERE key IN

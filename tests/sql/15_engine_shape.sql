@@ -1,6 +1,6 @@
 -- The engine's public API exists with its signatures; prompts notify through one function.
 BEGIN;
-SELECT no_plan();
+SELECT plan(42);
 
 SELECT has_table('ps_health', t, 'table ' || t) FROM unnest(ARRAY['settings', 'mutes',
   'check_state', 'sweep_runs', 'prompt_templates', 'prompts', 'prompt_items', 'reactors']) t;

@@ -1,7 +1,7 @@
 -- The handoff cycle (file seen by the reactor, reset then resume in order, completion or not),
 -- the command channel for sessions without a pane, and escalation to an operator.
 BEGIN;
-SELECT no_plan();
+SELECT plan(28);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 

@@ -1,6 +1,6 @@
 -- Least privilege: each role can do its part and nothing else; agents act only for their projects.
 BEGIN;
-SELECT no_plan();
+SELECT plan(38);
 SET LOCAL search_path = ps_health, public;
 
 SELECT has_role(r) FROM unnest(ARRAY['ps_health_owner', 'ps_health_reactor', 'ps_health_agent', 'ps_health_reader']) r;
