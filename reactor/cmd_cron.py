@@ -9,9 +9,9 @@ from psycopg.conninfo import make_conninfo
 
 from reactor import db
 from reactor.errors import PsHealthError
-from reactor.sqlfiles import SQL_DIR
+from reactor.sqlfiles import PG_CRON_DIR
 
-JOBS_FILE = SQL_DIR.parent / "pg_cron" / "jobs.sql"
+JOBS_FILE = PG_CRON_DIR / "jobs.sql"
 _JOB = re.compile(r"^--\s*name:\s*(\S+)\s*\n(.+?)(?=^--\s*name:|\Z)", re.MULTILINE | re.DOTALL)
 
 

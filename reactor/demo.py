@@ -15,7 +15,8 @@ from pathlib import Path
 from reactor import cliutil, db, render
 from reactor.errors import BadInput, PsHealthError
 
-ROOT = Path(__file__).resolve().parent.parent
+# The folder the reactor package is imported from (a checkout or site-packages), for the demo's children.
+IMPORT_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "ps-health-demo"
 HOST = "demo-host"
 SOCKET = "ps-health-demo"
@@ -86,7 +87,7 @@ class Demo:
 
     def child_env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
-        env.update(PS_HEALTH_DSN=self.state["dsn"], PS_HEALTH_HOST=HOST, PYTHONPATH=str(ROOT))
+        env.update(PS_HEALTH_DSN=self.state["dsn"], PS_HEALTH_HOST=HOST, PYTHONPATH=str(IMPORT_ROOT))
         return env
 
     def _env_flags(self) -> list[str]:
@@ -100,7 +101,7 @@ class Demo:
                                 f"did not start; rename or close it, or use another --tmux-socket")
         ps = shlex.join([sys.executable, "-m", "reactor.demo_ps", PROJECT])
         made = self.tmux("new-session", "-d", "-s", SESSION, "-n", "ps", "-x", "160", "-y", "40", "-P",
-                         "-F", "#{pane_id} #{session_id} #{pid}", *self._env_flags(), "-c", str(ROOT), ps)
+                         "-F", "#{pane_id} #{session_id} #{pid}", *self._env_flags(), "-c", str(self.dir), ps)
         target, session_id, server_pid = made.split()
         # what cleanup may remove: this session of this server, and the server only if the demo started it
         self.state.update(pane=target, session_id=session_id, server_pid=int(server_pid), server_started=not running)
@@ -127,7 +128,7 @@ class Demo:
                 "--poll-interval", "1", *every]
         with log.open("ab") as err:
             # own session: a Ctrl-C in this terminal reaches the demo, which stops the reactor itself
-            proc = subprocess.Popen(argv, env=self.child_env(), cwd=ROOT, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(argv, env=self.child_env(), cwd=self.dir, stdin=subprocess.DEVNULL,
                                     stdout=err, stderr=err, start_new_session=True)
         self.proc = proc
         self.state.update(reactor_pid=proc.pid, reactor_log=str(log))
@@ -143,7 +144,7 @@ class Demo:
         self.state["task_id"] = task
         self.save()
         self.tmux("new-window", "-d", "-t", f"{self.state['session_id']}:", "-n", "spawn", *self._env_flags(),
-                  "-c", str(ROOT), shlex.join(cmd))
+                  "-c", str(self.dir), shlex.join(cmd))
         self.say(f"spawn {task} started in window 'spawn': prints 'working', then sleeps (goes quiet)")
 
     # ---------------------------------------------------------------- watch

@@ -7,8 +7,9 @@ import shlex
 from pathlib import Path
 
 from reactor.errors import BadInput
+from reactor.sqlfiles import DOCS_DIR
 
-SOURCE = Path(__file__).resolve().parent.parent / "docs" / "ps-instructions.md"
+SOURCE = DOCS_DIR / "ps-instructions.md"
 BEGIN, END = "<!-- ps-health instructions: begin -->", "<!-- ps-health instructions: end -->"
 EXAMPLE = "myproj"  # the project name the source's examples use
 _PLAIN = re.compile(r"[\w.@%+=:,/-]+")  # needs no quoting in a shell command
