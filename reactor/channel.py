@@ -39,7 +39,7 @@ def run_command(row: dict) -> Outcome:
     env.update(PS_HEALTH_PROMPT_ID=str(row["id"]), PS_HEALTH_CHECK_ID=str(row.get("check_id") or ""),
                PS_HEALTH_PROJECT=row["project"], PS_HEALTH_STATUS=row.get("check_status") or row["severity"],
                PS_HEALTH_CHECK_TYPE=row.get("check_type") or "")
-    timeout = float(row.get("timeout_seconds") or 30)
+    timeout = float(row["timeout_seconds"])  # command_timeout, sent by claim_prompts with the row
     try:
         # Its own session, so a timeout kills whatever the command started too.
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

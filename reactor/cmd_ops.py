@@ -12,8 +12,6 @@ from reactor.errors import BadInput, PsHealthError
 from reactor.render import safe
 
 CLEAR = "\x1b[H\x1b[2J"
-CHECK_TYPES = ["spawn", "context", "handoff", "orphaned_work"]
-PROMPT_STATES = ["waiting", "pending", "claimed", "delivered", "failed", "suppressed", "expired"]
 
 
 def register(sub) -> None:
@@ -32,8 +30,9 @@ def register(sub) -> None:
                 ["ps-health checks --project myproj --since 2h",
                  "ps-health checks --status critical --limit 5 --json"], func=_checks)
     c.add_argument("--project")
-    c.add_argument("--type", dest="check_type", choices=CHECK_TYPES)
-    c.add_argument("--status", choices=["ok", "warning", "critical"])
+    c.add_argument("--type", dest="check_type", metavar="TYPE", help="spawn, context, handoff, …: the database lists "
+                   "the types it knows when given one it does not")
+    c.add_argument("--status", metavar="STATUS", help="ok, warning or critical")
     c.add_argument("--since", type=cliutil.duration, metavar="DURATION", help=cliutil.DURATION_HELP)
     c.add_argument("--limit", type=cliutil.positive_int, default=50, metavar="N", help="default 50")
     cliutil.add_json(c)
@@ -43,7 +42,8 @@ def register(sub) -> None:
                 ["ps-health prompts --state pending", "ps-health prompts --project myproj --limit 5 --json"],
                 func=_prompts)
     p.add_argument("--project")
-    p.add_argument("--state", choices=PROMPT_STATES)
+    p.add_argument("--state", metavar="STATE", help="pending, delivered, failed, …: the database lists the states "
+                   "it knows when given one it does not")
     p.add_argument("--limit", type=cliutil.positive_int, default=50, metavar="N", help="default 50")
     cliutil.add_json(p)
 

@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 
+from reactor.options import Options
+
 # Longer than a day is not an interval or timeout any loop here means (and 1e300 overflows sleeps).
 _MAX_SECONDS = 86400
 
@@ -64,39 +66,39 @@ def register(sub) -> None:
     p.add_argument("--no-tmux-control", dest="tmux_control", action="store_false",
                    help="run a tmux process per step instead of keeping one control-mode client "
                         "attached (about 2 ms more per step; tmux ls no longer shows it attached)")
-    p.add_argument("--poll-interval", type=_positive(float), default=5.0, metavar="SECONDS",
-                   help="claim even without a notification this often (default 5)")
-    p.add_argument("--probe-interval", type=_non_negative, default=15.0, metavar="SECONDS",
+    p.add_argument("--poll-interval", type=_positive(float), default=Options.poll_interval, metavar="SECONDS",
+                   help="claim even without a notification this often (default %(default)g)")
+    p.add_argument("--probe-interval", type=_non_negative, default=Options.probe_interval, metavar="SECONDS",
                    help="probe tmux targets, output files, pids and transcripts this often; 0 turns "
-                        "probes off (default 15)")
-    p.add_argument("--lease", type=_bounded(1, 86400), default=60, metavar="SECONDS",
-                   help="lease on claimed prompts, renewed while they wait or are typed (default 60)")
-    p.add_argument("--batch", type=_bounded(1, 1000), default=100, metavar="N",
-                   help="prompts claimed per call (default 100)")
-    p.add_argument("--max-held", type=_bounded(1, 100000), default=1000, metavar="N",
+                        "probes off (default %(default)g)")
+    p.add_argument("--lease", type=_bounded(1, 86400), default=Options.lease, metavar="SECONDS",
+                   help="lease on claimed prompts, renewed while they wait or are typed (default %(default)s)")
+    p.add_argument("--batch", type=_bounded(1, 1000), default=Options.batch, metavar="N",
+                   help="prompts claimed per call (default %(default)s)")
+    p.add_argument("--max-held", type=_bounded(1, 100000), default=Options.max_held, metavar="N",
                    help="claim no more while this many prompts are queued or being typed; a larger "
-                        "backlog waits in the outbox (default 1000)")
-    p.add_argument("--run-checks-every", type=_non_negative, default=0.0, metavar="SECONDS",
+                        "backlog waits in the outbox (default %(default)s)")
+    p.add_argument("--run-checks-every", type=_non_negative, default=Options.run_checks_every, metavar="SECONDS",
                    help="also run the sweep, run_checks(), this often: for databases without "
-                        "pg_cron (default 0: off)")
+                        "pg_cron (default %(default)g: off)")
     p.add_argument("--metrics-port", type=_bounded(1, 65535), metavar="PORT",
                    help="serve Prometheus metrics on this port (default: off)")
-    p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
-                   help="address the metrics server binds (default 127.0.0.1)")
+    p.add_argument("--metrics-addr", default=Options.metrics_addr, metavar="ADDR",
+                   help="address the metrics server binds (default %(default)s)")
     spool_group = p.add_mutually_exclusive_group()
     spool_group.add_argument("--spool", metavar="DIR",
                              help="the host spool the agents' hooks write to, forwarded to the database "
                                   "(default: PS_HEALTH_SPOOL, else ~/.local/state/ps-health/spool)")
     spool_group.add_argument("--no-spool", action="store_true",
                              help="do not forward agent facts from a host spool")
-    p.add_argument("--shutdown-timeout", type=_positive(float), default=15.0, metavar="SECONDS",
-                   help="on stop, wait this long for typing in progress (default 15)")
+    p.add_argument("--shutdown-timeout", type=_positive(float), default=Options.shutdown_timeout, metavar="SECONDS",
+                   help="on stop, wait this long for typing in progress (default %(default)g)")
     p.set_defaults(func=_reactor)
 
 
 def _reactor(args: argparse.Namespace, cfg) -> int:
     from reactor import memory, spool
-    from reactor.service import Options, Reactor  # the loop's imports are not needed by other commands
+    from reactor.service import Reactor  # the loop's imports are not needed by other commands
 
     memory.limit_arenas()
 

@@ -8,7 +8,6 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential_jitter
 
@@ -20,6 +19,7 @@ from reactor.hostprobe import HostProbe, housekeeping
 from reactor.ingest import SpoolIngest
 from reactor.link import Link, Listener
 from reactor.metrics import Metrics
+from reactor.options import Options
 from reactor.tmux import Outcome, Tmux
 
 log = logging.getLogger(__name__)
@@ -29,28 +29,6 @@ _TICK = 0.25
 # An idle listener is pinged this often, so a dead connection is noticed without traffic.
 _PING_SECONDS = 10.0
 _BACKOFF_CAP = 30.0
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything the reactor is told at start; thresholds come from SQL with each prompt."""
-
-    dsn: str
-    host: str
-    worker: str
-    tmux_socket: str | None = None
-    tmux_socket_path: str | None = None
-    tmux_control: bool = True
-    poll_interval: float = 5.0
-    probe_interval: float = 15.0
-    lease: int = 60
-    batch: int = 100
-    max_held: int = 1000
-    run_checks_every: float = 0.0
-    metrics_port: int | None = None
-    metrics_addr: str = "127.0.0.1"
-    shutdown_timeout: float = 15.0
-    spool_dir: str | None = None
 
 
 class Reactor:

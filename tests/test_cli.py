@@ -254,6 +254,9 @@ def test_checks_lists_history_with_filters(db, conn):
     text = ok(db, "checks", "--project", "alpha").stdout
     assert "critical" in text and "queued prompt" in text
     assert "no checks match" in ok(db, "checks", "--project", "nobody").stdout
+    err = refused(db, "checks", "--type", "spwan").stderr  # the database's own list, not a copy of it
+    assert 'check type must be one of spawn, context, handoff, orphaned_work' in err and '"spwan"' in err
+    assert 'status must be one of ok, warning, critical, got "bad"' in refused(db, "checks", "--status", "bad").stderr
 
 
 def test_prompts_lists_the_outbox(db):
@@ -266,7 +269,8 @@ def test_prompts_lists_the_outbox(db):
     text = ok(db, "prompts", "--project", "alpha").stdout
     assert "pending" in text and "[ps-health] alpha" in text
     assert json.loads(ok(db, "prompts", "--state", "delivered", "--json").stdout) == []
-    assert "--state" in refused(db, "prompts", "--state", "lost").stderr
+    err = refused(db, "prompts", "--state", "lost").stderr
+    assert 'state must be one of waiting, pending, claimed, delivered, failed, suppressed, expired, got "lost"' in err
 
 
 def test_status_json_reflects_sessions_spawns_and_open_alerts(db, conn):

@@ -66,28 +66,14 @@ SELECT now() AS now
 SELECT * FROM ps_health.project_status()
 
 -- name: checks
--- The audit trail, newest first, filtered by project, type, status and age.
-SELECT h.id, h.check_time, h.project, h.check_type, h.subject, h.status, h.details, h.action_taken,
-       h.ps_response
-  FROM ps_health.health_checks h
- WHERE (%(project)s::text IS NULL OR h.project = %(project)s::text)
-   AND (%(check_type)s::text IS NULL OR h.check_type = %(check_type)s::text)
-   AND (%(status)s::text IS NULL OR h.status = %(status)s::text)
-   AND (%(since)s::interval IS NULL OR h.check_time > now() - %(since)s::interval)
- ORDER BY h.id DESC
- LIMIT %(limit)s
+-- The audit trail, newest first, filtered by project, type, status and age (a type or status that
+-- does not exist is refused, naming the ones that do).
+SELECT * FROM ps_health.list_checks(%(project)s::text, %(check_type)s::text, %(status)s::text, %(since)s::interval,
+                                    %(limit)s::integer)
 
 -- name: prompts
 -- The outbox, newest first, filtered by project and state, with what each prompt waits for.
-SELECT q.*, ps_health.prompt_reason(q.id) AS reason
-  FROM (SELECT p.id, p.created_at, p.project, p.host, p.target, p.severity, p.state, p.attempts, p.outcome,
-               p.detail, p.not_before, p.completed_at, p.text
-          FROM ps_health.prompts p
-         WHERE (%(project)s::text IS NULL OR p.project = %(project)s::text)
-           AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
-         ORDER BY p.id DESC
-         LIMIT %(limit)s) q
- ORDER BY q.id DESC
+SELECT * FROM ps_health.list_prompts(%(project)s::text, %(state)s::text, %(limit)s::integer)
 
 -- name: settings_show
 -- Every setting's effective value for a project (or globally), where it comes from, its range, and a

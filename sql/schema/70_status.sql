@@ -140,7 +140,7 @@ DECLARE
     v_cron_last timestamptz;
     v_reactor_last timestamptz;
     -- a scheduled sweep runs every minute: none for this long means it stopped
-    v_late interval := interval '3 minutes';
+    v_late interval := ps_health._setting_interval('sweep_late_after');
 BEGIN
     SELECT max(started_at) INTO v_last FROM ps_health.sweep_runs;
     -- pg_cron's job table shows each user only their own jobs: judge the scheduler by its sweeps
@@ -162,5 +162,80 @@ BEGIN
             WHEN v_cron_last IS NULL AND v_reactor_last IS NULL THEN 'no scheduled sweep yet'
             ELSE format('no scheduled sweep for %s min (ps-health doctor)',
                         ps_health._minutes(greatest(v_cron_last, v_reactor_last), p_now)) END);
+END;
+$$;
+
+-- _refuse_unlisted: refuse a value the table's CHECK constraint on the column would refuse, naming the
+-- values it allows. The list is written once, in the table, so a filter with a typo is an error, not
+-- an empty answer, and no client keeps a copy of it.
+CREATE FUNCTION ps_health._refuse_unlisted(p_field text, p_value text, p_table regclass, p_column name)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_allowed text[];
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(replace(x.m[1], '''''', '''') ORDER BY x.n) INTO v_allowed
+      FROM pg_constraint c
+     CROSS JOIN LATERAL regexp_matches(pg_get_constraintdef(c.oid), '''((?:[^'']|'''')*)''', 'g')
+           WITH ORDINALITY AS x(m, n)
+     WHERE c.conrelid = p_table AND c.contype = 'c'
+       AND c.conkey = ARRAY[(SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = p_table AND a.attname = p_column)];
+    IF v_allowed IS NOT NULL AND NOT p_value = ANY (v_allowed) THEN
+        RAISE EXCEPTION '% must be one of %, got "%"', p_field, array_to_string(v_allowed, ', '),
+            left(ps_health._clean_text(p_value), 40) USING ERRCODE = '22023';
+    END IF;
+END;
+$$;
+
+-- list_checks: the audit trail, newest first, filtered by project, type, status and age (readers).
+CREATE FUNCTION ps_health.list_checks(p_project text DEFAULT NULL, p_check_type text DEFAULT NULL,
+                                      p_status text DEFAULT NULL, p_since interval DEFAULT NULL,
+                                      p_limit integer DEFAULT 50, p_now timestamptz DEFAULT now())
+RETURNS TABLE (id integer, check_time timestamptz, project varchar, check_type varchar, subject varchar,
+               status varchar, details jsonb, action_taken text, ps_response text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM ps_health._refuse_unlisted('check type', p_check_type, 'ps_health.health_checks', 'check_type');
+    PERFORM ps_health._refuse_unlisted('status', p_status, 'ps_health.health_checks', 'status');
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RAISE EXCEPTION 'limit must be between 1 and 10000, got %', coalesce(p_limit::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT h.id, h.check_time, h.project, h.check_type, h.subject, h.status, h.details, h.action_taken, h.ps_response
+      FROM ps_health.health_checks h
+     WHERE (p_project IS NULL OR h.project = p_project)
+       AND (p_check_type IS NULL OR h.check_type = p_check_type)
+       AND (p_status IS NULL OR h.status = p_status)
+       AND (p_since IS NULL OR h.check_time > p_now - p_since)
+     ORDER BY h.id DESC
+     LIMIT p_limit;
+END;
+$$;
+
+-- list_prompts: the outbox, newest first, filtered by project and state, with what each prompt waits
+-- for (readers).
+CREATE FUNCTION ps_health.list_prompts(p_project text DEFAULT NULL, p_state text DEFAULT NULL,
+                                       p_limit integer DEFAULT 50, p_now timestamptz DEFAULT now())
+RETURNS TABLE (id bigint, created_at timestamptz, project varchar, host varchar, target varchar,
+               severity varchar, state varchar, attempts integer, outcome varchar, detail text,
+               not_before timestamptz, completed_at timestamptz, text text, reason text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM ps_health._refuse_unlisted('state', p_state, 'ps_health.prompts', 'state');
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RAISE EXCEPTION 'limit must be between 1 and 10000, got %', coalesce(p_limit::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT q.*, ps_health.prompt_reason(q.id, p_now)
+      FROM (SELECT p.id, p.created_at, p.project, p.host, p.target, p.severity, p.state, p.attempts, p.outcome,
+                   p.detail, p.not_before, p.completed_at, p.text
+              FROM ps_health.prompts p
+             WHERE (p_project IS NULL OR p.project = p_project)
+               AND (p_state IS NULL OR p.state = p_state)
+             ORDER BY p.id DESC
+             LIMIT p_limit) q
+     ORDER BY q.id DESC;
 END;
 $$;

@@ -11,7 +11,7 @@ CREATE FUNCTION ps_health.doctor_checks(p_host text, p_facts jsonb, p_before_rea
 RETURNS TABLE (name text, status text, detail text, fix text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    v_late interval := interval '3 minutes';  -- as system_health: a scheduled sweep runs every minute
+    v_late interval := ps_health._setting_interval('sweep_late_after');  -- as system_health
     v_cron_last timestamptz;
     v_reactor_last timestamptz;
     v_job jsonb := nullif(p_facts #> '{cron,sweep_job}', 'null');  -- JSON null: no job

@@ -44,7 +44,8 @@ SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
 UNION ALL
 SELECT 'ps_health_reader'::name, f::name FROM unnest(ARRAY[
     'project_status', 'system_health', 'setting', 'list_settings', 'get_stalled_spawns',
-    'get_sessions_needing_context_check', '_sees_all', '_may_see', 'prompt_reason', 'doctor_checks']) f;
+    'get_sessions_needing_context_check', '_sees_all', '_may_see', 'prompt_reason', 'doctor_checks',
+    'list_checks', 'list_prompts']) f;
 
 -- _apply_privileges: owner, SECURITY DEFINER, grants. The migration runner calls it after every
 -- migration, because CREATE OR REPLACE FUNCTION resets a function's security and settings.

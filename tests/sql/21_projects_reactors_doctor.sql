@@ -1,7 +1,7 @@
 -- Typos change nothing (start_spawn, mute_project), forget_project, one reactor per host
 -- (reactor_start/stop and who counts as running), prompt_reason, doctor_checks.
 BEGIN;
-SELECT plan(34);
+SELECT plan(36);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -88,6 +88,12 @@ SELECT is((SELECT status FROM doctor_checks('hD', '{}', true, pg_temp.at(11)) WH
   'the reactor''s fallback sweep counts');
 SELECT is((SELECT status FROM doctor_checks('hD', '{}', true, pg_temp.at(14)) WHERE name = 'sweep'), 'fail',
   'no sweep for more than 3 minutes fails');
+SELECT set_setting('sweep_late_after', '10 minutes');
+SELECT is((SELECT status FROM doctor_checks('hD', '{}', true, pg_temp.at(14)) WHERE name = 'sweep'), 'ok',
+  'how late a sweep may be is the sweep_late_after setting');
+SELECT is((system_health(pg_temp.at(14)))->>'sweep_note', 'the reactor sweeps (--run-checks-every)',
+  'and the status line follows it');
+SELECT set_setting('sweep_late_after', NULL);
 SELECT is((SELECT string_agg(status, ' ' ORDER BY name) FROM doctor_checks('hD', '{"tmux": {"reachable": false},
            "panes": [{"project": "a", "target": "%1", "state": "missing"}]}', false, pg_temp.at(0))
             WHERE name IN ('panes', 'reactor', 'tmux')),
