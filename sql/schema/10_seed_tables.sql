@@ -32,7 +32,12 @@ CREATE TABLE ps_health.ps_sessions (
     cycle_state             varchar(20)
                             CONSTRAINT ps_sessions_cycle_state_check
                             CHECK (cycle_state IN ('reset_queued', 'resume_delivered', 'complete', 'incomplete')),
-    cycle_resumed_at        timestamptz
+    cycle_resumed_at        timestamptz,
+    -- what the reactor saw at tmux_target when it first looked: the tmux server's pid and start
+    -- time, the pane id and the pane's pid; a pane that no longer matches is not this session's
+    target_identity         varchar(255),
+    -- the login that registered the session (may it share a pane with another project?)
+    registered_by           varchar(255)
 );
 
 -- Every subagent a supervisor spawned.
@@ -67,7 +72,7 @@ CREATE TABLE ps_health.health_checks (
     check_time    timestamptz NOT NULL DEFAULT now(),
     check_type    varchar(50) NOT NULL
                   CONSTRAINT health_checks_check_type_check
-                  CHECK (check_type IN ('spawn', 'context', 'handoff', 'orphaned_work')),
+                  CHECK (check_type IN ('spawn', 'context', 'handoff', 'orphaned_work', 'pane')),
     status        varchar(20) NOT NULL
                   CONSTRAINT health_checks_status_check CHECK (status IN ('ok', 'warning', 'critical')),
     details       jsonb,

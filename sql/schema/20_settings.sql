@@ -36,7 +36,10 @@ SELECT key::varchar(64) AS key, kind::varchar(10) AS kind, default_value, descri
   ('escalation_command',     'argv',     '[]',         'operator command (JSON argv) for checks that stay critical; [] = no escalation'),
   ('escalate_after',         'interval', '30 minutes', 'escalate a critical check unanswered this long'),
   ('escalation_reminder',    'interval', '2 hours',    'escalate the same problem again after this'),
-  ('escalation_host',        'text',     '',           'host whose reactor runs the escalation command; empty: the session''s host, else any')
+  ('escalation_host',        'text',     '',           'host whose reactor runs the escalation command; empty: the session''s host, else any'),
+  ('agent_programs',         'argv',     '["claude", "codex", "gemini", "aider", "opencode"]',
+                                                       'reactor: types only into a pane whose foreground program is one of these (JSON array of names; for node, python, bun and deno the script they run)'),
+  ('prompt_defer_delay',     'interval', '5 seconds',  'reactor: a prompt its pane was not ready for (another program, a mode, text on the input line) is tried again after this')
 ) AS d (key, kind, default_value, description);
 
 -- _unknown_setting: the error for a key no setting_definitions row declares.

@@ -3,18 +3,23 @@
 
 -- claim_prompts: hand out up to p_limit deliverable prompts of one host under a lease
 -- (FOR UPDATE SKIP LOCKED, so reactors never get the same row). Expired leases are claimable
--- again; a prompt out of attempts fails; a prompt whose problems all recovered expires.
+-- again; a prompt out of attempts fails; a prompt whose problems all recovered expires. With each
+-- pane prompt comes what the reactor checks before typing: the pane's identity as first seen (NULL:
+-- not yet), the programs it may type into, how their input lines look, and the prompts' marker.
 CREATE FUNCTION ps_health.claim_prompts(p_host text, p_worker text, p_limit integer DEFAULT 10,
                                         p_lease_seconds integer DEFAULT 60, p_now timestamptz DEFAULT now())
 RETURNS TABLE (id bigint, project varchar, target varchar, severity varchar, text text, attempts integer,
                submit_delay_ms integer, idle_seconds numeric, max_defer_seconds numeric, check_ids integer[],
                channel varchar, kind varchar, command jsonb, timeout_seconds numeric,
-               check_id integer, check_type varchar, check_status varchar)
+               check_id integer, check_type varchar, check_status varchar, identity varchar,
+               agent_programs jsonb, agent_profiles jsonb, marker_pattern text)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_left integer := p_limit;
     v_ids bigint[];
     v_n integer;
+    v_profiles jsonb := ps_health._agent_profiles();
+    v_marker text := ps_health._marker_pattern();
 BEGIN
     PERFORM ps_health._check_text('host', p_host);
     PERFORM ps_health._check_text('worker', p_worker);
@@ -74,8 +79,12 @@ BEGIN
                CASE c.channel WHEN 'command' THEN ps_health._setting('command_channel', c.project)::jsonb
                               WHEN 'escalation' THEN ps_health._setting('escalation_command', c.project)::jsonb END,
                extract(epoch FROM ps_health._setting_interval('command_timeout', c.project))::numeric,
-               first.id, first.check_type, first.status
+               first.id, first.check_type, first.status, s.target_identity,
+               CASE c.channel WHEN 'tmux' THEN ps_health._setting('agent_programs', c.project)::jsonb END,
+               CASE c.channel WHEN 'tmux' THEN v_profiles END, CASE c.channel WHEN 'tmux' THEN v_marker END
           FROM claimed c
+          LEFT JOIN ps_health.ps_sessions s
+            ON s.project = c.project AND s.host = c.host AND s.tmux_target = c.target AND s.ended_at IS NULL
           LEFT JOIN LATERAL (SELECT h.id, h.check_type, h.status FROM ps_health.prompt_items i
                                JOIN ps_health.health_checks h ON h.id = i.check_id
                               WHERE i.prompt_id = c.id
@@ -89,9 +98,13 @@ END;
 $$;
 
 -- complete_prompts: the reactor's outcomes for a batch of claimed prompts (delivered, target_missing,
--- failed), one set-based pass; writes the checks' action_taken. A failed attempt goes back to pending
--- after the retry delay (times the attempt); out of attempts it fails. All or nothing: one unknown
--- prompt, bad outcome or prompt not claimed by the worker refuses the batch and changes nothing.
+-- failed, deferred, target_changed), one set-based pass; writes the checks' action_taken. A failed
+-- attempt goes back to pending after the retry delay (times the attempt); out of attempts it fails.
+-- Deferred (nothing typed: the pane ran another program, was in a mode, or held text the reactor did
+-- not type) goes back to pending after prompt_defer_delay without using an attempt. target_changed
+-- (the pane is not the one the session registered) makes the session gone; the prompt waits for a new
+-- registration. All or nothing: one unknown prompt, bad outcome or prompt not claimed by the worker
+-- refuses the batch and changes nothing.
 CREATE FUNCTION ps_health.complete_prompts(p_worker text, p_ids bigint[], p_outcomes text[],
                                            p_details text[] DEFAULT NULL, p_now timestamptz DEFAULT now())
 RETURNS TABLE (id bigint, state varchar) LANGUAGE plpgsql AS $$
@@ -111,10 +124,11 @@ BEGIN
     IF v_n > 10000 THEN
         RAISE EXCEPTION 'at most 10000 outcomes per call, got %', v_n USING ERRCODE = '22023';
     END IF;
-    SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o) WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed') LIMIT 1;
+    SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o)
+     WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed', 'deferred', 'target_changed') LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'outcome must be delivered, target_missing or failed, got "%"', left(coalesce(v_bad.o, 'NULL'), 40)
-            USING ERRCODE = '22023';
+        RAISE EXCEPTION 'outcome must be delivered, target_missing, failed, deferred or target_changed, got "%"',
+            left(coalesce(v_bad.o, 'NULL'), 40) USING ERRCODE = '22023';
     END IF;
     SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) GROUP BY u.i HAVING u.i IS NULL OR count(*) > 1 LIMIT 1;
     IF FOUND THEN
@@ -142,15 +156,22 @@ BEGIN
     decided AS (
         SELECT i.*, p.project, p.attempts, p.kind, p.channel, p.target,
                CASE WHEN i.outcome = 'delivered' THEN 'delivered'
+                    WHEN i.outcome = 'deferred' THEN 'pending'
+                    WHEN i.outcome = 'target_changed' THEN 'waiting'
                     WHEN p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer THEN 'failed'
-                    ELSE 'pending' END AS new_state
+                    ELSE 'pending' END AS new_state,
+               i.outcome IN ('deferred', 'target_changed') AS untouched
           FROM input i JOIN ps_health.prompts p ON p.id = i.id),
     updated AS (
         UPDATE ps_health.prompts p
            SET state = d.new_state, outcome = d.outcome, detail = d.detail, lease_until = NULL,
-               worker = CASE WHEN d.new_state = 'pending' THEN NULL ELSE p.worker END,
-               completed_at = CASE WHEN d.new_state = 'pending' THEN NULL ELSE p_now END,
-               not_before = CASE WHEN d.new_state = 'pending'
+               -- nothing was typed: the attempt the claim counted is given back
+               attempts = CASE WHEN d.untouched THEN greatest(p.attempts - 1, 0) ELSE p.attempts END,
+               worker = CASE WHEN d.new_state IN ('pending', 'waiting') THEN NULL ELSE p.worker END,
+               completed_at = CASE WHEN d.new_state IN ('pending', 'waiting') THEN NULL ELSE p_now END,
+               not_before = CASE WHEN d.outcome = 'deferred'
+                                 THEN p_now + ps_health._setting_interval('prompt_defer_delay', p.project)
+                                 WHEN d.new_state = 'pending'
                                  THEN p_now + ps_health._setting_interval('prompt_retry_delay', p.project) * p.attempts
                                  ELSE p.not_before END
           FROM decided d WHERE p.id = d.id
@@ -163,12 +184,25 @@ BEGIN
                                                 to_char(p_now AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
                    WHEN 'failed' THEN format('prompt #%s failed after %s attempts: %s%s', d.id, d.attempts, d.outcome,
                                              coalesce(': ' || d.detail, ''))
-                   ELSE format('prompt #%s attempt %s: %s%s; will retry', d.id, d.attempts, d.outcome,
-                               coalesce(': ' || d.detail, '')) END
+                   WHEN 'waiting' THEN format('prompt #%s not typed: %s; it waits for a new registration of the session',
+                                              d.id, coalesce(d.detail, 'the pane is not the one the session registered'))
+                   ELSE CASE WHEN d.outcome = 'deferred'
+                             THEN format('prompt #%s deferred, nothing typed: %s; tried again in %s', d.id,
+                                         coalesce(d.detail, 'the pane was not ready'),
+                                         ps_health._setting('prompt_defer_delay', d.project))
+                             ELSE format('prompt #%s attempt %s: %s%s; will retry', d.id, d.attempts, d.outcome,
+                               coalesce(': ' || d.detail, '')) END END
           FROM decided d JOIN ps_health.prompt_items i ON i.prompt_id = d.id
          WHERE d.kind = 'alert' AND c.id = i.check_id
         RETURNING c.id)
     SELECT d.id, d.new_state::varchar FROM decided d ORDER BY d.n;
+
+    -- a pane that is not the session's own: the session is gone (once per project)
+    PERFORM ps_health._pane_gone(p.project, min(u.detail), NULL, p_now)
+       FROM unnest(p_ids, p_outcomes, coalesce(p_details, array_fill(NULL::text, ARRAY[v_n]))) u(id, outcome, detail)
+       JOIN ps_health.prompts p ON p.id = u.id
+      WHERE u.outcome = 'target_changed'
+      GROUP BY p.project;
 
     -- the cycle's steps and escalations, told their outcome (now on the row) one by one
     FOREACH v_step IN ARRAY coalesce(v_steps, '{}') LOOP
