@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from reactor.tmux import Outcome, Tmux
+from reactor.tmux import Outcome, Tmux, Trust
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ class Job:
     idle_seconds: float = 0.0
     max_defer: float = 0.0
     on_done: Callable[[Job, Outcome], None] | None = None
+    # What must hold before a keystroke (pane identity, agent program, input line); none: nothing is typed.
+    trust: Trust | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -131,8 +133,11 @@ class Dispatcher:
                 self._abandoned.append(job)
             return
         try:
-            outcome = self._tmux.deliver(job.target, job.text, job.submit_delay,
-                                         self._attempts)
+            if job.trust is None:
+                outcome = Outcome("failed", "nothing says what this pane may be: not typed", 0.0)
+            else:
+                outcome = self._tmux.deliver(job.target, job.text, job.submit_delay, self._attempts,
+                                             trust=job.trust)
         except Exception as exc:  # a bug must not kill the pane's worker silently
             log.exception("prompt %s: delivery crashed", job.prompt_id)
             outcome = Outcome("failed", f"delivery crashed: {exc!r}", 0.0)

@@ -48,12 +48,15 @@ class HostProbe:
         with_target = [s for s in sessions if s["tmux_target"]]
         if not with_target:
             return 0
-        # tmux_targets never raises: an error of tmux itself comes back as "unknown".
-        states = probes.tmux_targets([s["tmux_target"] for s in with_target],
-                                     socket_name=self._socket_name, socket_path=self._socket_path)
+        # tmux_panes never raises: an error of tmux itself comes back as "unknown".
+        panes = probes.tmux_panes([s["tmux_target"] for s in with_target],
+                                  socket_name=self._socket_name, socket_path=self._socket_path)
+        # With the identity of each pane seen: SQL binds a first sighting and refuses a replaced pane.
         return self._report("report_session_targets", {
             "projects": [s["project"] for s in with_target],
-            "states": [states[s["tmux_target"]] for s in with_target]})
+            "states": [panes[s["tmux_target"]][0] for s in with_target],
+            "targets": [s["tmux_target"] for s in with_target],
+            "identities": [panes[s["tmux_target"]][1] for s in with_target]})
 
     def _outputs(self, spawns: list[dict]) -> int:
         files = [s for s in spawns if s["output_file"]]
@@ -130,6 +133,8 @@ class Housekeeper:
         self._sweep_every = sweep_every
         self._on_health = on_health
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._poked = False
         self._thread = threading.Thread(target=self._run, name="housekeeper", daemon=True)
 
     def start(self) -> None:
@@ -137,8 +142,14 @@ class Housekeeper:
 
     def stop(self, timeout: float) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def poke(self) -> None:
+        """Run the probe round now (a pane was just registered: see it before anything else can)."""
+        self._poked = True
+        self._wake.set()
 
     def _run(self) -> None:
         now = time.monotonic()
@@ -152,12 +163,14 @@ class Housekeeper:
         timers.append(("trim", TRIM_SECONDS, memory.trim))
         due = {name: now for name, _, _ in timers}
         while not self._stop.is_set():
+            if self._poked and "probe" in due:
+                self._poked, due["probe"] = False, time.monotonic()
             for name, every, task in timers:
                 if time.monotonic() >= due[name]:
                     self._guarded(name, task)
                     due[name] = time.monotonic() + every
-            if self._stop.wait(max(0.0, min(due.values()) - time.monotonic())):
-                return
+            self._wake.wait(max(0.0, min(due.values()) - time.monotonic()))
+            self._wake.clear()
 
     @staticmethod
     def _guarded(name: str, task: Callable[[], object]) -> None:

@@ -19,7 +19,7 @@ from reactor.errors import DatabaseUnavailable
 from reactor.hostprobe import Housekeeper, HostProbe
 from reactor.link import Link, Listener
 from reactor.metrics import Metrics
-from reactor.tmux import Outcome, Tmux
+from reactor.tmux import Outcome, Tmux, Trust
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ class Reactor:
         self._commands = CommandRunner(self._finished)
         self._work = Link(opts.dsn, "ps-health-reactor:work")
         self._probe_link = Link(opts.dsn, "ps-health-reactor:probe")
-        self._completer = Completer(self._work, opts.worker, self._recorded)
+        # Outcomes travel on a connection of their own, so a claim never waits behind one.
+        self._complete_link = Link(opts.dsn, "ps-health-reactor:complete")
+        self._completer = Completer(self._complete_link, opts.worker, self._recorded)
         probe = HostProbe(self._probe_link, opts.host, opts.tmux_socket, opts.tmux_socket_path)
         self._housekeeper = Housekeeper(self._probe_link, probe, opts.probe_interval, opts.run_checks_every,
                                         self.metrics.health if opts.metrics_port else None)
@@ -148,7 +150,10 @@ class Reactor:
         while not self._stop.is_set():
             now = time.monotonic()
             wait = max(0.0, min(_TICK, next_poll - now, next_lease - now))
-            woke = any([self._for_this_host(payload) for payload in self._listener.wait(wait)])
+            notes = [note for note in map(self._note, self._listener.wait(wait)) if note is not None]
+            woke = bool(notes)
+            if any("session" in note for note in notes):
+                self._housekeeper.poke()  # a pane was just registered here: identify it now
             now = time.monotonic()
             if woke:
                 next_ping = now + _PING_SECONDS
@@ -165,13 +170,19 @@ class Reactor:
                 next_ping = now + _PING_SECONDS
 
     def _for_this_host(self, payload: str) -> bool:
+        return self._note(payload) is not None
+
+    def _note(self, payload: str) -> dict | None:
+        """A notification for this host (a prompt, or a session registered with a pane), else None."""
         try:
             note = json.loads(payload)
         except ValueError:
             log.debug("ignoring malformed notification %.80r", payload)
-            return False
+            return None
         # No host: an escalation any reactor may run.
-        return isinstance(note, dict) and "host" in note and note["host"] in (self.opts.host, None)
+        if isinstance(note, dict) and "host" in note and note["host"] in (self.opts.host, None):
+            return note
+        return None
 
     # ------------------------------------------------------------------ claiming and completing
 
@@ -212,7 +223,11 @@ class Reactor:
                 prompt_id=row["id"], target=row["target"], text=row["text"], severity=row["severity"],
                 submit_delay=row["submit_delay_ms"] / 1000.0, idle_seconds=float(row["idle_seconds"]),
                 max_defer=float(row["max_defer_seconds"]),
-                on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome)))
+                on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome),
+                trust=Trust(identity=row["identity"], programs=tuple(row["agent_programs"] or ()),
+                            profiles=row["agent_profiles"] or {}, marker_pattern=row["marker_pattern"],
+                            bind=lambda seen, p=row["project"], t=row["target"]: self._bind(p, t, seen),
+                            claimed_before=row["attempts"] > 1)))
         else:
             outcome = ("target_missing", "the prompt has no tmux target") if row["channel"] == "tmux" else \
                 ("failed", f"this reactor cannot deliver channel {row['channel']!r}")
@@ -230,6 +245,12 @@ class Reactor:
         log.info("prompt %s to %s: %s in %.1f ms (%s)", prompt_id, where, outcome.outcome, outcome.latency_ms,
                  outcome.detail)
         self._completer.put(Result(prompt_id, outcome.outcome, outcome.detail))
+
+    def _bind(self, project: str, target: str, seen: str) -> str | None:
+        """Record the identity of a pane seen for the first time; the identity its session is bound to."""
+        rows = self._work.call("bind_target", {"project": project, "host": self.opts.host, "target": target,
+                                               "identity": seen})
+        return rows[0]["identity"]
 
     def _recorded(self, ids: list[int]) -> None:
         with self._held_lock:
@@ -266,5 +287,6 @@ class Reactor:
         log.info("stopped: released %d undelivered prompts", released)
         self._listener.close()
         self._work.close()
+        self._complete_link.close()
         self._probe_link.close()
         self._tmux.close()

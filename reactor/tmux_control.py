@@ -52,6 +52,8 @@ class ControlClient:
     run() returns a command's output lines, raises RuntimeError(message) for a command tmux
     refused, ControlLost when the client died after the command was sent, and returns None
     when control mode is unavailable (the caller runs the command as its own process).
+    Several commands given at once go on one line (one round trip); their output comes back as
+    one list, each command's block after the first starting with its "%begin" line.
     """
 
     def __init__(self, base_argv: Sequence[str], socket_path: str):
@@ -66,12 +68,13 @@ class ControlClient:
         self._collect = threading.Event()
         self._next_try = 0.0
 
-    def run(self, args: Sequence[str]) -> list[str] | None:
+    def run(self, *commands: Sequence[str]) -> list[str] | None:
+        line = " ; ".join(" ".join(quote(a) for a in args) for args in commands)
         with self._lock:
             if not self._ready():
                 return None
             try:
-                ok, lines = self._send(" ".join(quote(a) for a in args))
+                ok, lines = self._send(line)
             except OSError:
                 self._close()
                 return None  # no whole line reached tmux: the caller may run it as a process

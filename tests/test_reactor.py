@@ -60,7 +60,7 @@ def test_prompt_reaches_the_right_pane_once_and_is_submitted(conn, tmux_server, 
 
 def test_hostile_spawn_error_arrives_sanitised_and_the_pane_survives(conn, tmux_server, reactors):
     fast(conn)
-    # Templates are data: let the prompt be the error alone, so it can start with "-" and end with ";".
+    # Templates are data: let the prompt be its marker and the error alone, so it ends with ";".
     conn.execute("UPDATE ps_health.prompt_templates SET body = '' WHERE key IN ('header', 'answer')")
     conn.execute("UPDATE ps_health.prompt_templates SET body = '{error}' WHERE key = 'spawn.failed'")
     pane = tmux_server.recorder()
@@ -74,7 +74,7 @@ def test_hostile_spawn_error_arrives_sanitised_and_the_pane_survives(conn, tmux_
     got = submitted(pane)
     typed = got[:-1].decode()
     assert typed == sanitise(row["text"])
-    assert typed.startswith("-R stop")
+    assert typed.startswith(f"[ps-health #{prompt_id}] -R stop")
     assert typed.endswith("日本語 🎉;")
     assert "#{pane_id}" in typed and pane.target not in typed
     assert not any(ch < 0x20 or ch == 0x7F for ch in got[:-1])

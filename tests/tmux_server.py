@@ -29,6 +29,11 @@ class Pane:
     def received(self) -> bytes:
         return self.record.read_bytes()
 
+    def submitted(self) -> list[bytes]:
+        """The lines the recorder's line editor submitted (Enter), in order."""
+        path = self.record.with_name(self.record.name + ".lines")
+        return path.read_bytes().splitlines() if path.exists() else []
+
 
 class TmuxServer:
     """A private tmux server for one test, with helpers to start recorder panes."""
