@@ -42,10 +42,18 @@ class TmuxServer:
         self.name = f"ps-health-test-{uuid.uuid4().hex[:10]}"
         self.tmp_path = tmp_path
         self.tmux = Tmux(socket_name=self.name)
-        self.run("-f", "/dev/null", "new-session", "-d", "-s", "keeper")
+        self.start()
+        self.socket = Path(self.run("display-message", "-p", "#{socket_path}"))
+
+    def start(self) -> None:
+        """Start the server (again, after kill(): a new server on the same socket) with a keeper session."""
+        # Right after a kill, a client attaching to the stale socket may start a server that exits at
+        # once (no session); a new-session meeting it fails and is tried again.
+        wait_for(lambda: subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", "new-session", "-d", "-s",
+                                         "keeper"], capture_output=True, timeout=10).returncode == 0,
+                 what="the tmux server to start")
         # Keep a dead pane visible so a test can see that its program died.
         self.run("set-option", "-g", "remain-on-exit", "on")
-        self.socket = Path(self.run("display-message", "-p", "#{socket_path}"))
 
     def run(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True,

@@ -72,9 +72,8 @@ BEGIN
                                    'or the id was reused', (r.sess).tmux_target, (r.sess).target_identity);
             END IF;
             IF v_reason IS NOT NULL THEN
-                IF (r.sess).target_state <> 'gone' THEN
-                    v_n := v_n + ps_health._pane_gone((r.sess).project, v_reason, r.seen_identity, p_now);
-                END IF;
+                -- also when already gone by misses: the 'pane' check (edge-triggered) says why
+                v_n := v_n + ps_health._pane_gone((r.sess).project, v_reason, r.seen_identity, p_now);
                 CONTINUE;
             END IF;
         END IF;

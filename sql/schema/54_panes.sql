@@ -56,6 +56,7 @@ CREATE FUNCTION ps_health._pane_gone(p_project text, p_reason text, p_seen text,
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     s ps_health.ps_sessions;
+    v_n integer;
 BEGIN
     -- counted as missed enough, so a later miss cannot make it "missing" (deliverable) again
     UPDATE ps_health.ps_sessions
@@ -67,14 +68,14 @@ BEGIN
     END IF;
     UPDATE ps_health.prompts SET state = 'waiting'
      WHERE project = p_project AND state = 'pending' AND channel = 'tmux';
-    PERFORM ps_health._check(p_project, 'pane', 'target', 'warning',
+    v_n := ps_health._check(p_project, 'pane', 'target', 'warning',
         jsonb_build_object('reason', left(p_reason, 300), 'target', s.tmux_target, 'host', s.host,
                            'registered', s.target_identity, 'seen', p_seen), NULL, p_now, false);
     UPDATE ps_health.health_checks SET action_taken = 'session marked gone; prompts wait for a new registration'
      WHERE id = (SELECT last_check_id FROM ps_health.check_state
                   WHERE project = p_project AND check_type = 'pane' AND subject = 'target')
        AND action_taken = 'recorded; no prompt';
-    RETURN 1 + ps_health._eval_orphans(p_project, p_now);
+    RETURN v_n + ps_health._eval_orphans(p_project, p_now);
 END;
 $$;
 
