@@ -44,6 +44,8 @@ def sanitise(text: str) -> str:
 
 def _chunks(text: str) -> list[str]:
     """Split text into pieces whose UTF-8 form fits in one tmux command."""
+    if len(text.encode("utf-8")) + 3 * text.count("'") <= _CHUNK_BYTES:
+        return [text]  # the usual prompt: one piece, without looking at each character
     pieces: list[str] = []
     start, size = 0, 0
     for i, char in enumerate(text):
@@ -245,9 +247,9 @@ class Tmux:
         if _SENT not in lines:
             raise PaneRefused(f"tmux send-keys: pane {target} changed before the keys were sent")
 
-    def send_literal(self, target: str, identity: str, text: str) -> None:
-        """Type sanitise(text) into the pane without submitting it; raise TmuxError."""
-        for n, piece in enumerate(_chunks(sanitise(text))):
+    def send_literal(self, target: str, identity: str, text: str, clean: bool = False) -> None:
+        """Type sanitise(text) into the pane without submitting it (clean: text is sanitised); raise TmuxError."""
+        for n, piece in enumerate(_chunks(text if clean else sanitise(text))):
             try:
                 self.send_keys(target, identity, piece, literal=True)
             except TmuxError as exc:
@@ -313,9 +315,9 @@ class Tmux:
             # A reactor that was stopped between Enter and recording it: typing it again would repeat it.
             return Outcome("delivered", "already submitted by an earlier attempt (its marker is on screen); "
                                         "not typed again", _ms_since(start))
-        before = squash(look.screen)
-        self.send_literal(target, trust.identity, clean)
+        self.send_literal(target, trust.identity, clean, clean=True)
         latency = _ms_since(start)
+        before = squash(look.screen)  # the screen before the keys, compared once they show
         for attempt in range(1, attempts + 1):
             # Retries only look again: typing the text twice would be worse than failing.
             time.sleep(submit_delay)

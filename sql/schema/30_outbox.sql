@@ -49,9 +49,11 @@ $$;
 
 -- _marker_pattern: a regular expression (PostgreSQL's and Python's alike) matching any prompt's marker.
 CREATE FUNCTION ps_health._marker_pattern()
-RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT replace(regexp_replace(body, '([]\[.^$*+?(){}|\\])', '\\\1', 'g'), '\{prompt_id\}', '[0-9]+')
-      FROM ps_health.prompt_templates WHERE key = 'marker'
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT replace(regexp_replace(body, '([]\[.^$*+?(){}|\\])', '\\\1', 'g'), '\{prompt_id\}', '[0-9]+')
+              FROM ps_health.prompt_templates WHERE key = 'marker');
+END;
 $$;
 
 -- _notify_prompt: the only function that calls pg_notify; a wake-up, never the data. With p_session: a

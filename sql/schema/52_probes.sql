@@ -28,6 +28,16 @@ BEGIN
 END;
 $$;
 
+-- _reported: a probe's batch as rows, without the "unknown" ones (they say nothing).
+CREATE FUNCTION ps_health._reported(p_projects text[], p_states text[], p_targets text[], p_identities text[])
+RETURNS TABLE (project text, state text, target text, identity text) LANGUAGE sql IMMUTABLE AS $$
+    SELECT f.* FROM unnest(p_projects, p_states,
+                           coalesce(p_targets, array_fill(NULL::text, ARRAY[cardinality(p_projects)])),
+                           coalesce(p_identities, array_fill(NULL::text, ARRAY[cardinality(p_projects)])))
+                    AS f(project, state, target, identity)
+     WHERE f.state <> 'unknown'
+$$;
+
 -- report_session_targets: whether each project's tmux target was seen; gone after N misses in a row.
 -- With p_targets and p_identities (what the probe saw at each target: "SERVER_PID SERVER_START PANE_ID
 -- PANE_PID"), a session's first sighting binds its pane, and a pane that is not the bound one (a tmux
@@ -37,13 +47,14 @@ CREATE FUNCTION ps_health.report_session_targets(p_projects text[], p_states tex
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     r record;
-    v_state text;
     v_reason text;
+    v_refused text[] := '{}';
     v_n integer := 0;
+    v_len integer := coalesce(cardinality(p_projects), 0);
 BEGIN
-    IF coalesce(cardinality(p_projects), 0) <> coalesce(cardinality(p_states), 0)
-       OR (p_targets IS NOT NULL AND cardinality(p_targets) <> coalesce(cardinality(p_projects), 0))
-       OR (p_identities IS NOT NULL AND cardinality(p_identities) <> coalesce(cardinality(p_projects), 0)) THEN
+    IF coalesce(cardinality(p_states), 0) <> v_len
+       OR (p_targets IS NOT NULL AND cardinality(p_targets) <> v_len)
+       OR (p_identities IS NOT NULL AND cardinality(p_identities) <> v_len) THEN
         RAISE EXCEPTION 'projects, states, targets and identities must have the same length' USING ERRCODE = '22023';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(p_states) st WHERE st IS NULL OR st NOT IN ('seen', 'missing', 'unknown')) THEN
@@ -51,44 +62,44 @@ BEGIN
     END IF;
     PERFORM ps_health._check_identity(i) FROM unnest(p_identities) i;
     PERFORM ps_health._check_time('p_now', p_now);
+    -- a pane seen for the first time is bound; one that is not the bound pane, or is another project's, is
+    -- not this session's: gone at once (the edge-triggered 'pane' check says why, once)
     FOR r IN
-        SELECT s AS sess, f.state AS reported, f.identity AS seen_identity
-          FROM unnest(p_projects, p_states, coalesce(p_targets, array_fill(NULL::text, ARRAY[cardinality(p_projects)])),
-                      coalesce(p_identities, array_fill(NULL::text, ARRAY[cardinality(p_projects)])))
-               AS f(project, state, target, identity)
+        SELECT s AS sess, f.identity FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
           JOIN ps_health.ps_sessions s ON s.project = f.project
-         -- a report about a target the session has left since the probe listed it says nothing
-         WHERE f.state <> 'unknown' AND s.ended_at IS NULL AND (f.target IS NULL OR f.target = s.tmux_target)
-         ORDER BY s.project
-           FOR UPDATE OF s
+         WHERE f.state = 'seen' AND f.identity IS NOT NULL AND s.target_identity IS DISTINCT FROM f.identity
+           -- a report about a target the session has left since the probe listed it says nothing
+           AND s.ended_at IS NULL AND (f.target IS NULL OR f.target = s.tmux_target)
+         ORDER BY s.project FOR UPDATE OF s
     LOOP
-        v_state := r.reported;
-        IF v_state = 'seen' AND r.seen_identity IS NOT NULL
-           AND (r.sess).target_identity IS DISTINCT FROM r.seen_identity THEN
-            IF (r.sess).target_identity IS NULL THEN
-                v_reason := ps_health._bind_pane(r.sess, r.seen_identity);
-            ELSE
-                v_reason := format('pane %s is not the pane the session registered (%s): its tmux server restarted '
-                                   'or the id was reused', (r.sess).tmux_target, (r.sess).target_identity);
-            END IF;
-            IF v_reason IS NOT NULL THEN
-                -- also when already gone by misses: the 'pane' check (edge-triggered) says why
-                v_n := v_n + ps_health._pane_gone((r.sess).project, v_reason, r.seen_identity, p_now);
-                CONTINUE;
-            END IF;
+        IF (r.sess).target_identity IS NULL THEN
+            v_reason := ps_health._bind_pane(r.sess, r.identity);
+        ELSE
+            v_reason := format('pane %s is not the pane the session registered (%s): its tmux server restarted '
+                               'or the id was reused', (r.sess).tmux_target, (r.sess).target_identity);
         END IF;
+        IF v_reason IS NOT NULL THEN
+            v_n := v_n + ps_health._pane_gone((r.sess).project, v_reason, r.identity, p_now);
+            v_refused := v_refused || (r.sess).project::text;
+        END IF;
+    END LOOP;
+
+    FOR r IN
         UPDATE ps_health.ps_sessions s
-           SET target_misses = CASE v_state WHEN 'seen' THEN 0 ELSE s.target_misses + 1 END,
+           SET target_misses = CASE f.state WHEN 'seen' THEN 0 ELSE s.target_misses + 1 END,
                target_state = CASE
-                   WHEN v_state = 'seen' THEN 'seen'
+                   WHEN f.state = 'seen' THEN 'seen'
                    WHEN s.target_misses + 1 >= ps_health._setting('target_missing_after', s.project)::integer THEN 'gone'
                    ELSE 'missing' END
-         WHERE s.id = (r.sess).id
-        RETURNING s.target_state INTO v_state;
-        IF v_state = 'gone' THEN
-            v_n := v_n + ps_health._eval_orphans((r.sess).project, p_now);
-        ELSIF v_state = 'seen' THEN
-            PERFORM ps_health._release_waiting((r.sess).project);
+          FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
+         WHERE s.project = f.project AND s.ended_at IS NULL AND (f.target IS NULL OR f.target = s.tmux_target)
+           AND s.project <> ALL (v_refused)
+        RETURNING s.project, s.target_state
+    LOOP
+        IF r.target_state = 'gone' THEN
+            v_n := v_n + ps_health._eval_orphans(r.project, p_now);
+        ELSIF r.target_state = 'seen' THEN
+            PERFORM ps_health._release_waiting(r.project);
         END IF;
     END LOOP;
     RETURN v_n;

@@ -7,13 +7,16 @@ INSERT INTO ps_health.agent_profiles (program, input_pattern, ignore_pattern, cl
    'generic: the input line starts with a prompt ending in > (or ❯ › »), perhaps inside a box; Ctrl-U empties it')
 ON CONFLICT (program) DO NOTHING;
 
--- _agent_profiles: every profile as one JSON object keyed by program, for the reactor.
+-- _agent_profiles: every profile as one JSON object keyed by program, for the reactor (PL/pgSQL: its
+-- query is planned once per connection, not at every claim).
 CREATE FUNCTION ps_health._agent_profiles()
-RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_object_agg(program, jsonb_build_object('input_pattern', input_pattern,
-                                                                 'ignore_pattern', ignore_pattern,
-                                                                 'clear_keys', to_jsonb(clear_keys))), '{}')
-      FROM ps_health.agent_profiles
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_object_agg(program, jsonb_build_object('input_pattern', input_pattern,
+                                                                         'ignore_pattern', ignore_pattern,
+                                                                         'clear_keys', to_jsonb(clear_keys))), '{}')
+              FROM ps_health.agent_profiles);
+END;
 $$;
 
 -- _may_act_for: whether a login may act for a project (the rule _authorize enforces, as a test).
