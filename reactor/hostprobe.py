@@ -52,7 +52,7 @@ class HostProbe:
         panes = probes.tmux_panes([s["tmux_target"] for s in with_target],
                                   socket_name=self._socket_name, socket_path=self._socket_path)
         # With the identity of each pane seen: SQL binds a first sighting and refuses a replaced pane.
-        return self._report("report_session_targets", {
+        return self._report("report_session_panes", {
             "projects": [s["project"] for s in with_target],
             "states": [panes[s["tmux_target"]][0] for s in with_target],
             "targets": [s["tmux_target"] for s in with_target],

@@ -301,11 +301,16 @@ class Tmux:
                 return _deferred(f"the input line holds an earlier prompt and agent profile {profile.name!r} "
                                  "has no keys to clear it", start)
             self.send_keys(target, trust.identity, *profile.clear_keys)
-            look = self.look(target)
-            checked = self._checked(target, look, trust, start)
-            if isinstance(checked, Outcome):
-                return checked
-            held = classify(profile.input_line(look.screen), clean, marker)
+            deadline = time.monotonic() + max(submit_delay, _SETTLE_POLL)
+            while True:  # until the agent shows the line cleared
+                look = self.look(target)
+                checked = self._checked(target, look, trust, start)
+                if isinstance(checked, Outcome):
+                    return checked
+                held = classify(profile.input_line(look.screen), clean, marker)
+                if held == EMPTY or time.monotonic() >= deadline:
+                    break
+                time.sleep(_SETTLE_POLL)
         if held != EMPTY:
             return _deferred({STALE: "could not clear an earlier prompt from the input line",
                               FOREIGN: "the input line holds text the reactor did not type",

@@ -61,10 +61,10 @@ SELECT ps_health.report_handoff_file(%(project)s, %(file)s, %(mtime)s) AS check_
 -- One batch of output-file modification times.
 SELECT ps_health.report_output_mtimes(%(ids)s::integer[], %(mtimes)s::timestamptz[]) AS changed
 
--- name: report_session_targets
+-- name: report_session_panes
 -- One batch of tmux target facts: seen, missing or unknown, with the identity of each pane seen.
-SELECT ps_health.report_session_targets(%(projects)s::text[], %(states)s::text[], %(targets)s::text[],
-                                        %(identities)s::text[]) AS changed
+SELECT ps_health.report_session_panes(%(projects)s::text[], %(states)s::text[], %(targets)s::text[],
+                                      %(identities)s::text[]) AS changed
 
 -- name: report_spawn_pids
 -- One batch of process facts: alive, dead or unknown.

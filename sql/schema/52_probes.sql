@@ -38,12 +38,12 @@ RETURNS TABLE (project text, state text, target text, identity text) LANGUAGE sq
      WHERE f.state <> 'unknown'
 $$;
 
--- report_session_targets: whether each project's tmux target was seen; gone after N misses in a row.
--- With p_targets and p_identities (what the probe saw at each target: "SERVER_PID SERVER_START PANE_ID
--- PANE_PID"), a session's first sighting binds its pane, and a pane that is not the bound one (a tmux
--- server restarted, an id reused) or is another project's makes the session gone at once.
-CREATE FUNCTION ps_health.report_session_targets(p_projects text[], p_states text[], p_targets text[] DEFAULT NULL,
-                                                 p_identities text[] DEFAULT NULL, p_now timestamptz DEFAULT now())
+-- report_session_panes: whether each project's tmux target was seen (gone after N misses in a row), with
+-- the target the probe looked at (p_targets) and the identity of each pane seen (p_identities: "SERVER_PID
+-- SERVER_START PANE_ID PANE_PID"). A session's first sighting binds its pane; a pane that is not the
+-- bound one (a tmux server restarted, an id reused) or is another project's makes the session gone at once.
+CREATE FUNCTION ps_health.report_session_panes(p_projects text[], p_states text[], p_targets text[],
+                                               p_identities text[], p_now timestamptz DEFAULT now())
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     r record;
@@ -104,6 +104,13 @@ BEGIN
     END LOOP;
     RETURN v_n;
 END;
+$$;
+
+-- report_session_targets: whether each project's tmux target was seen; gone after N misses in a row (a probe
+-- that does not tell the panes' identities).
+CREATE FUNCTION ps_health.report_session_targets(p_projects text[], p_states text[], p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE sql AS $$
+    SELECT ps_health.report_session_panes(p_projects, p_states, NULL, NULL, p_now)
 $$;
 
 -- report_spawn_pids: whether each spawn's process is alive; dead N times in a row fails the spawn.

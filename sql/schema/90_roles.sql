@@ -29,7 +29,7 @@ SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
     'claim_prompts', 'complete_prompt', 'complete_prompts', 'extend_leases', 'release_prompts', 'report_output_mtimes',
     'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
     'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context',
-    'bind_target']) f
+    'bind_target', 'report_session_panes']) f
 UNION ALL
 SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',

@@ -93,21 +93,21 @@ SELECT is((SELECT status::text FROM health_checks WHERE project = 'q' AND check_
 
 -- probes: the first sighting binds, the same pane is seen, another pane at the target is gone at once
 SELECT register_session('r', 'cli', '%40', 'hA', NULL, NULL, pg_temp.at(200));
-SELECT report_session_targets(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['900 1700000000 %40 77'], pg_temp.at(201));
+SELECT report_session_panes(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['900 1700000000 %40 77'], pg_temp.at(201));
 SELECT is(pg_temp.session('r', 'target_identity'), '900 1700000000 %40 77', 'a probe binds the pane at first sight');
-SELECT report_session_targets(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['900 1700000000 %40 77'], pg_temp.at(202));
+SELECT report_session_panes(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['900 1700000000 %40 77'], pg_temp.at(202));
 SELECT is(pg_temp.session('r', 'target_state'), 'seen', 'the same pane is seen');
-SELECT report_session_targets(ARRAY['r'], ARRAY['seen'], ARRAY['%41'], ARRAY['900 1700000000 %41 78'], pg_temp.at(203));
+SELECT report_session_panes(ARRAY['r'], ARRAY['seen'], ARRAY['%41'], ARRAY['900 1700000000 %41 78'], pg_temp.at(203));
 SELECT is(pg_temp.session('r', 'target_state'), 'seen', 'a report about a target the session left says nothing');
-SELECT report_session_targets(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['901 1700000500 %40 99'], pg_temp.at(204));
+SELECT report_session_panes(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['901 1700000500 %40 99'], pg_temp.at(204));
 SELECT is(pg_temp.session('r', 'target_state'), 'gone', 'a new tmux server reusing %40: gone, not seen');
 SELECT alike((SELECT details->>'reason' FROM health_checks WHERE project = 'r' AND check_type = 'pane'),
   'pane %40 is not the pane the session registered (900 1700000000 %40 77)%', 'with the reason');
-SELECT report_session_targets(ARRAY['r'], ARRAY['missing'], ARRAY['%40'], ARRAY[NULL], pg_temp.at(205));
-SELECT report_session_targets(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['901 1700000500 %40 99'], pg_temp.at(206));
+SELECT report_session_panes(ARRAY['r'], ARRAY['missing'], ARRAY['%40'], ARRAY[NULL], pg_temp.at(205));
+SELECT report_session_panes(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['901 1700000500 %40 99'], pg_temp.at(206));
 SELECT is(pg_temp.session('r', 'target_state'), 'gone', 'neither a miss nor the new pane brings it back');
 SELECT is((SELECT count(*)::int FROM health_checks WHERE project = 'r' AND check_type = 'pane'), 1, 'one row, not one a round');
-SELECT throws_ok($$SELECT ps_health.report_session_targets(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['x'])$$,
+SELECT throws_ok($$SELECT ps_health.report_session_panes(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['x'])$$,
   '22023', NULL, 'a malformed identity is refused');
 
 -- a pane belongs to one project
@@ -124,8 +124,8 @@ RESET SESSION AUTHORIZATION;
 SELECT is(pg_temp.session('beta', 'tmux_target'), 'work:0.0', 'beta keeps its pane');
 SELECT is(pg_temp.session('beta', 'registered_by'), session_user::text, 'the registering login is recorded');
 -- the same pane under another name: the reactor, seeing the pane, refuses to bind it
-SELECT report_session_targets(ARRAY['beta'], ARRAY['seen'], ARRAY['work:0.0'], ARRAY['5 1700000000 %3 60'], pg_temp.at(301));
-SELECT report_session_targets(ARRAY['alpha'], ARRAY['seen'], ARRAY['%3'], ARRAY['5 1700000000 %3 60'], pg_temp.at(301));
+SELECT report_session_panes(ARRAY['beta'], ARRAY['seen'], ARRAY['work:0.0'], ARRAY['5 1700000000 %3 60'], pg_temp.at(301));
+SELECT report_session_panes(ARRAY['alpha'], ARRAY['seen'], ARRAY['%3'], ARRAY['5 1700000000 %3 60'], pg_temp.at(301));
 SELECT is(pg_temp.session('alpha', 'target_state'), 'gone', 'alpha registered beta''s pane by its id: gone');
 SELECT is(pg_temp.session('alpha', 'target_identity'), NULL, 'never bound to it');
 SELECT alike((SELECT details->>'reason' FROM health_checks WHERE project = 'alpha' AND check_type = 'pane'),
