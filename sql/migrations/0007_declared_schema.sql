@@ -9,6 +9,8 @@ DROP TABLE ps_health.role_functions;
 -- Pane identity (the pane a session's target was when the reactor first saw it), the login that
 -- registered the session, the 'pane' check type, and how agent CLIs' input lines look.
 ALTER TABLE ps_health.ps_sessions ADD COLUMN target_identity varchar(255), ADD COLUMN registered_by varchar(255);
+CREATE INDEX idx_ps_sessions_pane ON ps_health.ps_sessions (host, tmux_target) WHERE ended_at IS NULL;
+CREATE INDEX idx_ps_sessions_identity ON ps_health.ps_sessions (target_identity) WHERE ended_at IS NULL;
 ALTER TABLE ps_health.health_checks DROP CONSTRAINT health_checks_check_type_check,
     ADD CONSTRAINT health_checks_check_type_check
         CHECK (check_type IN ('spawn', 'context', 'handoff', 'orphaned_work', 'pane'));

@@ -86,6 +86,9 @@ CREATE TABLE ps_health.health_checks (
 CREATE INDEX idx_ps_sessions_project ON ps_health.ps_sessions (project);
 CREATE INDEX idx_ps_sessions_context_usage ON ps_health.ps_sessions (context_usage);
 CREATE INDEX idx_ps_sessions_last_activity ON ps_health.ps_sessions (last_activity);
+-- whose is a pane: by the target registered on a host, and by the identity the reactor saw there
+CREATE INDEX idx_ps_sessions_pane ON ps_health.ps_sessions (host, tmux_target) WHERE ended_at IS NULL;
+CREATE INDEX idx_ps_sessions_identity ON ps_health.ps_sessions (target_identity) WHERE ended_at IS NULL;
 CREATE INDEX idx_active_spawns_project ON ps_health.active_spawns (project);
 CREATE INDEX idx_active_spawns_status ON ps_health.active_spawns (status);
 CREATE INDEX idx_active_spawns_project_status ON ps_health.active_spawns (project, status);

@@ -34,11 +34,17 @@ $$;
 -- the reactor saw there), or NULL.
 CREATE FUNCTION ps_health._pane_holder(p_project text, p_host text, p_target text, p_identity text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT x.project FROM ps_health.ps_sessions x
-     WHERE x.project <> p_project AND x.ended_at IS NULL AND x.target_state <> 'gone'
-       AND x.host IS NOT DISTINCT FROM p_host
-       AND (x.tmux_target = p_target OR x.target_identity = p_identity)
-     ORDER BY x.project LIMIT 1
+    SELECT h.project FROM (
+        SELECT x.project, x.target_state FROM ps_health.ps_sessions x
+         WHERE x.host = p_host AND x.tmux_target = p_target AND x.ended_at IS NULL
+        UNION ALL
+        SELECT x.project, x.target_state FROM ps_health.ps_sessions x
+         WHERE x.target_identity = p_identity AND x.host = p_host AND x.ended_at IS NULL
+        UNION ALL
+        SELECT x.project, x.target_state FROM ps_health.ps_sessions x
+         WHERE p_host IS NULL AND x.host IS NULL AND x.tmux_target = p_target AND x.ended_at IS NULL) h
+     WHERE h.project <> p_project AND h.target_state <> 'gone'
+     ORDER BY h.project LIMIT 1
 $$;
 
 -- _check_identity: refuse anything but "SERVER_PID SERVER_START PANE_ID PANE_PID" as tmux prints it.
