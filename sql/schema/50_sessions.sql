@@ -80,8 +80,8 @@ BEGIN
     PERFORM ps_health._authorize(p_project);
     -- a pane belongs to one project: another project's live session on it keeps it, unless the
     -- caller may act for that project too (the reactor later checks the pane itself: _bind_pane)
-    v_holder := ps_health._pane_holder(p_project, p_host, p_tmux_target);
-    IF v_holder IS NOT NULL AND NOT ps_health._may_act_for(session_user, v_holder) THEN
+    v_holder := ps_health._pane_holder(p_project, p_host, p_tmux_target, NULL, session_user);
+    IF v_holder IS NOT NULL THEN
         RAISE EXCEPTION 'pane % on host % belongs to the live session of project "%"', left(p_tmux_target, 255),
             coalesce(left(p_host, 255), '(none)'), v_holder
             USING ERRCODE = '42501', HINT = 'End that session first (ps-health session end PROJECT), as a login that may act for it.';

@@ -19,32 +19,38 @@ BEGIN
 END;
 $$;
 
--- _may_act_for: whether a login may act for a project (the rule _authorize enforces, as a test).
-CREATE FUNCTION ps_health._may_act_for(p_login text, p_project text)
+-- _restricted: whether a login may act only for the projects listed for it (an agent login; the rule
+-- _authorize enforces). A login no longer there is restricted to nothing.
+CREATE FUNCTION ps_health._restricted(p_login text)
 RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN p_login IS NULL THEN true  -- registered before logins were recorded
-                WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN false
-                ELSE NOT pg_has_role(p_login, 'ps_health_agent', 'MEMBER')
-                     OR pg_has_role(p_login, 'ps_health_owner', 'MEMBER')
-                     OR EXISTS (SELECT 1 FROM ps_health.agent_projects a
-                                 WHERE a.login = p_login AND a.project IN (p_project, '*')) END
+    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN true
+                ELSE pg_has_role(p_login, 'ps_health_agent', 'MEMBER')
+                     AND NOT pg_has_role(p_login, 'ps_health_owner', 'MEMBER') END
 $$;
 
--- _pane_holder: another project's live session on the same pane (by its target, or by the identity
--- the reactor saw there), or NULL.
-CREATE FUNCTION ps_health._pane_holder(p_project text, p_host text, p_target text, p_identity text DEFAULT NULL)
-RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT h.project FROM (
-        SELECT x.project, x.target_state FROM ps_health.ps_sessions x
-         WHERE x.host = p_host AND x.tmux_target = p_target AND x.ended_at IS NULL
-        UNION ALL
-        SELECT x.project, x.target_state FROM ps_health.ps_sessions x
-         WHERE x.target_identity = p_identity AND x.host = p_host AND x.ended_at IS NULL
-        UNION ALL
-        SELECT x.project, x.target_state FROM ps_health.ps_sessions x
-         WHERE p_host IS NULL AND x.host IS NULL AND x.tmux_target = p_target AND x.ended_at IS NULL) h
-     WHERE h.project <> p_project AND h.target_state <> 'gone'
-     ORDER BY h.project LIMIT 1
+-- _pane_holder: another project's live session on the same pane (by the target registered on the host,
+-- or by the identity the reactor saw there) that p_login may not act for; NULL when there is none. A
+-- login that may act for every project may put several projects on one pane (e.g. a load test).
+CREATE FUNCTION ps_health._pane_holder(p_project text, p_host text, p_target text, p_identity text, p_login text)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_login IS NULL OR NOT ps_health._restricted(p_login) THEN
+        RETURN NULL;  -- (no login recorded: a session registered before logins were)
+    END IF;
+    RETURN (SELECT h.project FROM (
+                SELECT x.project, x.target_state FROM ps_health.ps_sessions x
+                 WHERE x.host = p_host AND x.tmux_target = p_target AND x.ended_at IS NULL
+                UNION ALL
+                SELECT x.project, x.target_state FROM ps_health.ps_sessions x
+                 WHERE x.target_identity = p_identity AND x.host = p_host AND x.ended_at IS NULL
+                UNION ALL
+                SELECT x.project, x.target_state FROM ps_health.ps_sessions x
+                 WHERE p_host IS NULL AND x.host IS NULL AND x.tmux_target = p_target AND x.ended_at IS NULL) h
+             WHERE h.project <> p_project AND h.target_state <> 'gone'
+               AND NOT EXISTS (SELECT 1 FROM ps_health.agent_projects a
+                                WHERE a.login = p_login AND a.project IN (h.project, '*'))
+             ORDER BY h.project LIMIT 1);
+END;
 $$;
 
 -- _check_identity: refuse anything but "SERVER_PID SERVER_START PANE_ID PANE_PID" as tmux prints it.
@@ -93,9 +99,9 @@ $$;
 CREATE FUNCTION ps_health._bind_pane(s ps_health.ps_sessions, p_identity text)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    v_holder text := ps_health._pane_holder(s.project, s.host, s.tmux_target, p_identity);
+    v_holder text := ps_health._pane_holder(s.project, s.host, s.tmux_target, p_identity, s.registered_by);
 BEGIN
-    IF v_holder IS NOT NULL AND NOT ps_health._may_act_for(s.registered_by, v_holder) THEN
+    IF v_holder IS NOT NULL THEN
         RETURN format('pane %s on host %s belongs to the live session of project "%s"',
                       split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
     END IF;

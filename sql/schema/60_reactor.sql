@@ -93,15 +93,15 @@ BEGIN
                CASE c.channel WHEN 'command' THEN (st.v->>'command_channel')::jsonb
                               WHEN 'escalation' THEN (st.v->>'escalation_command')::jsonb END,
                extract(epoch FROM (st.v->>'command_timeout')::interval)::numeric,
-               first.id, first.check_type, first.status, s.target_identity,
+               first.id, first.check_type, first.status,
+               CASE WHEN s.host = c.host AND s.tmux_target = c.target AND s.ended_at IS NULL THEN s.target_identity END,
                CASE c.channel WHEN 'tmux' THEN (st.v->>'agent_programs')::jsonb END,
                CASE c.channel WHEN 'tmux' THEN v_profiles END, CASE c.channel WHEN 'tmux' THEN v_marker END
           FROM claimed c
           CROSS JOIN LATERAL (SELECT ps_health._settings_of(c.project, ARRAY['submit_delay', 'idle_seconds',
                                   'max_defer', 'critical_max_defer', 'command_channel', 'escalation_command',
                                   'command_timeout', 'agent_programs']) AS v OFFSET 0) st  -- once per row
-          LEFT JOIN ps_health.ps_sessions s
-            ON s.project = c.project AND s.host = c.host AND s.tmux_target = c.target AND s.ended_at IS NULL
+          LEFT JOIN ps_health.ps_sessions s ON s.project = c.project  -- its identity if it is the session's pane
           LEFT JOIN LATERAL (SELECT h.id, h.check_type, h.status FROM ps_health.prompt_items i
                                JOIN ps_health.health_checks h ON h.id = i.check_id
                               WHERE i.prompt_id = c.id
