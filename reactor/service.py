@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -28,6 +29,17 @@ _TICK = 0.25
 # An idle listener is pinged this often, so a dead connection is noticed without traffic.
 _PING_SECONDS = 10.0
 _BACKOFF_CAP = 30.0
+
+
+# The same few settings come with every prompt: parsed once and shared (never changed) by all.
+@functools.lru_cache(maxsize=64)
+def _programs(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
+
+
+@functools.lru_cache(maxsize=64)
+def _profiles(text: str | None) -> dict:
+    return json.loads(text) if text else {}
 
 
 @dataclass(frozen=True)
@@ -224,8 +236,8 @@ class Reactor:
                 submit_delay=row["submit_delay_ms"] / 1000.0, idle_seconds=float(row["idle_seconds"]),
                 max_defer=float(row["max_defer_seconds"]),
                 on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome),
-                trust=Trust(identity=row["identity"], programs=tuple(row["agent_programs"] or ()),
-                            profiles=row["agent_profiles"] or {}, marker_pattern=row["marker_pattern"],
+                trust=Trust(identity=row["identity"], programs=_programs(row["agent_programs"]),
+                            profiles=_profiles(row["agent_profiles"]), marker_pattern=row["marker_pattern"],
                             bind=lambda seen, p=row["project"], t=row["target"]: self._bind(p, t, seen),
                             claimed_before=row["attempts"] > 1)))
         else:

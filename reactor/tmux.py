@@ -120,9 +120,9 @@ _LOOK_FORMAT = "#{pid} #{start_time} #{pane_id} #{pane_pid} #{pane_in_mode} #{pa
 _LOOK_LINE = re.compile(r"(\d+ \d+ %\d+ (\d+)) ([01]) ([01]) ?(\S*)")
 # Keys are sent only if the pane still shows this when tmux runs them (same server, same pane, no mode).
 _GUARD = "#{==:#{pid} #{start_time} #{pane_id} #{pane_pid} #{pane_in_mode},%s 0}"
-_SENT, _REFUSED = "ps-health:sent", "ps-health:refused"
-# After Enter, look this often until the agent has taken the line.
-_SETTLE_POLL = 0.002
+_REFUSED = "ps-health:refused"
+# A prompt right after another in the same pane looks this often until the agent took the one before.
+_SETTLE_POLL = 0.005
 # A prompt claimed before is looked for this far back in the pane's history before it is typed.
 _HISTORY_LINES = 500
 
@@ -141,6 +141,7 @@ class Tmux:
         self._where = {"socket_name": socket_name, "socket_path": socket_path}
         self._server = None  # libtmux, for a process per command; imported when first needed (~4 MB)
         self._control: ControlClient | None = None
+        self._submitted: dict[str, str] = {}  # pane -> the line last submitted there (squashed)
         if control:
             path = socket_path or _socket_path(socket_name)
             self._control = ControlClient([shutil.which("tmux") or "tmux", "-S", path], path)
@@ -241,10 +242,9 @@ class Tmux:
         Raise PaneRefused when it no longer is (nothing sent), TmuxError on other failures.
         """
         send = "send-keys -t " + quote(target) + (" -l --" if literal else "") + "".join(" " + quote(k) for k in keys)
-        lines = self._run(("if-shell", "-F", "-t", target, _GUARD % identity,
-                           f"{send} ; display-message -p {_SENT}", f"display-message -p {_REFUSED}"),
-                          keys_to=target)
-        if _SENT not in lines:
+        lines = self._run(("if-shell", "-F", "-t", target, _GUARD % identity, send,
+                           f"display-message -p {_REFUSED}"), keys_to=target)
+        if _REFUSED in lines:
             raise PaneRefused(f"tmux send-keys: pane {target} changed before the keys were sent")
 
     def send_literal(self, target: str, identity: str, text: str, clean: bool = False) -> None:
@@ -290,11 +290,12 @@ class Tmux:
         if isinstance(checked, Outcome):
             return checked
         profile = checked
+        look = self._taken(target, look, profile, submit_delay)
         held = classify(profile.input_line(look.screen), clean, marker)
         if held == OURS:
             # Typed before and never submitted (by a reactor that was stopped): submit it, once.
             self.send_keys(target, trust.identity, "Enter")
-            self._settle(target, clean, profile, look.screen, submit_delay)
+            self._submitted[target] = squash(clean)
             return Outcome("delivered", "submitted the text typed by an earlier attempt", _ms_since(start))
         if held == STALE:
             if not profile.clear_keys:
@@ -322,24 +323,28 @@ class Tmux:
                                         "not typed again", _ms_since(start))
         self.send_literal(target, trust.identity, clean, clean=True)
         latency = _ms_since(start)
-        before = squash(look.screen)  # the screen before the keys, compared once they show
+        full, before = squash(clean), None
         for attempt in range(1, attempts + 1):
             # Retries only look again: typing the text twice would be worse than failing.
             time.sleep(submit_delay)
-            look = self.look(target)
-            checked = self._checked(target, look, trust, start)
-            if isinstance(checked, Outcome):
-                return replace(checked, detail=f"{checked.detail}; typed, not submitted", latency_ms=latency)
-            after = squash(look.screen)
-            if not (after.count(tail) > before.count(tail) or (tail in after and after != before)):
-                continue
-            line = profile.input_line(look.screen)
-            if line is not None and not squash(clean).startswith(squash(line) or "\0"):
-                return Outcome("deferred", "the input line holds text the reactor did not type beside the "
-                                           "prompt; typed, not submitted", latency)
+            # The pane's identity and mode are checked by tmux as it sends the Enter; its program here.
+            screen = self._screen(target)
+            agent = self._agent(look.pane_pid, trust, start)
+            if isinstance(agent, Outcome):
+                return replace(agent, detail=f"{agent.detail}; typed, not submitted", latency_ms=latency)
+            line = profile.input_line(screen)
+            typed = squash(line) if line is not None else None
+            if typed != full:  # not the whole prompt on the input line: look for its end on the screen
+                if typed and not full.startswith(typed):
+                    return Outcome("deferred", "the input line holds text the reactor did not type beside the "
+                                               "prompt; typed, not submitted", latency)
+                before = squash(look.screen) if before is None else before  # the screen before the keys
+                after = squash(screen)
+                if not (after.count(tail) > before.count(tail) or (tail in after and after != before)):
+                    continue
             self.send_keys(target, trust.identity, "Enter")
             log.debug("delivered %d chars to %s (attempt %d)", len(clean), target, attempt)
-            self._settle(target, clean, profile, look.screen, submit_delay)
+            self._submitted[target] = full
             return Outcome("delivered", f"submitted on attempt {attempt}", latency)
         log.warning("prompt to %s failed: text not visible in pane after %d attempts", target, attempts)
         return Outcome("failed", f"text not visible in pane after {attempts} attempts", latency)
@@ -353,19 +358,18 @@ class Tmux:
         last = max((i for i, line in enumerate(lines) if profile.input_pattern.search(line)), default=len(lines))
         return any(own.group(0) in line for line in lines[:last])
 
-    def _settle(self, target: str, clean: str, profile: Profile, screen: str, limit: float) -> None:
-        """Wait (at most `limit`) until the agent took the submitted line, so the next prompt for this
-        pane finds its input line empty rather than this prompt still on it."""
+    def _taken(self, target: str, look: Look, profile: Profile, limit: float) -> Look:
+        """A look once the agent has taken the line the reactor submitted last in this pane (at most `limit`
+        later): a prompt that follows at once must not find the one before still on the input line."""
+        last = self._submitted.pop(target, None)
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                now = self.look(target).screen
-            except TmuxError:
-                return
-            line = profile.input_line(now)
-            if (squash(line) != squash(clean)) if line is not None else now != screen:
-                return
+        while last is not None and time.monotonic() < deadline:
+            line = profile.input_line(look.screen)
+            if line is None or squash(line) != last:
+                break
             time.sleep(_SETTLE_POLL)
+            look = self.look(target)
+        return look
 
     def _checked(self, target: str, look: Look, trust: Trust, start: float) -> Profile | Outcome:
         """The agent profile to read the pane with if it may be typed into; else the outcome saying why not."""
@@ -385,7 +389,12 @@ class Tmux:
             return _deferred("the pane's program has exited", start)
         if look.in_mode:
             return _deferred(f"the pane is in {look.mode or 'a mode'}", start)
-        argv = foreground_argv(look.pane_pid)
+        return self._agent(look.pane_pid, trust, start)
+
+    @staticmethod
+    def _agent(pane_pid: int, trust: Trust, start: float) -> Profile | Outcome:
+        """The profile of the accepted agent program in the pane's foreground; else the outcome saying why not."""
+        argv = foreground_argv(pane_pid)
         if argv is None:
             return _deferred("cannot tell the pane's foreground program", start)
         program = accepted(argv, trust.programs)

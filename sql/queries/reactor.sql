@@ -14,7 +14,7 @@ SELECT 1 AS ok
 -- what must hold before typing into a pane.
 SELECT id, project, target, severity, text, attempts, submit_delay_ms, idle_seconds, max_defer_seconds,
        channel, kind, command, timeout_seconds, check_id, check_type, check_status, identity,
-       agent_programs, agent_profiles, marker_pattern
+       agent_programs::text, agent_profiles::text, marker_pattern
   FROM ps_health.claim_prompts(%(host)s, %(worker)s, %(limit)s, %(lease)s)
 
 -- name: bind_target

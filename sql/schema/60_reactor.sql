@@ -215,11 +215,13 @@ BEGIN
     SELECT d.id, d.new_state::varchar FROM decided d ORDER BY d.n;
 
     -- a pane that is not the session's own: the session is gone (once per project)
-    PERFORM ps_health._pane_gone(p.project, min(u.detail), NULL, p_now)
-       FROM unnest(p_ids, p_outcomes, coalesce(p_details, array_fill(NULL::text, ARRAY[v_n]))) u(id, outcome, detail)
-       JOIN ps_health.prompts p ON p.id = u.id
-      WHERE u.outcome = 'target_changed'
-      GROUP BY p.project;
+    IF 'target_changed' = ANY (p_outcomes) THEN
+        PERFORM ps_health._pane_gone(p.project, min(u.detail), NULL, p_now)
+           FROM unnest(p_ids, p_outcomes, coalesce(p_details, array_fill(NULL::text, ARRAY[v_n]))) u(id, outcome, detail)
+           JOIN ps_health.prompts p ON p.id = u.id
+          WHERE u.outcome = 'target_changed'
+          GROUP BY p.project;
+    END IF;
 
     -- the cycle's steps and escalations, told their outcome (now on the row) one by one
     FOREACH v_step IN ARRAY coalesce(v_steps, '{}') LOOP
