@@ -32,8 +32,8 @@ DECLARE
     v_left integer := p_limit;
     v_ids bigint[];
     v_n integer;
-    v_profiles jsonb := ps_health._agent_profiles();
-    v_marker text := ps_health._marker_pattern();
+    v_profiles jsonb;
+    v_marker text;
 BEGIN
     PERFORM ps_health._check_text('host', p_host);
     PERFORM ps_health._check_text('worker', p_worker);
@@ -61,12 +61,16 @@ BEGIN
              LIMIT v_left
              FOR UPDATE SKIP LOCKED) q;
         EXIT WHEN v_ids IS NULL;
+        IF v_marker IS NULL THEN  -- once per claim, and only when there is something to claim
+            v_profiles := ps_health._agent_profiles();
+            v_marker := ps_health._marker_pattern();
+        END IF;
 
         UPDATE ps_health.prompts p
            SET state = 'failed', outcome = 'failed', completed_at = p_now, lease_until = NULL,
                detail = format('gave up after %s attempts; last: %s', p.attempts, coalesce(p.detail, 'lease expired'))
          WHERE p.id = ANY (v_ids)
-           AND p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer;
+           AND p.attempts >= (ps_health._settings_of(p.project, '{prompt_max_attempts}')->>'prompt_max_attempts')::integer;
         UPDATE ps_health.prompts p
            SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
          WHERE p.id = ANY (v_ids) AND p.state = 'pending' AND p.kind = 'alert'
