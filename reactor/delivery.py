@@ -11,7 +11,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from reactor.tmux import Outcome, Tmux, Trust
+from reactor.tmux import Outcome
+from reactor.typist import Trust, Typist
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,10 @@ class Dispatcher:
     the same pane the same target (its %id).
     """
 
-    def __init__(self, tmux: Tmux, *, poll_interval: float = 0.3,
+    def __init__(self, typist: Typist, *, poll_interval: float = 0.3,
                  critical_max_defer: float = math.inf, attempts: int = 3):
-        self._tmux = tmux
+        self._typist = typist
+        self._tmux = typist.tmux
         self._poll = poll_interval
         self._critical_max_defer = critical_max_defer
         self._attempts = attempts
@@ -150,8 +152,8 @@ class Dispatcher:
             if job.trust is None:
                 outcome = Outcome("failed", "nothing says what this pane may be: not typed", 0.0)
             else:
-                outcome = self._tmux.deliver(job.target, job.text, job.submit_delay, self._attempts,
-                                             trust=job.trust)
+                outcome = self._typist.deliver(job.target, job.text, job.submit_delay, self._attempts,
+                                               trust=job.trust)
         except Exception as exc:  # a bug must not kill the pane's worker silently
             log.exception("prompt %s: delivery crashed", job.prompt_id)
             outcome = Outcome("failed", f"delivery crashed: {exc!r}", 0.0)

@@ -20,7 +20,8 @@ from reactor.errors import DatabaseUnavailable
 from reactor.hostprobe import Housekeeper, HostProbe
 from reactor.link import Link, Listener
 from reactor.metrics import Metrics
-from reactor.tmux import Outcome, Tmux, Trust
+from reactor.tmux import Outcome, Tmux
+from reactor.typist import Trust, Typist
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Reactor:
         self._tmux = tmux or Tmux(socket_name=opts.tmux_socket, socket_path=opts.tmux_socket_path,
                                   control=opts.tmux_control)
         # The SQL caps a critical prompt's wait (critical_max_defer, returned as its max_defer).
-        self._dispatcher = Dispatcher(self._tmux)
+        self._dispatcher = Dispatcher(Typist(self._tmux))
         self._commands = CommandRunner(self._finished)
         self._work = Link(opts.dsn, "ps-health-reactor:work")
         self._probe_link = Link(opts.dsn, "ps-health-reactor:probe")

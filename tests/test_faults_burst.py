@@ -112,7 +112,7 @@ def test_tmux_server_killed_mid_delivery_is_retried_and_delivered_to_the_session
     panes = [tmux_server.recorder(session=name) for name in names]
     wait_for(lambda: _states(conn, names) == {"gone"}, timeout=30, what="every session gone")
     wait_for(lambda: conn.execute("SELECT count(*) AS n FROM ps_health.prompts WHERE state = 'waiting'"
-                                  ).fetchone()["n"] == len(names), timeout=30, what="the prompts waiting for a session")
+                                  ).fetchone()["n"] == len(names), timeout=30, what="the prompts waiting")
     assert all(pane.received() == b"" for pane in panes)
     for name in names:  # each supervisor starts again in its new pane and registers
         session(conn, name, name + ":0.0")

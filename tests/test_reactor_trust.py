@@ -16,7 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from reactor.tmux import Trust, sanitise
+from reactor.tmux import sanitise
+from reactor.typist import Trust, Typist
 from tests.conftest import wait_for
 from tests.reactor_proc import (HOST, delivered, failed_spawn, fast, prompt, reactor_login, reactors,  # noqa: F401
                                 session, submitted)
@@ -52,7 +53,8 @@ st AS (
     SELECT c.project, 'spawn', c.subject, 'warning', now(), c.id FROM c),
 p AS (
     INSERT INTO ps_health.prompts (project, host, target, severity, text, state, not_before, created_at)
-    SELECT c.project, %(host)s, s.tmux_target, 'warning', 'p-' || substr(c.subject, 2) || '-end', 'pending', now(), now()
+    SELECT c.project, %(host)s, s.tmux_target, 'warning', 'p-' || substr(c.subject, 2) || '-end', 'pending',
+           now(), now()
       FROM c JOIN ps_health.ps_sessions s ON s.project = c.project ORDER BY c.id
     RETURNING id, text),
 i AS (
@@ -174,7 +176,8 @@ def test_agents_run_by_node_or_python_are_known_by_their_script_and_other_progra
     aider = _stand_in(tmp_path, "aider", RECORDER.read_text())
     out = {name: tmp_path / f"{name}.out" for name in ("gemini", "aider", "recorder")}
     targets = {
-        "gemini": tmux_server.run("new-session", "-d", "-P", "-F", "#{pane_id}", "node", str(gemini), str(out["gemini"])),
+        "gemini": tmux_server.run("new-session", "-d", "-P", "-F", "#{pane_id}", "node", str(gemini),
+                                  str(out["gemini"])),
         "aider": tmux_server.run("new-session", "-d", "-P", "-F", "#{pane_id}", sys.executable, str(aider),
                                  str(out["aider"])),
         "recorder": tmux_server.recorder().target,
@@ -250,7 +253,7 @@ def test_a_prompt_typed_earlier_but_not_submitted_is_submitted_once_not_typed_ag
     text = "[ps-health #7] alpha: spawn t1 failed"
     tmux_server.run("send-keys", "-t", pane.target, "-l", text)  # a reactor typed it and was killed
 
-    outcome = tmux_server.tmux.deliver(pane.target, text, 0.1, trust=_trust())
+    outcome = Typist(tmux_server.tmux).deliver(pane.target, text, 0.1, trust=_trust())
 
     assert outcome.outcome == "delivered" and "typed by an earlier attempt" in outcome.detail
     wait_for(lambda: pane.submitted() == [text.encode()], what="one submission")
@@ -262,7 +265,7 @@ def test_an_earlier_prompt_left_on_the_input_line_is_cleared_before_the_next_is_
     partial, text = "[ps-health #6] beta: context win", "[ps-health #7] alpha: spawn t1 failed"
     tmux_server.run("send-keys", "-t", pane.target, "-l", partial)
 
-    outcome = tmux_server.tmux.deliver(pane.target, text, 0.1, trust=_trust())
+    outcome = Typist(tmux_server.tmux).deliver(pane.target, text, 0.1, trust=_trust())
 
     assert outcome.outcome == "delivered", outcome
     wait_for(lambda: pane.submitted() == [text.encode()], what="only the new prompt submitted")
@@ -276,7 +279,7 @@ def test_a_prompt_already_submitted_by_an_earlier_attempt_is_not_typed_again(tmu
     tmux_server.run("send-keys", "-t", pane.target, "Enter")  # submitted; the reactor died before recording it
     wait_for(lambda: pane.submitted() == [text.encode()], what="the first submission")
 
-    again = tmux_server.tmux.deliver(pane.target, text, 0.1, trust=_trust(claimed_before=True))
+    again = Typist(tmux_server.tmux).deliver(pane.target, text, 0.1, trust=_trust(claimed_before=True))
 
     assert again.outcome == "delivered" and "not typed again" in again.detail
     assert pane.submitted() == [text.encode()]
