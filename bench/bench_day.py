@@ -312,7 +312,9 @@ class RealPanes:
         self.panes = {f"proj{i:03d}": self.tmux.recorder() for i in range(n)}
         self.targets = {p: pane.target for p, pane in self.panes.items()}
         with psycopg.connect(dsn, autocommit=True) as c:
-            for key, value in (("submit_delay", "50 milliseconds"), ("idle_seconds", "0")):
+            # the sample's panes run the test recorder: the one agent program the reactor may type into here
+            for key, value in (("submit_delay", "50 milliseconds"), ("idle_seconds", "0"),
+                               ("agent_programs", '["recorder"]')):
                 c.execute("SELECT ps_health.set_setting(%s, %s)", (key, value))
         env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("PS_HEALTH_", "PG"))}
         env.update(PS_HEALTH_DSN=dsn, PYTHONPATH=str(Path(__file__).resolve().parent.parent))

@@ -10,11 +10,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from reactor.tmux import Outcome, Tmux
+from reactor.tmux import Outcome
+from reactor.typist import Trust, Typist
 
 log = logging.getLogger(__name__)
 
 SEVERITIES = ("warning", "critical")
+# A pane's worker waits this long for its next job before it ends (a thread start saved per prompt).
+_LINGER = 2.0
 
 
 @dataclass
@@ -30,6 +33,8 @@ class Job:
     idle_seconds: float = 0.0
     max_defer: float = 0.0
     on_done: Callable[[Job, Outcome], None] | None = None
+    # What must hold before a keystroke (pane identity, agent program, input line); none: nothing is typed.
+    trust: Trust | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -42,21 +47,24 @@ class Job:
 class Dispatcher:
     """Runs Jobs: per pane FIFO and serial, across panes concurrent, each behind a busy gate.
 
-    One worker thread per pane that has work, ended when its queue empties. The workers
-    spend nearly all their time asleep (busy gate, submit delay), so a thread each is
-    cheap, and unlike a fixed pool a few long-deferred panes can never starve the rest.
-    Jobs are keyed by their target string: give the same pane the same target (its %id).
+    One worker thread per pane that has work, ended when its queue stayed empty for a moment
+    (a prompt that follows soon finds it waiting). The workers spend nearly all their time
+    asleep (busy gate, submit delay), so a thread each is cheap, and unlike a fixed pool a few
+    long-deferred panes can never starve the rest. Jobs are keyed by their target string: give
+    the same pane the same target (its %id).
     """
 
-    def __init__(self, tmux: Tmux, *, poll_interval: float = 0.3,
+    def __init__(self, typist: Typist, *, poll_interval: float = 0.3,
                  critical_max_defer: float = math.inf, attempts: int = 3):
-        self._tmux = tmux
+        self._typist = typist
+        self._tmux = typist.tmux
         self._poll = poll_interval
         self._critical_max_defer = critical_max_defer
         self._attempts = attempts
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Job]] = {}
         self._workers: dict[str, threading.Thread] = {}
+        self._wake: dict[str, threading.Condition] = {}  # per pane, on self._lock: a job came
         self._active = 0
         self._abandoned: list[Job] = []
         self._stopping = threading.Event()
@@ -67,6 +75,8 @@ class Dispatcher:
             if self._stopping.is_set():
                 return False
             self._queues.setdefault(job.target, deque()).append(job)
+            if job.target in self._wake:
+                self._wake[job.target].notify()
             if job.target not in self._workers:
                 worker = threading.Thread(target=self._drain, args=(job.target,),
                                           name=f"deliver {job.target}", daemon=True)
@@ -88,6 +98,8 @@ class Dispatcher:
         """Refuse new jobs, let typing in progress finish, return the jobs never typed."""
         self._stopping.set()
         with self._lock:
+            for wake in self._wake.values():
+                wake.notify()  # a worker waiting for its next job leaves now
             left = [job for queue in self._queues.values() for job in queue]
             self._queues.clear()
             workers = list(self._workers.values())
@@ -104,13 +116,19 @@ class Dispatcher:
         return left
 
     def _drain(self, target: str) -> None:
-        """Worker loop for one pane: take its jobs in order until none are left."""
+        """Worker loop for one pane: take its jobs in order until none came for a moment."""
         while True:
             with self._lock:
+                wake = self._wake.setdefault(target, threading.Condition(self._lock))
+                deadline = time.monotonic() + _LINGER
+                while not self._stopping.is_set() and not self._queues.get(target) \
+                        and (left := deadline - time.monotonic()) > 0:
+                    wake.wait(left)
                 queue = self._queues.get(target)
                 if self._stopping.is_set() or not queue:
                     # Leave under the lock, so submit() starts a fresh worker if needed.
                     del self._workers[target]
+                    del self._wake[target]
                     if queue is not None and not queue:
                         del self._queues[target]
                     return
@@ -130,8 +148,11 @@ class Dispatcher:
                 self._abandoned.append(job)
             return
         try:
-            outcome = self._tmux.deliver(job.target, job.text, job.submit_delay,
-                                         self._attempts)
+            if job.trust is None:
+                outcome = Outcome("failed", "nothing says what this pane may be: not typed", 0.0)
+            else:
+                outcome = self._typist.deliver(job.target, job.text, job.submit_delay, self._attempts,
+                                               trust=job.trust)
         except Exception as exc:  # a bug must not kill the pane's worker silently
             log.exception("prompt %s: delivery crashed", job.prompt_id)
             outcome = Outcome("failed", f"delivery crashed: {exc!r}", 0.0)

@@ -113,7 +113,9 @@ class Demo:
         self.call("register_session", project=PROJECT, session_type="cli", target=self.state["pane"], host=HOST,
                   transcript=None, session_id=None)
         settings = {"stall_after": "5 seconds" if fast else "1 minute", "submit_delay": "300 milliseconds",
-                    "idle_seconds": "1", "prompt_rate_interval": "5 seconds", "context_check_interval": "1 hour"}
+                    "idle_seconds": "1", "prompt_rate_interval": "5 seconds", "context_check_interval": "1 hour",
+                    # the demo PS is a stand-in program, not one of the agent CLIs accepted by default
+                    "agent_programs": '["reactor.demo_ps"]'}
         for key, value in settings.items():
             self.call("set_setting", key=key, value=value, project=PROJECT)
         self.call("report_context", project=PROJECT, percent=35, tokens_used=None, tokens_total=None)

@@ -32,7 +32,7 @@ def main() -> int:
     print(f"demo PS of project {project}: waiting for ps-health prompts (Ctrl-C ends it)", flush=True)
     while True:
         try:
-            line = input()
+            line = input("> ")  # a prompt, as an agent CLI's input box has: the reactor types after it
         except (EOFError, KeyboardInterrupt):
             return 0
         if not line.strip():

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from reactor import memory, probes
@@ -48,12 +48,15 @@ class HostProbe:
         with_target = [s for s in self._sessions() if s["tmux_target"]]
         if not with_target:
             return 0
-        # tmux_targets never raises: an error of tmux itself comes back as "unknown".
-        states = probes.tmux_targets([s["tmux_target"] for s in with_target],
-                                     socket_name=self._socket_name, socket_path=self._socket_path)
-        return self._report("report_session_targets", {
+        # tmux_panes never raises: an error of tmux itself comes back as "unknown".
+        panes = probes.tmux_panes([s["tmux_target"] for s in with_target],
+                                  socket_name=self._socket_name, socket_path=self._socket_path)
+        # With the identity of each pane seen: SQL binds a first sighting and refuses a replaced pane.
+        return self._report("report_session_panes", {
             "projects": [s["project"] for s in with_target],
-            "states": [states[s["tmux_target"]] for s in with_target]})
+            "states": [panes[s["tmux_target"]][0] for s in with_target],
+            "targets": [s["tmux_target"] for s in with_target],
+            "identities": [panes[s["tmux_target"]][1] for s in with_target]})
 
     def outputs(self) -> int:
         files = [s for s in self._spawns() if s["output_file"]]
@@ -152,6 +155,7 @@ class Timer:
     task: Callable[[], object]
     running_since: float | None = None
     stuck: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)  # set: run again now (or stop)
 
 
 class Housekeeper:
@@ -178,9 +182,17 @@ class Housekeeper:
         """Stop every timer; one still stuck after timeout is left behind (its thread is a daemon)."""
         self._stop.set()
         deadline = time.monotonic() + timeout
+        for timer in self.timers:
+            timer.wake.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+    def poke(self) -> None:
+        """Run the probe rounds now (a pane was just registered: see it before anything else can)."""
+        for timer in self.timers:
+            if timer.name.startswith("probe"):
+                timer.wake.set()
 
     def _loop(self, timer: Timer) -> None:
         while not self._stop.is_set():
@@ -190,8 +202,8 @@ class Housekeeper:
             if timer.stuck:
                 timer.stuck = False
                 log.warning("%s round finished after all; it runs again every %g s", timer.name, timer.every)
-            if self._stop.wait(timer.every):
-                return
+            timer.wake.wait(timer.every)
+            timer.wake.clear()
 
     def _watch(self) -> None:
         while not self._stop.wait(1.0):

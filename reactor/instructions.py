@@ -25,6 +25,6 @@ def for_project(project: str, source: Path = SOURCE) -> str:
     lines = []
     for line in section.splitlines(keepends=True):
         # commands need the name quoted for a shell; example prompts show it as the database writes it
-        name = project if line.startswith("[ps-health]") else quoted
+        name = project if line.startswith("[ps-health") else quoted
         lines.append(re.sub(rf"\b{EXAMPLE}\b", lambda _, name=name: name, line))
     return "".join(lines)

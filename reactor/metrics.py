@@ -8,7 +8,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from reactor.errors import BadInput
 
-OUTCOMES = ("delivered", "target_missing", "failed")
+OUTCOMES = ("delivered", "target_missing", "failed", "deferred", "target_changed")
+# Outcomes of a delivery that typed nothing: no typing latency to observe.
+_UNTYPED = ("deferred", "target_changed")
 # Typing takes a few milliseconds; a pane that never shows the text takes seconds.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -37,7 +39,8 @@ class Metrics:
     def delivery(self, outcome: str, latency_ms: float) -> None:
         """Count one delivery and its latency."""
         self.prompts.labels(outcome).inc()
-        self.latency.observe(max(latency_ms, 0.0) / 1000.0)
+        if outcome not in _UNTYPED:
+            self.latency.observe(max(latency_ms, 0.0) / 1000.0)
 
     def health(self, health: dict) -> None:
         """Take the figures of one system_health() answer."""

@@ -28,7 +28,9 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _MAX_PENDING = 32 * 1024 * 1024
 # Bytes kept from just before the offset to detect truncate-then-regrow on the same inode.
 _SIG_BYTES = 64
-_PANE_LINE = re.compile(r"^(%\d+) (.*):(\d+)\.(\d+) (.*)$")
+_PANE_FORMAT = ("#{pid} #{start_time} #{pane_pid} #{window_active}#{pane_active} #{pane_id} "
+                "#{session_name}:#{window_index}.#{pane_index} #{session_name}")
+_PANE_LINE = re.compile(r"^(\d+) (\d+) (\d+) ([01])([01]) (%\d+) (.*):(\d+)\.(\d+) (.*)$")
 # Accepted target forms: %N, sess:win.pane, sess (tmux forbids ':' and '.' in session names).
 _TARGET = re.compile(r"%\d+|[^%:][^:]*(:\d+\.\d+)?")
 _USAGE_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -295,6 +297,16 @@ def _file_type(mode: int) -> str:
 def tmux_targets(targets: list[str], socket_name: str | None = None, socket_path: str | None = None,
                  tmux_bin: str | None = None, timeout: float | None = None) -> dict[str, str]:
     """Return "seen", "missing" or "unknown" per target (%N, sess:win.pane, sess) via one tmux call."""
+    return {t: state for t, (state, _) in tmux_panes(targets, socket_name, socket_path, tmux_bin, timeout).items()}
+
+
+def tmux_panes(targets: list[str], socket_name: str | None = None, socket_path: str | None = None,
+               tmux_bin: str | None = None, timeout: float | None = None) -> dict[str, tuple[str, str | None]]:
+    """Per target (%N, sess:win.pane, sess): ("seen", identity) or ("missing"|"unknown", None), one tmux call.
+
+    The identity is "SERVER_PID SERVER_START PANE_ID PANE_PID": the same %N in a restarted tmux
+    server, or in a pane that was respawned, is another pane.
+    """
     if socket_name and socket_path:
         raise ValueError("pass socket_name or socket_path, not both")
     argv = [tmux_bin or TMUX_BIN]
@@ -302,25 +314,30 @@ def tmux_targets(targets: list[str], socket_name: str | None = None, socket_path
         argv += ["-L", socket_name]
     elif socket_path:
         argv += ["-S", socket_path]
-    argv += ["list-panes", "-a", "-F", "#{pane_id} #{session_name}:#{window_index}.#{pane_index} #{session_name}"]
+    argv += ["list-panes", "-a", "-F", _PANE_FORMAT]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
                               timeout=timeout or TMUX_TIMEOUT, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("tmux probe failed: %s", exc)
-        return {t: "unknown" for t in targets}
+        return {t: ("unknown", None) for t in targets}
     if proc.returncode != 0:
         err = proc.stderr
         # A socket we may not open says nothing about whether the server exists.
         if "no server running" in err or ("error connecting" in err and "Permission denied" not in err):
-            return {t: "missing" for t in targets}
+            return {t: ("missing", None) for t in targets}
         log.warning("tmux probe exited %d: %s", proc.returncode, err.strip())
-        return {t: "unknown" for t in targets}
-    seen: set[str] = set()
+        return {t: ("unknown", None) for t in targets}
+    seen: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         m = _PANE_LINE.match(line)
         # Session names may contain spaces; both copies must agree to trust the split.
-        if m and m.group(2) == m.group(5):
-            seen.update((m.group(1), m.group(2), f"{m.group(2)}:{m.group(3)}.{m.group(4)}"))
+        if m and m.group(7) == m.group(10):
+            pid, start, pane_pid, window_active, pane_active, pane_id, session = m.group(1, 2, 3, 4, 5, 6, 7)
+            identity = f"{pid} {start} {pane_id} {pane_pid}"
+            seen[pane_id] = seen[f"{session}:{m.group(8)}.{m.group(9)}"] = identity
+            if window_active == pane_active == "1":
+                seen[session] = identity  # a session name means its active pane
     # Other syntax (window names, "sess:win", "=sess") cannot be resolved exactly here.
-    return {t: ("seen" if t in seen else "missing") if _TARGET.fullmatch(t) else "unknown" for t in targets}
+    return {t: (("seen", seen[t]) if t in seen else ("missing", None)) if _TARGET.fullmatch(t) else ("unknown", None)
+            for t in targets}

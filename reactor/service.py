@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ from reactor.link import Link, Listener
 from reactor.metrics import Metrics
 from reactor.options import Options
 from reactor.tmux import Outcome, Tmux
+from reactor.typist import Trust, Typist
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,17 @@ _TICK = 0.25
 # An idle listener is pinged this often, so a dead connection is noticed without traffic.
 _PING_SECONDS = 10.0
 _BACKOFF_CAP = 30.0
+
+
+# The same few settings come with every prompt: parsed once and shared (never changed) by all.
+@functools.lru_cache(maxsize=64)
+def _programs(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
+
+
+@functools.lru_cache(maxsize=64)
+def _profiles(text: str | None) -> dict:
+    return json.loads(text) if text else {}
 
 
 class Reactor:
@@ -40,11 +53,13 @@ class Reactor:
         self._tmux = tmux or Tmux(socket_name=opts.tmux_socket, socket_path=opts.tmux_socket_path,
                                   control=opts.tmux_control)
         # The SQL caps a critical prompt's wait (critical_max_defer, returned as its max_defer).
-        self._dispatcher = Dispatcher(self._tmux)
+        self._dispatcher = Dispatcher(Typist(self._tmux))
         self._commands = CommandRunner(self._finished)
         self._work = Link(opts.dsn, "ps-health-reactor:work")
         self._probe_link = Link(opts.dsn, "ps-health-reactor:probe")
-        self._completer = Completer(self._work, opts.worker, self._recorded)
+        # Outcomes travel on a connection of their own, so a claim never waits behind one.
+        self._complete_link = Link(opts.dsn, "ps-health-reactor:complete")
+        self._completer = Completer(self._complete_link, opts.worker, self._recorded)
         probe = HostProbe(self._probe_link, opts.host, opts.tmux_socket, opts.tmux_socket_path)
         self._housekeeper = housekeeping(self._probe_link, probe, opts.probe_interval, opts.run_checks_every,
                                          self.metrics.health if opts.metrics_port else None)
@@ -138,7 +153,10 @@ class Reactor:
         while not self._stop.is_set():
             now = time.monotonic()
             wait = max(0.0, min(_TICK, next_poll - now, next_lease - now))
-            woke = any([self._for_this_host(payload) for payload in self._listener.wait(wait)])
+            notes = [note for note in map(self._note, self._listener.wait(wait)) if note is not None]
+            woke = bool(notes)
+            if any("session" in note for note in notes):
+                self._housekeeper.poke()  # a pane was just registered here: identify it now
             now = time.monotonic()
             if woke:
                 next_ping = now + _PING_SECONDS
@@ -155,13 +173,19 @@ class Reactor:
                 next_ping = now + _PING_SECONDS
 
     def _for_this_host(self, payload: str) -> bool:
+        return self._note(payload) is not None
+
+    def _note(self, payload: str) -> dict | None:
+        """A notification for this host (a prompt, or a session registered with a pane), else None."""
         try:
             note = json.loads(payload)
         except ValueError:
             log.debug("ignoring malformed notification %.80r", payload)
-            return False
+            return None
         # No host: an escalation any reactor may run.
-        return isinstance(note, dict) and "host" in note and note["host"] in (self.opts.host, None)
+        if isinstance(note, dict) and "host" in note and note["host"] in (self.opts.host, None):
+            return note
+        return None
 
     # ------------------------------------------------------------------ claiming and completing
 
@@ -238,7 +262,12 @@ class Reactor:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} is {value}")
         return Job(prompt_id=row["id"], target=row["target"], text=row["text"], severity=row["severity"],
-                   on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome), **timings)
+                   on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome),
+                   trust=Trust(identity=row["identity"], programs=_programs(row["agent_programs"]),
+                               profiles=_profiles(row["agent_profiles"]), marker_pattern=row["marker_pattern"],
+                               bind=lambda seen, p=row["project"], t=row["target"]: self._bind(p, t, seen),
+                               claimed_before=row["attempts"] > 1),
+                   **timings)
 
     def _finished(self, prompt_id: int, where: str, outcome: Outcome) -> None:
         """A delivery ended (on the deliverer's thread): count, log, record at once."""
@@ -246,6 +275,12 @@ class Reactor:
         log.info("prompt %s to %s: %s in %.1f ms (%s)", prompt_id, where, outcome.outcome, outcome.latency_ms,
                  outcome.detail)
         self._completer.put(Result(prompt_id, outcome.outcome, outcome.detail))
+
+    def _bind(self, project: str, target: str, seen: str) -> str | None:
+        """Record the identity of a pane seen for the first time; the identity its session is bound to."""
+        rows = self._work.call("bind_target", {"project": project, "host": self.opts.host, "target": target,
+                                               "identity": seen})
+        return rows[0]["identity"]
 
     def _recorded(self, ids: list[int]) -> None:
         with self._held_lock:
@@ -285,5 +320,6 @@ class Reactor:
         log.info("stopped: released %d undelivered prompts", released)
         self._listener.close()
         self._work.close()
+        self._complete_link.close()
         self._probe_link.close()
         self._tmux.close()

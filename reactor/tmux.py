@@ -1,4 +1,4 @@
-"""Type prompts into tmux panes safely: sanitised, literal, verified, then submitted."""
+"""One tmux server: look at a pane, and send it keys only while it is the pane that was looked at."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import logging
 import os
 import re
 import shutil
-import time
 import unicodedata
 from dataclasses import dataclass
 
 from reactor.errors import PsHealthError
-from reactor.tmux_control import ControlClient, ControlLost
+from reactor.tmux_control import ControlClient, ControlLost, quote
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +20,10 @@ _LINE_BREAKS = re.compile(r"[\t\n\r\x85\u2028\u2029]")
 # C0, DEL, C1, and lone surrogates (they cannot be encoded into tmux's argv).
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SPACE_RUNS = re.compile(r" {2,}")
-# Whitespace and box-drawing characters: a TUI input box wraps and frames long input.
-_LAYOUT = re.compile(r"[\s\u2500-\u259f]+")
 
-# tmux packs a client's argv into one message of at most 16 KiB ("command too long").
+# tmux packs a client's argv into one message of at most 16 KiB ("command too long"); the text
+# travels quoted inside the guarded command, where a ' takes four bytes.
 _CHUNK_BYTES = 8000
-# Compare this many trailing characters: the pane shows only the end of a long text.
-_TAIL_CHARS = 30
 # tmux messages that mean the server or the target is not there, as opposed to broken.
 _MISSING = ("no server running", "can't find", "(No such file or directory)",
             "(Connection refused)")
@@ -43,17 +39,14 @@ def sanitise(text: str) -> str:
     return _SPACE_RUNS.sub(" ", text).strip()
 
 
-def _squash(text: str) -> str:
-    """Drop layout characters the pane adds where the text had none (wraps, padding, frames)."""
-    return _LAYOUT.sub("", text)
-
-
 def _chunks(text: str) -> list[str]:
     """Split text into pieces whose UTF-8 form fits in one tmux command."""
+    if len(text.encode("utf-8")) + 3 * text.count("'") <= _CHUNK_BYTES:
+        return [text]  # the usual prompt: one piece, without looking at each character
     pieces: list[str] = []
     start, size = 0, 0
     for i, char in enumerate(text):
-        width = len(char.encode("utf-8"))
+        width = 4 if char == "'" else len(char.encode("utf-8"))
         if size + width > _CHUNK_BYTES:
             pieces.append(text[start:i])
             start, size = i, 0
@@ -76,13 +69,37 @@ class TmuxError(PsHealthError):
         self.partial = partial
 
 
+class PaneRefused(TmuxError):
+    """Keys were not sent: the pane was no longer the one checked, or it entered a mode."""
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one prompt: delivered, target_missing or failed."""
+    """What happened to one prompt: delivered, target_missing, failed, deferred or target_changed."""
 
     outcome: str
     detail: str
     latency_ms: float
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look at a pane: who it is (tmux server pid and start time, pane id, pane pid), its mode, its screen."""
+
+    identity: str
+    pane_pid: int
+    in_mode: bool
+    mode: str
+    dead: bool
+    screen: str
+
+
+# display-message shows these fields (all set by tmux, none by the pane's program) before the screen.
+_LOOK_FORMAT = "#{pid} #{start_time} #{pane_id} #{pane_pid} #{pane_in_mode} #{pane_dead} #{pane_mode}"
+_LOOK_LINE = re.compile(r"(\d+ \d+ %\d+ (\d+)) ([01]) ([01]) ?(\S*)")
+# Keys are sent only if the pane still shows this when tmux runs them (same server, same pane, no mode).
+_GUARD = "#{==:#{pid} #{start_time} #{pane_id} #{pane_pid} #{pane_in_mode},%s 0}"
+_REFUSED = "ps-health:refused"
 
 
 class Tmux:
@@ -108,46 +125,53 @@ class Tmux:
         if self._control is not None:
             self._control.close()
 
-    def _run(self, *args: str) -> list[str]:
-        """Run one tmux command with exact argv; raise TmuxError on any failure."""
+    def _run(self, *commands: tuple[str, ...], keys_to: str | None = None) -> list[str]:
+        """Run tmux commands (one round trip) with exact argv; raise TmuxError on any failure.
+
+        keys_to: the target the commands send keys to (never sent twice when the client dies).
+        """
+        name = commands[0][0]
         if self._control is not None:
             try:
-                lines = self._control.run(args)
+                lines = self._control.run(*commands)
             except RuntimeError as exc:
                 message = str(exc)
-                raise TmuxError(f"tmux {args[0]}: {message}",
+                raise TmuxError(f"tmux {name}: {message}",
                                 missing=any(marker in message for marker in _MISSING)) from None
             except ControlLost as exc:
-                if args[0] == "send-keys":
+                if keys_to is not None:
                     # The keys may have arrived, so no second try here; tell a dead server apart.
-                    target = args[args.index("-t") + 1]
-                    raise TmuxError(f"tmux {args[0]}: {exc}", partial=True,
-                                    missing=self._exists(target, self._exec) is False) from None
+                    raise TmuxError(f"tmux {name}: {exc}", partial=True,
+                                    missing=self._exists(keys_to, self._exec) is False) from None
                 lines = None  # a look at the pane: ask again in a process of its own
             if lines is not None:
                 return lines
-        return self._exec(*args)
+        return self._exec(*commands)
 
-    def _exec(self, *args: str) -> list[str]:
-        """Run one tmux command as its own process; raise TmuxError on any failure."""
+    def _exec(self, *commands: tuple[str, ...]) -> list[str]:
+        """Run tmux commands as one process of their own; raise TmuxError on any failure."""
+        name = commands[0][0]
+        argv: list[str] = []
+        for args in commands:
+            # In argv form an argument ending in ";" separates commands: escape it; ";" alone separates.
+            argv += ([";"] if argv else []) + [_guard_semicolon(arg) for arg in args]
         try:
             if self._server is None:
                 import libtmux
                 self._server = libtmux.Server(**self._where)
-            # In argv form an argument ending in ";" separates commands: escape it.
-            result = self._server.cmd(*(_guard_semicolon(arg) for arg in args))
+            result = self._server.cmd(*argv)
         except Exception as exc:  # tmux missing, unencodable argv, OS errors
-            raise TmuxError(f"tmux {args[0]}: {exc}") from exc
+            raise TmuxError(f"tmux {name}: {exc}") from exc
         if result.returncode != 0:
             message = " ".join(result.stderr).strip() or f"exit status {result.returncode}"
             missing = any(marker in message for marker in _MISSING)
-            raise TmuxError(f"tmux {args[0]}: {message}", missing=missing)
+            raise TmuxError(f"tmux {name}: {message}", missing=missing)
         return result.stdout
 
     def _screen(self, target: str) -> str:
         # display-message resolves a missing target silently (empty, or another pane);
         # capture-pane fails on it, so it doubles as the existence check.
-        return "\n".join(self._run("capture-pane", "-p", "-J", "-t", target))
+        return "\n".join(self._run(("capture-pane", "-p", "-J", "-t", target)))
 
     def target_exists(self, target: str) -> bool | None:
         """True if the pane exists, False if it or the server is gone, None if unknown."""
@@ -155,7 +179,7 @@ class Tmux:
 
     def _exists(self, target: str, run) -> bool | None:
         try:
-            run("capture-pane", "-p", "-t", target, "-S", "0", "-E", "0")
+            run(("capture-pane", "-p", "-t", target, "-S", "0", "-E", "0"))
         except TmuxError as exc:
             if exc.missing:
                 return False
@@ -171,75 +195,41 @@ class Tmux:
             log.debug("capture of %s failed: %s", target, exc)
             return None
 
-    def send_literal(self, target: str, text: str) -> None:
-        """Type sanitise(text) into the pane without submitting it; raise TmuxError."""
-        for n, piece in enumerate(_chunks(sanitise(text))):
+    def look(self, target: str) -> Look:
+        """Who the pane is, its mode and its screen, in one round trip; raise TmuxError."""
+        lines = self._run(("display-message", "-p", "-t", target, _LOOK_FORMAT),
+                          ("capture-pane", "-p", "-J", "-t", target))
+        match = _LOOK_LINE.fullmatch(lines[0]) if lines else None
+        if match is None:
+            raise TmuxError(f"tmux display-message: unexpected reply {lines[:1]!r}")
+        screen = lines[1:]
+        if self._control is not None and screen and screen[0].startswith("%end "):
+            # Through the control client the capture's own block follows (after any notifications).
+            begin = next((i for i, line in enumerate(screen) if line.startswith("%begin ")), len(screen))
+            screen = screen[begin + 1:]
+        return Look(identity=match.group(1), pane_pid=int(match.group(2)), in_mode=match.group(3) == "1",
+                    dead=match.group(4) == "1", mode=match.group(5), screen="\n".join(screen))
+
+    def send_keys(self, target: str, identity: str, *keys: str, literal: bool = False) -> None:
+        """Send keys only while the pane is `identity` and in no mode, checked by tmux as it sends them.
+
+        Raise PaneRefused when it no longer is (nothing sent), TmuxError on other failures.
+        """
+        # "--" keeps a leading "-" of the text from being read as an option.
+        send = " ".join(["send-keys", "-t", quote(target), *(["-l", "--"] if literal else []), *map(quote, keys)])
+        lines = self._run(("if-shell", "-F", "-t", target, _GUARD % identity, send,
+                           f"display-message -p {_REFUSED}"), keys_to=target)
+        if _REFUSED in lines:
+            raise PaneRefused(f"tmux send-keys: pane {target} changed before the keys were sent")
+
+    def send_literal(self, target: str, identity: str, text: str, clean: bool = False) -> None:
+        """Type sanitise(text) into the pane without submitting it (clean: text is sanitised); raise TmuxError."""
+        for n, piece in enumerate(_chunks(text if clean else sanitise(text))):
             try:
-                # "--" keeps a leading "-" from being parsed as an option.
-                self._run("send-keys", "-t", target, "-l", "--", piece)
+                self.send_keys(target, identity, piece, literal=True)
             except TmuxError as exc:
                 exc.partial = exc.partial or n > 0
                 raise
-
-    def send_enter(self, target: str) -> None:
-        """Press Enter in the pane; raise TmuxError."""
-        self._run("send-keys", "-t", target, "Enter")
-
-    def deliver(self, target: str, text: str, submit_delay: float,
-                attempts: int = 3) -> Outcome:
-        """Type text, wait submit_delay, check its tail is on screen, press Enter; never raise."""
-        start = time.monotonic()
-        attempts = max(1, attempts)
-        clean = sanitise(text)
-        if not clean:
-            return Outcome("failed", "nothing left to send after sanitising", 0.0)
-        tail = _squash(clean)[-_TAIL_CHARS:]
-        if not tail:  # text made only of frame characters: nothing to recognise on screen
-            return Outcome("failed", "text has nothing visible to verify", 0.0)
-        try:
-            before = _squash(self._screen(target))
-        except TmuxError as exc:
-            return self._error(exc, start)
-        latency: float | None = None
-        reason = "text not visible in pane"
-        for attempt in range(1, attempts + 1):
-            if latency is None:
-                try:
-                    self.send_literal(target, clean)
-                except TmuxError as exc:
-                    if exc.missing or exc.partial or attempt == attempts:
-                        return self._error(exc, start)
-                    # Nothing landed, so sending again cannot duplicate the text.
-                    reason = str(exc)
-                    time.sleep(submit_delay)
-                    continue
-                latency = _ms_since(start)
-            # Retries only look again: typing the text twice would be worse than failing.
-            time.sleep(submit_delay)
-            try:
-                after = _squash(self._screen(target))
-            except TmuxError as exc:
-                return self._error(exc, start, latency)
-            if after.count(tail) > before.count(tail) or (tail in after and after != before):
-                try:
-                    self.send_enter(target)
-                except TmuxError as exc:
-                    return self._error(exc, start, latency)
-                log.debug("delivered %d chars to %s (attempt %d)", len(clean), target, attempt)
-                return Outcome("delivered", f"submitted on attempt {attempt}", latency)
-            reason = "text not visible in pane"
-        log.warning("prompt to %s failed: %s after %d attempts", target, reason, attempts)
-        return Outcome("failed", f"{reason} after {attempts} attempts",
-                       latency if latency is not None else _ms_since(start))
-
-    @staticmethod
-    def _error(exc: TmuxError, start: float, latency: float | None = None) -> Outcome:
-        """Map a tmux failure to target_missing or failed, keeping tmux's message."""
-        ms = latency if latency is not None else _ms_since(start)
-        if exc.missing:
-            return Outcome("target_missing", str(exc), ms)
-        log.warning("tmux error: %s", exc)
-        return Outcome("failed", str(exc), ms)
 
 
 def _socket_path(name: str | None) -> str:
@@ -248,7 +238,3 @@ def _socket_path(name: str | None) -> str:
         return os.environ["TMUX"].split(",")[0]
     folder = os.environ.get("TMUX_TMPDIR") or "/tmp"
     return os.path.join(folder, f"tmux-{os.getuid()}", name or "default")
-
-
-def _ms_since(start: float) -> float:
-    return (time.monotonic() - start) * 1000.0

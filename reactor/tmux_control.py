@@ -5,10 +5,10 @@ Starting a tmux client costs about 2 ms, and a delivery needs four commands; thr
 `no-output` (no pane output is streamed to it) and `ignore-size` (window sizes are not
 affected); `tmux list-clients` shows it as `control-mode`.
 
-A reader thread takes every line tmux writes as it comes and keeps only those of a command in
-flight: tmux also sends notifications (%session-changed, %layout-change, ...) to a control
+The caller of a command reads its reply from the pipe itself (no hand-over between threads on
+the way). tmux also sends notifications (%session-changed, %layout-change, ...) to a control
 client, and while the reactor is idle for hours they must not pile up in the pipe or in the
-tmux server.
+tmux server: an idle reader thread drains them whenever no command is in flight.
 
 Framing: tmux wraps each command's output in `%begin`/`%end` (or `%error`) lines, but it does
 not escape what capture-pane prints, so a pane could show a line that looks like `%end`. Every
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import secrets
+import select
 import subprocess
 import threading
 import time
@@ -35,6 +35,8 @@ _REPLY_TIMEOUT = 5.0
 # After the client could not start (no server, no session), run commands one process each for
 # this long before trying again.
 _RETRY_AFTER = 2.0
+# An idle reader looks this often whether its client was replaced (its pipe may never speak again).
+_IDLE_CHECK = 5.0
 
 
 class ControlLost(Exception):
@@ -52,26 +54,27 @@ class ControlClient:
     run() returns a command's output lines, raises RuntimeError(message) for a command tmux
     refused, ControlLost when the client died after the command was sent, and returns None
     when control mode is unavailable (the caller runs the command as its own process).
+    Several commands given at once go on one line (one round trip); their output comes back as
+    one list, each command's block after the first starting with its "%begin" line.
     """
 
     def __init__(self, base_argv: Sequence[str], socket_path: str):
         # -f /dev/null: should attaching start a server (a stale socket), it reads no config.
         self._base = [base_argv[0], "-f", os.devnull, *base_argv[1:]]
         self._socket = socket_path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while a command is in flight: its caller reads the pipe
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
-        # Lines of the command in flight (None: the client's output ended); idle lines are dropped.
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._collect = threading.Event()
+        self._pending = bytearray()  # read from the pipe, not yet taken as lines (lock held)
         self._next_try = 0.0
 
-    def run(self, args: Sequence[str]) -> list[str] | None:
+    def run(self, *commands: Sequence[str]) -> list[str] | None:
+        line = " ; ".join(" ".join(quote(a) for a in args) for args in commands)
         with self._lock:
             if not self._ready():
                 return None
             try:
-                ok, lines = self._send(" ".join(quote(a) for a in args))
+                ok, lines = self._send(line)
             except OSError:
                 self._close()
                 return None  # no whole line reached tmux: the caller may run it as a process
@@ -98,8 +101,7 @@ class ControlClient:
         # Until it is attached, count this as a failed try.
         self._next_try = time.monotonic() + _RETRY_AFTER
         env = {k: v for k, v in os.environ.items() if k != "TMUX"}  # not a nested client
-        self._lines = queue.SimpleQueue()  # nothing of an earlier client is left to read
-        self._collect.set()  # before the reader starts: the attach's reply is the first thing it reads
+        self._pending = bytearray()  # nothing of an earlier client is left to read
         try:
             self._proc = subprocess.Popen([*self._base, "-C", "attach-session", "-f", "no-output,ignore-size"],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -107,22 +109,19 @@ class ControlClient:
         except OSError as exc:
             log.debug("no tmux control client: %s", exc)
             self._proc = None
-            self._collect.clear()
             return False
-        self._reader = threading.Thread(target=self._read, args=(self._proc.stdout, self._lines),
-                                        name="tmux control reader", daemon=True)
-        self._reader.start()
         try:
             # Write nothing before the attach has answered: tmux loses input sent earlier.
             ok, lines = self._attached(time.monotonic() + _REPLY_TIMEOUT)
         except ControlLost as exc:
             ok, lines = False, [str(exc)]
-        finally:
-            self._collect.clear()
         if not ok:
             log.debug("tmux control client could not attach: %s", " ".join(lines))
             self._close()
             return False
+        self._reader = threading.Thread(target=self._drain_idle, args=(self._proc,), name="tmux control reader",
+                                        daemon=True)
+        self._reader.start()
         log.debug("tmux control client attached (pid %d)", self._proc.pid)
         self._next_try = 0.0  # should it die later, replace it at once
         return True
@@ -140,13 +139,10 @@ class ControlClient:
         """Send command and the nonce after it; the command's reply."""
         nonce = secrets.token_hex(16)
         assert self._proc is not None and self._proc.stdin is not None
-        self._collect.set()
-        try:
-            self._proc.stdin.write(f"{command}\ndisplay-message -p {nonce}\n".encode())
-            self._proc.stdin.flush()
-            return self._reply(nonce)
-        finally:
-            self._collect.clear()
+        self._pending.clear()  # idle output (notifications) the reader had no chance to drop
+        self._proc.stdin.write(f"{command}\ndisplay-message -p {nonce}\n".encode())
+        self._proc.stdin.flush()
+        return self._reply(nonce)
 
     def _reply(self, nonce: str) -> tuple[bool, list[str]]:
         """Lines of the command's block up to the nonce block; (True, output) or (False, error lines)."""
@@ -169,26 +165,43 @@ class ControlClient:
         return lines[ends[-1]].startswith("%end "), lines[:ends[-1]]
 
     def _readline(self, deadline: float) -> str:
-        try:
-            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise ControlLost("tmux control client did not answer") from None
-        if line is None:
-            raise ControlLost("tmux control client exited")
-        return line
+        """The next line tmux wrote, read from the pipe by the caller itself."""
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while (end := self._pending.find(b"\n")) < 0:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise ControlLost("tmux control client did not answer")
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise ControlLost("tmux control client exited")
+            self._pending += chunk
+        line = bytes(self._pending[:end])
+        del self._pending[:end + 1]
+        return line.decode("utf-8", "replace")
 
-    def _read(self, stream, lines: queue.SimpleQueue) -> None:
-        """Reader thread of one client: pass on the lines of a command in flight, drop the rest."""
+    def _drain_idle(self, proc: subprocess.Popen) -> None:
+        """Reader thread of one client: drop what tmux sends while no command is in flight."""
         try:
-            for raw in stream:
-                if self._collect.is_set():
-                    lines.put(raw.rstrip(b"\n").decode("utf-8", "replace"))
+            fd = proc.stdout.fileno()
+            while self._proc is proc:
+                if not select.select([fd], [], [], _IDLE_CHECK)[0]:
+                    continue
+                with self._lock:  # a command in flight reads its own reply; wait for it to finish
+                    if self._proc is not proc:
+                        return
+                    while select.select([fd], [], [], 0)[0]:
+                        if not os.read(fd, 65536):
+                            return  # the client's output ended: the next command replaces it
+                    self._pending.clear()
         except (OSError, ValueError):
-            pass  # closed under us
-        lines.put(None)
+            return  # closed under us
 
     def _close(self) -> None:
-        proc, reader, self._proc, self._reader = self._proc, self._reader, None, None
+        proc, self._proc, self._reader = self._proc, None, None
         if proc is None:
             return
         try:
@@ -200,6 +213,4 @@ class ControlClient:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if reader is not None:
-            reader.join(1)  # it sees the end of the client's output
-        proc.stdout.close()
+        proc.stdout.close()  # the idle reader, waiting for the lock, sees a client that is not current

@@ -133,7 +133,13 @@ def fast(conn, **more: str) -> None:
         conn.execute("SELECT ps_health.set_setting(%s, %s)", (key, value))
 
 
+# The agent program of the test panes (tests/recorder.py): accepted by setting, as any agent CLI is.
+RECORDER_PROGRAMS = '["recorder"]'
+
+
 def session(conn, project: str, target: str | None, host: str = HOST, transcript: str | None = None) -> None:
+    """Register the project's session; its agent program is the recorder."""
+    conn.execute("SELECT ps_health.set_setting('agent_programs', %s, %s)", (RECORDER_PROGRAMS, project))
     conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, %s, %s)", (project, target, host, transcript))
 
 

@@ -267,7 +267,7 @@ def test_prompts_lists_the_outbox(db):
     assert rows[0]["severity"] == "critical" and rows[0]["target"] == "%7"
     assert "ps-health respond" in rows[0]["text"]
     text = ok(db, "prompts", "--project", "alpha").stdout
-    assert "pending" in text and "[ps-health] alpha" in text
+    assert "pending" in text and f"[ps-health #{rows[0]['id']}] alpha" in text
     assert json.loads(ok(db, "prompts", "--state", "delivered", "--json").stdout) == []
     err = refused(db, "prompts", "--state", "lost").stderr
     assert 'state must be one of waiting, pending, claimed, delivered, failed, suppressed, expired, got "lost"' in err

@@ -33,7 +33,7 @@ def test_demo_shows_the_prompt_arriving_and_the_answer_recorded_then_cleans_up(d
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     out = res.stdout
-    for step in ("is stalled", "queued: [ps-health] ps-health-demo: spawn research-", "typed into pane",
+    for step in ("is stalled", "queued: [ps-health #", "] ps-health-demo: spawn research-", "typed into pane",
                  "answer recorded on check #", "the demo PS pane shows:", ">>> received"):
         assert step in out, f"missing {step!r} in:\n{out}"
     table = next(line for line in out.splitlines() if line.startswith("ps-health-demo "))

@@ -31,10 +31,12 @@ def test_listener_gets_id_and_host_only_after_commit(db):
         early = list(listener.notifies(timeout=0.5, stop_after=1))
         assert early == [], "a notification must not arrive before the commit"
         writer.commit()
-        got = list(listener.notifies(timeout=5, stop_after=1))
+        got = list(listener.notifies(timeout=5, stop_after=2))
         prompt = writer.execute("SELECT id, host FROM prompts").fetchone()
-    assert len(got) == 1 and got[0].channel == "ps_health"
-    assert json.loads(got[0].payload) == {"id": prompt["id"], "host": "h1"}
+    assert {note.channel for note in got} == {"ps_health"}
+    # the session registered with a pane (its reactor identifies the pane at once), then the prompt
+    assert [json.loads(note.payload) for note in got] == [{"session": "alpha", "host": "h1"},
+                                                         {"id": prompt["id"], "host": "h1"}]
 
 
 def test_rolled_back_event_sends_nothing(db):

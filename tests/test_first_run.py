@@ -158,7 +158,7 @@ def test_instructions_print_only_the_agents_section_for_the_project():
     res = ok(None, "instructions", "--project", "shop")
     out = res.stdout
     assert out.startswith("## Health monitoring (ps-health)\n")
-    assert "ps-health session register shop" in out and "[ps-health] shop: spawn research-1" in out
+    assert "ps-health session register shop" in out and "[ps-health #14] shop: spawn research-1" in out
     assert "ps-health handoff done --project shop" in out and "ps-health session end shop" in out
     for foreign in ("myproj", "Copy the section", "For the operator", "<!--", "statusLine", "---"):
         assert foreign not in out, f"{foreign!r} does not belong in an agent's instructions"
@@ -172,7 +172,7 @@ def test_instructions_default_to_the_current_folder_and_say_so(tmp_path):
     assert res.returncode == 0
     assert "for project 'web shop' (the current folder's name; --project to change)" in res.stderr
     assert "ps-health session register 'web shop'" in res.stdout
-    assert "[ps-health] web shop: spawn research-1" in res.stdout, "example prompts show the name as it is"
+    assert "[ps-health #14] web shop: spawn research-1" in res.stdout, "example prompts show the name as it is"
 
 
 @pytest.mark.parametrize("name", ["", "a\x1bb"])

@@ -75,6 +75,12 @@ CALLS = {
     "report_session_targets": st.tuples(st.lists(projects, max_size=4),
                                         st.lists(st.sampled_from(["seen", "missing", "unknown", "x"]), max_size=4),
                                         times),
+    "report_session_panes": st.tuples(st.lists(projects, max_size=3),
+                                      st.lists(st.sampled_from(["seen", "missing", "unknown", "x"]), max_size=3),
+                                      st.lists(nasty_text, max_size=3),
+                                      st.lists(st.one_of(st.none(), nasty_text, st.just("1 2 %1 3")), max_size=3),
+                                      times),
+    "bind_target": st.tuples(projects, nasty_text, nasty_text, st.one_of(nasty_text, st.just("1 2 %1 3")), times),
     "report_spawn_pids": st.tuples(st.lists(st.integers(-2, 40), max_size=4),
                                    st.lists(st.sampled_from(["alive", "dead", "unknown", None]), max_size=4), times),
     "claim_prompts": st.tuples(nasty_text, nasty_text, ints, ints, times),
@@ -175,6 +181,6 @@ def test_hostile_calls_succeed_or_fail_cleanly_leaving_nothing_half_written(name
         assert caller.execute(query).fetchone()[0] == 0, what
     for note in listener.notifies(timeout=0.2):
         assert len(note.payload.encode()) < 8000
-        assert set(json.loads(note.payload)) == {"id", "host"}
+        assert set(json.loads(note.payload)) in ({"id", "host"}, {"session", "host"})
     assert outcomes["ok"] + outcomes["refused"] >= EXAMPLES
     print(f"{name}: {outcomes['ok']} accepted, {outcomes['refused']} refused")

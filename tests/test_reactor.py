@@ -59,7 +59,7 @@ def test_prompt_reaches_the_right_pane_once_and_is_submitted(conn, tmux_server, 
 
 def test_hostile_spawn_error_arrives_sanitised_and_the_pane_survives(conn, tmux_server, reactors):
     fast(conn)
-    # Templates are data: let the prompt be the error alone, so it can start with "-" and end with ";".
+    # Templates are data: let the prompt be its marker and the error alone, so it ends with ";".
     conn.execute("UPDATE ps_health.prompt_templates SET body = '' WHERE key IN ('header', 'answer')")
     conn.execute("UPDATE ps_health.prompt_templates SET body = '{error}' WHERE key = 'spawn.failed'")
     pane = tmux_server.recorder()
@@ -73,7 +73,7 @@ def test_hostile_spawn_error_arrives_sanitised_and_the_pane_survives(conn, tmux_
     got = submitted(pane)
     typed = got[:-1].decode()
     assert typed == sanitise(row["text"])
-    assert typed.startswith("-R stop")
+    assert typed.startswith(f"[ps-health #{prompt_id}] -R stop")
     assert typed.endswith("日本語 🎉;")
     assert "#{pane_id}" in typed and pane.target not in typed
     assert not any(ch < 0x20 or ch == 0x7F for ch in got[:-1])
@@ -309,9 +309,12 @@ def test_growing_output_file_keeps_a_spawn_running_until_it_stops(conn, tmux_ser
                  what=f"the output time of {minutes_ago} minutes ago reported")
         conn.execute("SELECT ps_health.run_checks(p_now => %s)", (at + stall - timedelta(minutes=1),))
         assert _spawn(conn, "worker-1")["status"] == "running"
-    # Output stops: one stall period after the last output, the spawn is stalled.
-    conn.execute("SELECT ps_health.run_checks(p_now => %s)", (now + stall + timedelta(minutes=1),))
-    assert _spawn(conn, "worker-1")["status"] == "stalled"
+    # Output stops: one stall period after the last output, the spawn is stalled. (A sweep leaves a project
+    # whose lock a probe report holds at that moment to the next sweep: sweep until it was looked at.)
+    def stalled():
+        conn.execute("SELECT ps_health.run_checks(p_now => %s)", (now + stall + timedelta(minutes=1),))
+        return _spawn(conn, "worker-1")["status"] == "stalled"
+    wait_for(stalled, what="the spawn stalled one stall period after its last output")
 
 
 def test_vanished_tmux_session_is_missing_once_before_it_is_gone(conn, tmux_server, reactors):

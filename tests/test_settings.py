@@ -89,7 +89,7 @@ def test_a_poisoned_setting_fails_only_its_projects_prompt_and_the_reactor_serve
     assert proc.running()
 
     # Fixed, the project is served again.
-    conn.execute("DELETE FROM ps_health.settings WHERE project = 'poison'")
+    conn.execute("DELETE FROM ps_health.settings WHERE project = 'poison' AND key = %s", (key,))
     delivered(conn, failed_spawn(conn, "poison", task="t2"))
 
 
@@ -115,8 +115,9 @@ def test_the_reactor_keeps_serving_when_its_claims_are_refused(db, conn, tmux_se
 
 def test_a_claimed_row_with_timings_that_are_not_finite_is_refused_alone():
     reactor = Reactor(Options(dsn="", host="host-a", worker="w"))
-    row = {"id": 7, "target": "%1", "text": "hi", "severity": "warning", "submit_delay_ms": 100,
-           "idle_seconds": float("nan"), "max_defer_seconds": 120}
+    row = {"id": 7, "project": "p", "target": "%1", "text": "hi", "severity": "warning", "submit_delay_ms": 100,
+           "idle_seconds": float("nan"), "max_defer_seconds": 120, "attempts": 1, "identity": None,
+           "agent_programs": '["claude"]', "agent_profiles": "{}", "marker_pattern": None}
     with pytest.raises(ValueError, match="idle_seconds is nan"):
         reactor._job(row)
     assert reactor._job(dict(row, idle_seconds=0)).idle_seconds == 0

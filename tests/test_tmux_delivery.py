@@ -17,10 +17,26 @@ import pytest
 
 from reactor.delivery import Dispatcher, Job
 from reactor.tmux import Outcome, Tmux, sanitise
+from reactor.typist import Trust, Typist
 from tests.conftest import wait_for
 from tests.tmux_server import RECORDER, TmuxServer, tmux_server  # noqa: F401 (fixture)
 
 SUBMIT_DELAY = 0.2
+# What the reactor gets from SQL with a prompt: here the recorder is the accepted program, and its
+# input line starts after its "> " prompt.
+RECORDER_PROFILE = {"*": {"input_pattern": r"^> ", "ignore_pattern": None, "clear_keys": ["C-u"]}}
+MARKER = r"\[ps-health #[0-9]+\]"
+
+
+def trust(**given) -> Trust:
+    """Checks for one delivery into a recorder pane not seen before (bound at first sight)."""
+    return Trust(**{"identity": None, "programs": ("recorder",), "profiles": RECORDER_PROFILE,
+                    "marker_pattern": MARKER, **given})
+
+
+def deliver(tmux: Tmux, target: str, text: str, attempts: int = 3) -> Outcome:
+    """One prompt into a recorder pane, as the reactor types it."""
+    return Typist(tmux).deliver(target, text, SUBMIT_DELAY, attempts, trust=trust())
 
 
 def arrived(pane, expected: bytes) -> None:
@@ -65,7 +81,7 @@ def test_prompt_reaches_the_right_pane_once_and_is_submitted(server, client):
     pane, other = server.recorder(), server.recorder()
     text = "Please report your status with: ps-health status"
 
-    outcome = client.deliver(pane.target, text, SUBMIT_DELAY)
+    outcome = deliver(client, pane.target, text)
 
     assert outcome.outcome == "delivered", outcome
     assert outcome.latency_ms > 0
@@ -100,7 +116,7 @@ def test_hostile_text_arrives_sanitised_and_program_survives(server, client, cas
     assert len(LONG) == 10_000
     pane = server.recorder()
 
-    outcome = client.deliver(pane.target, text, SUBMIT_DELAY)
+    outcome = deliver(client, pane.target, text)
 
     assert outcome.outcome == "delivered", outcome
     wait_for(lambda: pane.received().endswith(b"\r"), what="Enter in the recorder")
@@ -110,7 +126,7 @@ def test_hostile_text_arrives_sanitised_and_program_survives(server, client, cas
 
 def test_format_is_shown_literally_in_the_pane(server):
     pane = server.recorder()
-    assert server.tmux.deliver(pane.target, "id #{pane_id}", SUBMIT_DELAY).outcome == "delivered"
+    assert deliver(server.tmux, pane.target, "id #{pane_id}").outcome == "delivered"
     screen = wait_for(lambda: server.tmux.capture(pane.target), what="a capture")
     assert "id #{pane_id}" in screen
     assert pane.target not in screen
@@ -119,7 +135,7 @@ def test_format_is_shown_literally_in_the_pane(server):
 def test_text_not_shown_fails_without_typing_twice_or_submitting(server):
     pane = server.recorder("--no-echo")
 
-    outcome = server.tmux.deliver(pane.target, "are you there?", SUBMIT_DELAY, attempts=3)
+    outcome = deliver(server.tmux, pane.target, "are you there?", attempts=3)
 
     assert outcome.outcome == "failed"
     assert outcome.detail == "text not visible in pane after 3 attempts"
@@ -129,7 +145,7 @@ def test_text_not_shown_fails_without_typing_twice_or_submitting(server):
 def test_text_of_only_control_characters_is_not_sent(server):
     pane = server.recorder()
 
-    outcome = server.tmux.deliver(pane.target, "\x1b[31m\x03\n", SUBMIT_DELAY)
+    outcome = deliver(server.tmux, pane.target, "\x1b[31m\x03\n")
 
     assert outcome.outcome == "failed"
     assert "nothing left to send" in outcome.detail
@@ -141,14 +157,14 @@ def test_missing_pane_is_target_missing(server):
     tmux = server.tmux
     assert tmux.target_exists("%999") is False
     assert tmux.capture("%999") is None
-    assert tmux.deliver("%999", "hello", SUBMIT_DELAY).outcome == "target_missing"
-    assert tmux.deliver("nosuchsession:0.0", "hello", SUBMIT_DELAY).outcome == "target_missing"
+    assert deliver(tmux, "%999", "hello").outcome == "target_missing"
+    assert deliver(tmux, "nosuchsession:0.0", "hello").outcome == "target_missing"
 
 
 def test_no_server_is_target_missing():
     tmux = Tmux(socket_name=f"ps-health-test-absent-{uuid.uuid4().hex[:8]}")
     assert tmux.target_exists("%0") is False
-    assert tmux.deliver("%0", "hello", SUBMIT_DELAY).outcome == "target_missing"
+    assert deliver(tmux, "%0", "hello").outcome == "target_missing"
 
 
 def test_pane_text_imitating_control_replies_is_only_screen_content(server, tmp_path):
@@ -163,7 +179,7 @@ def test_pane_text_imitating_control_replies_is_only_screen_content(server, tmp_
     screen = server.tmux.capture(target)
 
     assert screen.splitlines()[:4] == forged
-    assert server.tmux.deliver(target, "still framed right", SUBMIT_DELAY).outcome == "delivered"
+    assert deliver(server.tmux, target, "still framed right").outcome == "delivered"
     wait_for(lambda: record.read_bytes() == b"still framed right\r", what="the prompt in the forging pane")
     assert server.tmux.capture(target).splitlines()[:4] == forged
 
@@ -172,7 +188,7 @@ def test_one_quiet_control_client_serves_every_pane(server):
     panes = [server.recorder() for _ in range(3)]
 
     for n, pane in enumerate(panes):
-        assert server.tmux.deliver(pane.target, f"prompt {n}", SUBMIT_DELAY).outcome == "delivered"
+        assert deliver(server.tmux, pane.target, f"prompt {n}").outcome == "delivered"
 
     ((_, flags),) = control_clients(server)
     assert "no-output" in flags and "ignore-size" in flags
@@ -197,12 +213,12 @@ def test_control_clients_attaching_at_once_all_attach(server):
 
 def test_killed_control_client_is_replaced(server):
     first, second = server.recorder(), server.recorder()
-    assert server.tmux.deliver(first.target, "before", SUBMIT_DELAY).outcome == "delivered"
+    assert deliver(server.tmux, first.target, "before").outcome == "delivered"
     ((pid, _),) = control_clients(server)
 
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not control_clients(server), what="the killed client to leave")
-    outcome = server.tmux.deliver(second.target, "after", SUBMIT_DELAY)
+    outcome = deliver(server.tmux, second.target, "after")
 
     assert outcome.outcome == "delivered", outcome
     arrived(second, b"after\r")
@@ -212,7 +228,7 @@ def test_killed_control_client_is_replaced(server):
 
 def test_idle_control_client_keeps_reading_what_tmux_sends(server, tmp_path):
     pane = server.recorder()
-    assert server.tmux.deliver(pane.target, "attach", SUBMIT_DELAY).outcome == "delivered"
+    assert deliver(server.tmux, pane.target, "attach").outcome == "delivered"
     # tmux tells a control client of every window rename: 2,000 of them are more than a pipe holds.
     script = tmp_path / "renames.tmux"
     script.write_text("".join(f"rename-window -t {pane.target} name-{i}\n" for i in range(2000)))
@@ -221,7 +237,7 @@ def test_idle_control_client_keeps_reading_what_tmux_sends(server, tmp_path):
     # The client's end of tmux's output (private: nothing public shows the pipe): read and dropped.
     stdout = server.tmux._control._proc.stdout
     wait_for(lambda: _pipe_bytes(stdout.fileno()) == 0, what="tmux's notifications read while idle")
-    assert server.tmux.deliver(pane.target, "after", SUBMIT_DELAY).outcome == "delivered"
+    assert deliver(server.tmux, pane.target, "after").outcome == "delivered"
     arrived(pane, b"attach\rafter\r")
 
 
@@ -239,23 +255,23 @@ def test_killed_server_is_reported_not_raised(server, how):
         os.kill(int(server.run("display-message", "-p", "#{pid}")), signal.SIGKILL)
     wait_for(lambda: server.tmux.target_exists(pane.target) is not True, what="server gone")
 
-    outcome = server.tmux.deliver(pane.target, "hello", SUBMIT_DELAY)
+    outcome = deliver(server.tmux, pane.target, "hello")
 
     assert outcome.outcome in ("target_missing", "failed"), outcome
     assert pane.received() == b""
 
 
-class TimedTmux(Tmux):
-    """A real Tmux that also records when each delivery started and ended."""
+class TimedTypist(Typist):
+    """A real Typist that also records when each delivery started and ended."""
 
     def __init__(self, socket_name: str):
-        super().__init__(socket_name=socket_name)
+        super().__init__(Tmux(socket_name=socket_name))
         self.spans: dict[str, list[tuple[float, float]]] = {}
         self._lock = threading.Lock()
 
-    def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3) -> Outcome:
+    def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3, *, trust: Trust) -> Outcome:
         start = time.monotonic()
-        outcome = super().deliver(target, text, submit_delay, attempts)
+        outcome = super().deliver(target, text, submit_delay, attempts, trust=trust)
         with self._lock:
             self.spans.setdefault(target, []).append((start, time.monotonic()))
         return outcome
@@ -278,7 +294,7 @@ class Done:
 
 
 def test_dispatcher_types_into_many_panes_concurrently(server):
-    tmux = TimedTmux(server.name)
+    tmux = TimedTypist(server.name)
     panes = [server.recorder() for _ in range(20)]
     done, delay = Done(), 1.0
     dispatcher = Dispatcher(tmux)
@@ -286,7 +302,7 @@ def test_dispatcher_types_into_many_panes_concurrently(server):
 
     for n, pane in enumerate(panes):
         assert dispatcher.submit(Job(n, pane.target, f"prompt number {n}", submit_delay=delay,
-                                     idle_seconds=0, on_done=done))
+                                     idle_seconds=0, on_done=done, trust=trust()))
     wait_for(lambda: done.count() == 20, timeout=30, what="20 outcomes")
     elapsed = time.monotonic() - started
 
@@ -302,17 +318,18 @@ def test_dispatcher_types_into_many_panes_concurrently(server):
 
 
 def test_dispatcher_keeps_order_per_pane(server):
-    tmux = TimedTmux(server.name)
+    tmux = TimedTypist(server.name)
     pane = server.recorder()
     done = Done()
     dispatcher = Dispatcher(tmux)
     first, second = "first " + "a" * 3000, "second " + "b" * 3000
 
     dispatcher.submit(Job(1, pane.target, first, submit_delay=SUBMIT_DELAY, idle_seconds=0,
-                          on_done=done))
+                          on_done=done, trust=trust()))
     dispatcher.submit(Job(2, pane.target, second, submit_delay=SUBMIT_DELAY, idle_seconds=0,
-                          on_done=done))
+                          on_done=done, trust=trust()))
     wait_for(lambda: done.count() == 2, what="both outcomes")
+    assert all(o.outcome == "delivered" for o, _ in done.calls.values()), done.calls
 
     arrived(pane, f"{first}\r{second}\r".encode())
     (start1, end1), (start2, _) = tmux.spans[pane.target]
@@ -324,13 +341,13 @@ def test_dispatcher_keeps_order_per_pane(server):
 def test_busy_pane_is_deferred_while_idle_pane_is_served(server):
     busy, idle = server.recorder("--tick", "0.2"), server.recorder()
     done = Done()
-    dispatcher = Dispatcher(server.tmux, poll_interval=0.25)
+    dispatcher = Dispatcher(Typist(server.tmux), poll_interval=0.25)
     submitted = time.monotonic()
 
     dispatcher.submit(Job("busy", busy.target, "when you can, report", submit_delay=SUBMIT_DELAY,
-                          idle_seconds=1, max_defer=3, on_done=done))
+                          idle_seconds=1, max_defer=3, on_done=done, trust=trust()))
     dispatcher.submit(Job("idle", idle.target, "report now", submit_delay=SUBMIT_DELAY,
-                          idle_seconds=1, max_defer=3, on_done=done))
+                          idle_seconds=1, max_defer=3, on_done=done, trust=trust()))
     wait_for(lambda: done.count() == 2, timeout=20, what="both outcomes")
 
     busy_outcome, busy_at = done.calls["busy"]
@@ -349,11 +366,11 @@ def test_busy_pane_is_deferred_while_idle_pane_is_served(server):
 def test_critical_prompt_waits_at_most_the_critical_cap(server):
     busy = server.recorder("--tick", "0.2")
     done = Done()
-    dispatcher = Dispatcher(server.tmux, poll_interval=0.25, critical_max_defer=1.5)
+    dispatcher = Dispatcher(Typist(server.tmux), poll_interval=0.25, critical_max_defer=1.5)
     submitted = time.monotonic()
 
     dispatcher.submit(Job("crit", busy.target, "context nearly full: hand off", severity="critical",
-                          submit_delay=SUBMIT_DELAY, idle_seconds=1, max_defer=600, on_done=done))
+                          submit_delay=SUBMIT_DELAY, idle_seconds=1, max_defer=600, on_done=done, trust=trust()))
     # Without the cap this would wait 600 s and time out here.
     wait_for(lambda: done.count() == 1, timeout=15, what="the critical outcome")
 
@@ -367,11 +384,11 @@ def test_critical_prompt_waits_at_most_the_critical_cap(server):
 def test_stop_returns_untyped_jobs_and_finishes_typing(server):
     busy, idle = server.recorder("--tick", "0.2"), server.recorder()
     done = Done()
-    dispatcher = Dispatcher(server.tmux, poll_interval=0.1)
-    gated = Job("gated", busy.target, "later", idle_seconds=1, max_defer=60, on_done=done)
-    queued = Job("queued", busy.target, "even later", idle_seconds=1, on_done=done)
+    dispatcher = Dispatcher(Typist(server.tmux), poll_interval=0.1)
+    gated = Job("gated", busy.target, "later", idle_seconds=1, max_defer=60, on_done=done, trust=trust())
+    queued = Job("queued", busy.target, "even later", idle_seconds=1, on_done=done, trust=trust())
     typing = Job("typing", idle.target, "right now", submit_delay=1.0, idle_seconds=0,
-                 on_done=done)
+                 on_done=done, trust=trust())
 
     for job in (gated, queued, typing):
         assert dispatcher.submit(job)

@@ -30,6 +30,11 @@ class Pane:
     def received(self) -> bytes:
         return self.record.read_bytes()
 
+    def submitted(self) -> list[bytes]:
+        """The lines the recorder's line editor submitted (Enter), in order."""
+        path = self.record.with_name(self.record.name + ".lines")
+        return path.read_bytes().splitlines() if path.exists() else []
+
 
 class TmuxServer:
     """A private tmux server for one test, with helpers to start recorder panes."""
@@ -38,12 +43,21 @@ class TmuxServer:
         self.name = f"ps-health-test-{uuid.uuid4().hex[:10]}"
         self.tmp_path = tmp_path
         self.tmux = Tmux(socket_name=self.name)
-        self.run("-f", "/dev/null", "new-session", "-d", "-s", "keeper")
+        self.pids: set[int] = set()
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after kill(): a new server on the same socket) with a keeper session."""
+        # Right after a kill, a client attaching to the stale socket may start a server that exits at
+        # once (no session); a new-session meeting it fails and is tried again.
+        wait_for(lambda: subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", "new-session", "-d", "-s",
+                                         "keeper"], capture_output=True, timeout=10).returncode == 0,
+                 what="the tmux server to start")
         # Keep a dead pane visible so a test can see that its program died.
         self.run("set-option", "-g", "remain-on-exit", "on")
         path, pid = self.run("display-message", "-p", "#{socket_path} #{pid}").rsplit(" ", 1)
         self.socket = Path(path)
-        self.pids = {int(pid)}  # every server this test started on the socket (a test may restart it)
+        self.pids.add(int(pid))  # every server this test started on the socket (a test may restart it)
 
     def run(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True,

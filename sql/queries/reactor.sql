@@ -19,10 +19,16 @@ SELECT ps_health.reactor_stop(%(worker)s) AS stopped
 SELECT 1 AS ok
 
 -- name: claim
--- Take up to %(limit)s deliverable prompts of this host under a lease, with how to deliver each.
+-- Take up to %(limit)s deliverable prompts of this host under a lease, with how to deliver each and
+-- what must hold before typing into a pane.
 SELECT id, project, target, severity, text, attempts, submit_delay_ms, idle_seconds, max_defer_seconds,
-       channel, kind, command, timeout_seconds, check_id, check_type, check_status
+       channel, kind, command, timeout_seconds, check_id, check_type, check_status, identity,
+       agent_programs::text, agent_profiles::text, marker_pattern
   FROM ps_health.claim_prompts(%(host)s, %(worker)s, %(limit)s, %(lease)s)
+
+-- name: bind_target
+-- The identity of a pane seen for the first time; returns the one its session is bound to (NULL: not its pane).
+SELECT ps_health.bind_target(%(project)s, %(host)s, %(target)s, %(identity)s) AS identity
 
 -- name: complete
 -- Record the outcomes of a batch of deliveries in one round trip; returns each prompt's new state.
@@ -64,9 +70,10 @@ SELECT ps_health.report_handoff_file(%(project)s, %(file)s, %(mtime)s) AS check_
 -- One batch of output-file modification times.
 SELECT ps_health.report_output_mtimes(%(ids)s::integer[], %(mtimes)s::timestamptz[]) AS changed
 
--- name: report_session_targets
--- One batch of tmux target facts: seen, missing or unknown.
-SELECT ps_health.report_session_targets(%(projects)s::text[], %(states)s::text[]) AS changed
+-- name: report_session_panes
+-- One batch of tmux target facts: seen, missing or unknown, with the identity of each pane seen.
+SELECT ps_health.report_session_panes(%(projects)s::text[], %(states)s::text[], %(targets)s::text[],
+                                      %(identities)s::text[]) AS changed
 
 -- name: report_spawn_pids
 -- One batch of process facts: alive, dead or unknown.

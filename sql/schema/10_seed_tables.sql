@@ -35,7 +35,12 @@ CREATE TABLE ps_health.ps_sessions (
     cycle_resumed_at        timestamptz,
     -- set when a handoff is done: reports of the conversation it ended (still over the critical line)
     -- are kept but do not reopen it, until a report from the fresh conversation arrives
-    context_held_since      timestamptz
+    context_held_since      timestamptz,
+    -- what the reactor saw at tmux_target when it first looked: the tmux server's pid and start
+    -- time, the pane id and the pane's pid; a pane that no longer matches is not this session's
+    target_identity         varchar(255),
+    -- the login that registered the session (may it share a pane with another project?)
+    registered_by           varchar(255)
 );
 
 -- Every subagent a supervisor spawned.
@@ -70,7 +75,7 @@ CREATE TABLE ps_health.health_checks (
     check_time    timestamptz NOT NULL DEFAULT now(),
     check_type    varchar(50) NOT NULL
                   CONSTRAINT health_checks_check_type_check
-                  CHECK (check_type IN ('spawn', 'context', 'handoff', 'orphaned_work')),
+                  CHECK (check_type IN ('spawn', 'context', 'handoff', 'orphaned_work', 'pane')),
     status        varchar(20) NOT NULL
                   CONSTRAINT health_checks_status_check CHECK (status IN ('ok', 'warning', 'critical')),
     details       jsonb,
@@ -84,6 +89,9 @@ CREATE TABLE ps_health.health_checks (
 CREATE INDEX idx_ps_sessions_project ON ps_health.ps_sessions (project);
 CREATE INDEX idx_ps_sessions_context_usage ON ps_health.ps_sessions (context_usage);
 CREATE INDEX idx_ps_sessions_last_activity ON ps_health.ps_sessions (last_activity);
+-- whose is a pane: by the target registered on a host, and by the identity the reactor saw there
+CREATE INDEX idx_ps_sessions_pane ON ps_health.ps_sessions (host, tmux_target) WHERE ended_at IS NULL;
+CREATE INDEX idx_ps_sessions_identity ON ps_health.ps_sessions (target_identity) WHERE ended_at IS NULL;
 CREATE INDEX idx_active_spawns_project ON ps_health.active_spawns (project);
 CREATE INDEX idx_active_spawns_status ON ps_health.active_spawns (status);
 CREATE INDEX idx_active_spawns_project_status ON ps_health.active_spawns (project, status);

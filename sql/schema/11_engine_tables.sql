@@ -117,3 +117,17 @@ CREATE TABLE ps_health.reactors (
     backend_pid  integer,
     started_at   timestamptz
 );
+
+-- How an agent CLI's screen looks to the reactor, per program name (an entry of the
+-- agent_programs setting); '*' is the generic default. The input line is the rest of the last
+-- screen line matching input_pattern; input matching ignore_pattern (a placeholder the agent
+-- shows in an empty box) counts as empty; clear_keys (tmux key names) empty the input line.
+-- The defaults are added by the code (54_panes.sql) and never overwrite an edited row.
+CREATE TABLE ps_health.agent_profiles (
+    program         varchar(64) PRIMARY KEY,
+    input_pattern   text NOT NULL CONSTRAINT agent_profiles_input_pattern_check CHECK (('' ~ input_pattern) IS NOT NULL),
+    ignore_pattern  text CONSTRAINT agent_profiles_ignore_pattern_check
+                    CHECK (ignore_pattern IS NULL OR ('' ~ ignore_pattern) IS NOT NULL),
+    clear_keys      text[] NOT NULL DEFAULT '{}',
+    description     text
+);

@@ -17,6 +17,7 @@ SELECT d.key::varchar(64) AS key, d.kind::varchar(10) AS kind, d.default_value, 
                    WHEN 'path'     THEN 'absolute folder path, or empty for none'
                    WHEN 'glob'     THEN 'file name pattern such as *.md (no /)'
                    WHEN 'argv'     THEN format('command: JSON array of at most %s strings, [] for none', d.max_value)
+                   WHEN 'names'    THEN format('JSON array of %s to %s names', d.min_value, d.max_value)
                    ELSE format('text of %s to %s characters', d.min_value, d.max_value) END AS allowed
   FROM (VALUES
   ('stall_after',            'interval', '15 minutes', '1 second', '7 days', false, 'a running spawn without output this long is stalled (warning)'),
@@ -50,7 +51,10 @@ SELECT d.key::varchar(64) AS key, d.kind::varchar(10) AS kind, d.default_value, 
   ('escalation_command',     'argv',     '[]',         '0', '64', true, 'operator command (JSON argv) for checks that stay critical; [] = no escalation'),
   ('escalate_after',         'interval', '30 minutes', '0 seconds', '7 days', false, 'escalate a critical check unanswered this long'),
   ('escalation_reminder',    'interval', '2 hours',    '1 minute', '30 days', false, 'escalate the same problem again after this'),
-  ('escalation_host',        'text',     '',           '0', '255', false, 'host whose reactor runs the escalation command; empty: the session''s host, else any')
+  ('escalation_host',        'text',     '',           '0', '255', false, 'host whose reactor runs the escalation command; empty: the session''s host, else any'),
+  ('agent_programs',         'names',    '["claude", "codex", "gemini", "aider", "opencode"]', '1', '64', false,
+                             'reactor: types only into a pane whose foreground program is one of these (for node, python, bun and deno: the script they run)'),
+  ('prompt_defer_delay',     'interval', '5 seconds',  '1 second', '1 hour', false, 'reactor: a prompt its pane was not ready for (another program, a mode, text on the input line) is tried again after this')
   ) AS d (key, kind, default_value, min_value, max_value, secret, description);
 
 -- setting_rules: pairs of settings that must keep their order for every project: lower_key below
@@ -103,6 +107,12 @@ BEGIN
             v_ok := jsonb_typeof(v_argv) = 'array' AND jsonb_array_length(v_argv) <= d.max_value::integer
                     AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e WHERE jsonb_typeof(e) <> 'string')
                     AND coalesce(v_argv->>0, 'x') <> '';
+        ELSIF d.kind = 'names' THEN
+            v_argv := p_value::jsonb;
+            v_ok := jsonb_typeof(v_argv) = 'array'
+                    AND jsonb_array_length(v_argv) BETWEEN d.min_value::integer AND d.max_value::integer
+                    AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e
+                                     WHERE jsonb_typeof(e) <> 'string' OR e #>> '{}' !~ '^[^[:cntrl:]]{1,255}$');
         ELSE  -- text, path, glob
             v_ok := char_length(p_value) BETWEEN d.min_value::integer AND d.max_value::integer
                     AND p_value !~ '[[:cntrl:]]'

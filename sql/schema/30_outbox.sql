@@ -3,7 +3,8 @@
 
 -- The default prompt texts: added when missing, never over a text someone edited.
 INSERT INTO ps_health.prompt_templates (key, body) VALUES
-  ('header',              '[ps-health] {project}:'),
+  ('marker',              '[ps-health #{prompt_id}]'),
+  ('header',              '{project}:'),
   ('answer',              'Answer with: ps-health respond {check_id} "<what you did>"'),
   ('reminder',            'reminder {reminder}:'),
   ('spawn.stalled',       'spawn {task_id} ({task_type}) has had no output for {minutes} min (output file {output_file}). Check on it.'),
@@ -15,7 +16,7 @@ INSERT INTO ps_health.prompt_templates (key, body) VALUES
   ('context.report',      'no context report for {minutes} min. Report it: ps-health context --project {project} --percent <N>'),
   ('handoff.overdue',     'handoff requested {minutes} min ago is not reported done. Write it, then run: ps-health handoff done --project {project} --file <path>'),
   ('orphaned_work.spawns','{count} spawn(s) from the previous session are still marked running: {tasks}. Resume or finish them (ps-health spawn finish).'),
-  ('handoff.resume',      '[ps-health] {project}: your context was cleared after a handoff. Read {file} and continue the work it describes.'),
+  ('handoff.resume',      '{project}: your context was cleared after a handoff. Read {file} and continue the work it describes.'),
   ('handoff.incomplete',  'the handoff cycle did not complete: no context report or activity for {minutes} min after the resume prompt (handoff file {file}).'),
   ('escalation',          '[ps-health] {project}: {check_type} check #{check_id} has been {status} for {minutes} min without an answer. {summary}')
 ON CONFLICT (key) DO NOTHING;
@@ -39,10 +40,29 @@ BEGIN
 END;
 $$;
 
--- _notify_prompt: the only function that calls pg_notify; a wake-up, never the data.
-CREATE FUNCTION ps_health._notify_prompt(p_id bigint, p_host text)
+-- _marker: how a prompt typed into a pane starts, so a reactor recognises it on screen (text it typed but
+-- did not submit, perhaps before it was restarted) and never types it a second time beside it.
+CREATE FUNCTION ps_health._marker(p_id bigint)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT ps_health._render('marker', jsonb_build_object('prompt_id', p_id))
+$$;
+
+-- _marker_pattern: a regular expression (PostgreSQL's and Python's alike) matching any prompt's marker.
+CREATE FUNCTION ps_health._marker_pattern()
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT replace(regexp_replace(body, '([]\[.^$*+?(){}|\\])', '\\\1', 'g'), '\{prompt_id\}', '[0-9]+')
+              FROM ps_health.prompt_templates WHERE key = 'marker');
+END;
+$$;
+
+-- _notify_prompt: the only function that calls pg_notify; a wake-up, never the data. With p_session: a
+-- session with a pane was registered on the host, and its reactor looks at the pane at once.
+CREATE FUNCTION ps_health._notify_prompt(p_id bigint, p_host text, p_session text DEFAULT NULL)
 RETURNS void LANGUAGE sql AS $$
-    SELECT pg_notify('ps_health', json_build_object('id', p_id, 'host', left(p_host, 255))::text);
+    SELECT pg_notify('ps_health', CASE WHEN p_session IS NULL
+        THEN json_build_object('id', p_id, 'host', left(p_host, 255))
+        ELSE json_build_object('session', left(p_session, 255), 'host', left(p_host, 255)) END::text);
 $$;
 
 CREATE FUNCTION ps_health.trg_prompts_insert()
@@ -72,7 +92,8 @@ CREATE TRIGGER trg_prompts_update AFTER UPDATE OF state ON ps_health.prompts
 CREATE FUNCTION ps_health._rerender_prompt(p_id bigint)
 RETURNS void LANGUAGE sql AS $$
     UPDATE ps_health.prompts p
-       SET text = ps_health._render('header', jsonb_build_object('project', p.project)) || ' ' ||
+       SET text = ps_health._marker(p.id) || ' ' ||
+                  ps_health._render('header', jsonb_build_object('project', p.project, 'prompt_id', p.id)) || ' ' ||
                   (SELECT CASE WHEN count(*) = 1 THEN min(i.line)
                                ELSE string_agg('(' || n || ') ' || i.line, ' ' ORDER BY n) END
                      FROM (SELECT line, row_number() OVER (ORDER BY check_id) AS n

@@ -78,6 +78,7 @@ DECLARE
     old ps_health.ps_sessions;
     v_id integer;
     v_continues boolean;
+    v_holder text;
 BEGIN
     PERFORM ps_health._check_text('project', p_project);
     PERFORM ps_health._check_text('tmux_target', p_tmux_target, 255, false);
@@ -91,18 +92,28 @@ BEGIN
     END IF;
     PERFORM ps_health._authorize(p_project, p_host);
     PERFORM ps_health._lock_project(p_project);
+    -- a pane belongs to one project: another project's live session on it keeps it, unless the
+    -- caller may act for that project too (the reactor later checks the pane itself: _bind_pane)
+    v_holder := ps_health._pane_holder(p_project, p_host, p_tmux_target, NULL, session_user);
+    IF v_holder IS NOT NULL THEN
+        RAISE EXCEPTION 'pane % on host % belongs to the live session of project "%"', left(p_tmux_target, 255),
+            coalesce(left(p_host, 255), '(none)'), v_holder
+            USING ERRCODE = '42501', HINT = 'End that session first (ps-health session end PROJECT), as a login that may act for it.';
+    END IF;
     SELECT * INTO old FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;
     -- registering the same live session again (same pane or session id) continues it
     v_continues := old.id IS NOT NULL AND old.ended_at IS NULL
                    AND (old.tmux_target IS NOT DISTINCT FROM p_tmux_target AND old.host IS NOT DISTINCT FROM p_host)
                    AND (p_session_id IS NULL OR old.session_id IS NOT DISTINCT FROM p_session_id);
     INSERT INTO ps_health.ps_sessions AS s (project, session_type, session_id, host, tmux_target, transcript_path,
-                                            started_at, last_activity)
+                                            started_at, last_activity, registered_by)
     VALUES (p_project, p_session_type, coalesce(p_session_id, p_tmux_target), p_host, p_tmux_target,
-            p_transcript_path, p_now, p_now)
+            p_transcript_path, p_now, p_now, session_user)
     ON CONFLICT (project) DO UPDATE
        SET session_type = EXCLUDED.session_type, session_id = EXCLUDED.session_id, host = EXCLUDED.host,
-           tmux_target = EXCLUDED.tmux_target,
+           tmux_target = EXCLUDED.tmux_target, registered_by = EXCLUDED.registered_by,
+           -- a registration is made from the pane itself: the reactor identifies it afresh
+           target_identity = NULL,
            transcript_path = coalesce(EXCLUDED.transcript_path, CASE WHEN v_continues THEN s.transcript_path END),
            started_at = CASE WHEN v_continues THEN s.started_at ELSE EXCLUDED.started_at END,
            last_activity = greatest(s.last_activity, EXCLUDED.last_activity),
@@ -121,8 +132,12 @@ BEGIN
         PERFORM ps_health._check(p_project, 'context', 'report', 'ok', '{"reason": "new session"}', NULL, p_now);
         PERFORM ps_health._check(p_project, 'handoff', 'session', 'ok', '{"reason": "new session"}', NULL, p_now);
     END IF;
+    PERFORM ps_health._check(p_project, 'pane', 'target', 'ok', '{"reason": "new session registered"}', NULL, p_now);
     PERFORM ps_health._eval_orphans(p_project, p_now);
     PERFORM ps_health._release_waiting(p_project);
+    IF p_tmux_target IS NOT NULL AND p_host IS NOT NULL THEN
+        PERFORM ps_health._notify_prompt(NULL, p_host, p_project);
+    END IF;
     RETURN v_id;
 END;
 $$;

@@ -42,22 +42,64 @@ BEGIN
 END;
 $$;
 
--- report_session_targets: whether each project's tmux target was seen; gone after N misses in a row.
-CREATE FUNCTION ps_health.report_session_targets(p_projects text[], p_states text[], p_now timestamptz DEFAULT now())
+-- _reported: a probe's batch as rows, without the "unknown" ones (they say nothing).
+CREATE FUNCTION ps_health._reported(p_projects text[], p_states text[], p_targets text[], p_identities text[])
+RETURNS TABLE (project text, state text, target text, identity text) LANGUAGE sql IMMUTABLE AS $$
+    SELECT f.* FROM unnest(p_projects, p_states,
+                           coalesce(p_targets, array_fill(NULL::text, ARRAY[cardinality(p_projects)])),
+                           coalesce(p_identities, array_fill(NULL::text, ARRAY[cardinality(p_projects)])))
+                    AS f(project, state, target, identity)
+     WHERE f.state <> 'unknown'
+$$;
+
+-- report_session_panes: whether each project's tmux target was seen (gone after N misses in a row), with
+-- the target the probe looked at (p_targets) and the identity of each pane seen (p_identities: "SERVER_PID
+-- SERVER_START PANE_ID PANE_PID"). A session's first sighting binds its pane; a pane that is not the
+-- bound one (a tmux server restarted, an id reused) or is another project's makes the session gone at once.
+CREATE FUNCTION ps_health.report_session_panes(p_projects text[], p_states text[], p_targets text[],
+                                               p_identities text[], p_now timestamptz DEFAULT now())
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     r record;
+    v_reason text;
+    v_refused text[] := '{}';
     v_n integer := 0;
+    v_len integer := coalesce(cardinality(p_projects), 0);
 BEGIN
-    IF coalesce(cardinality(p_projects), 0) <> coalesce(cardinality(p_states), 0) THEN
-        RAISE EXCEPTION 'projects and states must have the same length' USING ERRCODE = '22023';
+    IF coalesce(cardinality(p_states), 0) <> v_len
+       OR (p_targets IS NOT NULL AND cardinality(p_targets) <> v_len)
+       OR (p_identities IS NOT NULL AND cardinality(p_identities) <> v_len) THEN
+        RAISE EXCEPTION 'projects, states, targets and identities must have the same length' USING ERRCODE = '22023';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(p_states) st WHERE st IS NULL OR st NOT IN ('seen', 'missing', 'unknown')) THEN
         RAISE EXCEPTION 'target states must be seen, missing or unknown' USING ERRCODE = '22023';
     END IF;
+    PERFORM ps_health._check_identity(i) FROM unnest(p_identities) i;
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(f.project) FROM unnest(p_projects) f(project);
     PERFORM ps_health._lock_projects(p_projects);
+    -- a pane seen for the first time is bound; one that is not the bound pane, or is another project's, is
+    -- not this session's: gone at once (the edge-triggered 'pane' check says why, once)
+    FOR r IN
+        SELECT s AS sess, f.identity FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
+          JOIN ps_health.ps_sessions s ON s.project = f.project
+         WHERE f.state = 'seen' AND f.identity IS NOT NULL AND s.target_identity IS DISTINCT FROM f.identity
+           -- a report about a target the session has left since the probe listed it says nothing
+           AND s.ended_at IS NULL AND (f.target IS NULL OR f.target = s.tmux_target)
+         ORDER BY s.project FOR UPDATE OF s
+    LOOP
+        IF (r.sess).target_identity IS NULL THEN
+            v_reason := ps_health._bind_pane(r.sess, r.identity);
+        ELSE
+            v_reason := format('pane %s is not the pane the session registered (%s): its tmux server restarted '
+                               'or the id was reused', (r.sess).tmux_target, (r.sess).target_identity);
+        END IF;
+        IF v_reason IS NOT NULL THEN
+            v_n := v_n + ps_health._pane_gone((r.sess).project, v_reason, r.identity, p_now);
+            v_refused := v_refused || (r.sess).project::text;
+        END IF;
+    END LOOP;
+
     FOR r IN
         UPDATE ps_health.ps_sessions s
            SET target_misses = CASE f.state WHEN 'seen' THEN 0 ELSE s.target_misses + 1 END,
@@ -65,8 +107,9 @@ BEGIN
                    WHEN f.state = 'seen' THEN 'seen'
                    WHEN s.target_misses + 1 >= ps_health._setting('target_missing_after', s.project)::integer THEN 'gone'
                    ELSE 'missing' END
-          FROM unnest(p_projects, p_states) AS f(project, state)
-         WHERE s.project = f.project AND f.state <> 'unknown' AND s.ended_at IS NULL
+          FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
+         WHERE s.project = f.project AND s.ended_at IS NULL AND (f.target IS NULL OR f.target = s.tmux_target)
+           AND s.project <> ALL (v_refused)
         RETURNING s.project, s.target_state
     LOOP
         IF r.target_state = 'gone' THEN
@@ -77,6 +120,13 @@ BEGIN
     END LOOP;
     RETURN v_n;
 END;
+$$;
+
+-- report_session_targets: whether each project's tmux target was seen; gone after N misses in a row (a probe
+-- that does not tell the panes' identities).
+CREATE FUNCTION ps_health.report_session_targets(p_projects text[], p_states text[], p_now timestamptz DEFAULT now())
+RETURNS integer LANGUAGE sql AS $$
+    SELECT ps_health.report_session_panes(p_projects, p_states, NULL, NULL, p_now)
 $$;
 
 -- report_spawn_pids: whether each spawn's process is alive; dead N times in a row fails the spawn.

@@ -74,6 +74,7 @@ BEGIN
         VALUES (p_project, s.host, s.tmux_target, 'warning', 'pending', p_now, p_now, 'resume', v_reset,
                 ps_health._render('handoff.resume', jsonb_build_object('project', p_project, 'file', p_file)))
         RETURNING id INTO v_resume;
+        UPDATE ps_health.prompts SET text = ps_health._marker(v_resume) || ' ' || text WHERE id = v_resume;
         INSERT INTO ps_health.prompt_items (prompt_id, check_id, line)
         VALUES (v_reset, v_step, 'reset'), (v_resume, v_step, 'resume');
         UPDATE ps_health.ps_sessions SET cycle_state = 'reset_queued' WHERE id = s.id;

@@ -1,20 +1,39 @@
 -- The reactor's side of the outbox: claim under a lease, complete, extend, release; the handoff
 -- cycle's steps and escalations told their outcome.
 
+-- _settings_of: the effective values (project override, global override, default; the rule of _setting)
+-- of several settings of a project as one JSON object: one lookup per prompt instead of one per key.
+-- (PL/pgSQL: its query is planned once per connection, not at every claim.)
+CREATE FUNCTION ps_health._settings_of(p_project text, p_keys text[])
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT jsonb_object_agg(d.key, coalesce(sp.value, sg.value, d.default_value))
+              FROM ps_health.setting_definitions d
+              LEFT JOIN ps_health.settings sg ON sg.key = d.key AND sg.project = '*' AND sg.valid
+              LEFT JOIN ps_health.settings sp ON sp.key = d.key AND sp.project = p_project AND sp.valid
+             WHERE d.key = ANY (p_keys));
+END;
+$$;
+
 -- claim_prompts: hand out up to p_limit deliverable prompts of one host under a lease
 -- (FOR UPDATE SKIP LOCKED, so reactors never get the same row). Expired leases are claimable
--- again; a prompt out of attempts fails; a prompt whose problems all recovered expires.
+-- again; a prompt out of attempts fails; a prompt whose problems all recovered expires. With each
+-- pane prompt comes what the reactor checks before typing: the pane's identity as first seen (NULL:
+-- not yet), the programs it may type into, how their input lines look, and the prompts' marker.
 CREATE FUNCTION ps_health.claim_prompts(p_host text, p_worker text, p_limit integer DEFAULT 10,
                                         p_lease_seconds integer DEFAULT 60, p_now timestamptz DEFAULT now())
 RETURNS TABLE (id bigint, project varchar, target varchar, severity varchar, text text, attempts integer,
                submit_delay_ms integer, idle_seconds numeric, max_defer_seconds numeric, check_ids integer[],
                channel varchar, kind varchar, command jsonb, timeout_seconds numeric,
-               check_id integer, check_type varchar, check_status varchar)
+               check_id integer, check_type varchar, check_status varchar, identity varchar,
+               agent_programs jsonb, agent_profiles jsonb, marker_pattern text)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_left integer := p_limit;
     v_ids bigint[];
     v_n integer;
+    v_profiles jsonb;
+    v_marker text;
 BEGIN
     PERFORM ps_health._check_text('host', p_host);
     PERFORM ps_health._check_text('worker', p_worker);
@@ -50,12 +69,16 @@ BEGIN
              LIMIT v_left
              FOR UPDATE SKIP LOCKED) q;
         EXIT WHEN v_ids IS NULL;
+        IF v_marker IS NULL THEN  -- once per claim, and only when there is something to claim
+            v_profiles := ps_health._agent_profiles();
+            v_marker := ps_health._marker_pattern();
+        END IF;
 
         UPDATE ps_health.prompts p
            SET state = 'failed', outcome = 'failed', completed_at = p_now, lease_until = NULL,
                detail = format('gave up after %s attempts; last: %s', p.attempts, coalesce(p.detail, 'lease expired'))
          WHERE p.id = ANY (v_ids)
-           AND p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer;
+           AND p.attempts >= (ps_health._settings_of(p.project, '{prompt_max_attempts}')->>'prompt_max_attempts')::integer;
         PERFORM ps_health._fail_unsettled(v_ids, p_now);
         UPDATE ps_health.prompts p
            SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
@@ -74,17 +97,24 @@ BEGIN
              WHERE p.id = ANY (v_ids) AND p.state IN ('pending', 'claimed')
             RETURNING p.*)
         SELECT c.id, c.project, c.target, c.severity, c.text, c.attempts,
-               (extract(epoch FROM ps_health._setting_interval('submit_delay', c.project)) * 1000)::integer,
-               ps_health._setting_numeric('idle_seconds', c.project),
-               extract(epoch FROM ps_health._setting_interval(
-                   CASE c.severity WHEN 'critical' THEN 'critical_max_defer' ELSE 'max_defer' END, c.project))::numeric,
+               (extract(epoch FROM (st.v->>'submit_delay')::interval) * 1000)::integer,
+               (st.v->>'idle_seconds')::numeric,
+               extract(epoch FROM (st.v->>CASE c.severity WHEN 'critical' THEN 'critical_max_defer'
+                                                          ELSE 'max_defer' END)::interval)::numeric,
                ARRAY(SELECT i.check_id FROM ps_health.prompt_items i WHERE i.prompt_id = c.id ORDER BY i.check_id),
                c.channel, c.kind,
-               CASE c.channel WHEN 'command' THEN ps_health._setting('command_channel', c.project)::jsonb
-                              WHEN 'escalation' THEN ps_health._setting('escalation_command', c.project)::jsonb END,
-               extract(epoch FROM ps_health._setting_interval('command_timeout', c.project))::numeric,
-               first.id, first.check_type, first.status
+               CASE c.channel WHEN 'command' THEN (st.v->>'command_channel')::jsonb
+                              WHEN 'escalation' THEN (st.v->>'escalation_command')::jsonb END,
+               extract(epoch FROM (st.v->>'command_timeout')::interval)::numeric,
+               first.id, first.check_type, first.status,
+               CASE WHEN s.host = c.host AND s.tmux_target = c.target AND s.ended_at IS NULL THEN s.target_identity END,
+               CASE c.channel WHEN 'tmux' THEN (st.v->>'agent_programs')::jsonb END,
+               CASE c.channel WHEN 'tmux' THEN v_profiles END, CASE c.channel WHEN 'tmux' THEN v_marker END
           FROM claimed c
+          CROSS JOIN LATERAL (SELECT ps_health._settings_of(c.project, ARRAY['submit_delay', 'idle_seconds',
+                                  'max_defer', 'critical_max_defer', 'command_channel', 'escalation_command',
+                                  'command_timeout', 'agent_programs']) AS v OFFSET 0) st  -- once per row
+          LEFT JOIN ps_health.ps_sessions s ON s.project = c.project  -- its identity if it is the session's pane
           LEFT JOIN LATERAL (SELECT h.id, h.check_type, h.status FROM ps_health.prompt_items i
                                JOIN ps_health.health_checks h ON h.id = i.check_id
                               WHERE i.prompt_id = c.id
@@ -137,9 +167,13 @@ END;
 $$;
 
 -- complete_prompts: the reactor's outcomes for a batch of claimed prompts (delivered, target_missing,
--- failed), one set-based pass; writes the checks' action_taken. A failed attempt goes back to pending
--- after the retry delay (times the attempt); out of attempts it fails. All or nothing: one unknown
--- prompt, bad outcome or prompt not claimed by the worker refuses the batch and changes nothing.
+-- failed, deferred, target_changed), one set-based pass; writes the checks' action_taken. A failed
+-- attempt goes back to pending after the retry delay (times the attempt); out of attempts it fails.
+-- Deferred (nothing typed: the pane ran another program, was in a mode, or held text the reactor did
+-- not type) goes back to pending after prompt_defer_delay without using an attempt. target_changed
+-- (the pane is not the one the session registered) makes the session gone; the prompt waits for a new
+-- registration. All or nothing: one unknown prompt, bad outcome or prompt not claimed by the worker
+-- refuses the batch and changes nothing.
 CREATE FUNCTION ps_health.complete_prompts(p_worker text, p_ids bigint[], p_outcomes text[],
                                            p_details text[] DEFAULT NULL, p_now timestamptz DEFAULT now())
 RETURNS TABLE (id bigint, state varchar) LANGUAGE plpgsql AS $$
@@ -162,10 +196,11 @@ BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize_worker(p_worker);
     PERFORM ps_health._lock_projects(ARRAY(SELECT p.project FROM ps_health.prompts p WHERE p.id = ANY (p_ids)));
-    SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o) WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed') LIMIT 1;
+    SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o)
+     WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed', 'deferred', 'target_changed') LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'outcome must be delivered, target_missing or failed, got "%"', left(coalesce(v_bad.o, 'NULL'), 40)
-            USING ERRCODE = '22023';
+        RAISE EXCEPTION 'outcome must be delivered, target_missing, failed, deferred or target_changed, got "%"',
+            left(coalesce(v_bad.o, 'NULL'), 40) USING ERRCODE = '22023';
     END IF;
     SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) GROUP BY u.i HAVING u.i IS NULL OR count(*) > 1 LIMIT 1;
     IF FOUND THEN
@@ -193,16 +228,24 @@ BEGIN
     decided AS (
         SELECT i.*, p.project, p.attempts, p.kind, p.channel, p.target,
                CASE WHEN i.outcome = 'delivered' THEN 'delivered'
-                    WHEN p.attempts >= ps_health._setting('prompt_max_attempts', p.project)::integer THEN 'failed'
-                    ELSE 'pending' END AS new_state
-          FROM input i JOIN ps_health.prompts p ON p.id = i.id),
+                    WHEN i.outcome = 'deferred' THEN 'pending'
+                    WHEN i.outcome = 'target_changed' THEN 'waiting'
+                    WHEN p.attempts >= (st.v->>'prompt_max_attempts')::integer THEN 'failed'
+                    ELSE 'pending' END AS new_state,
+               i.outcome IN ('deferred', 'target_changed') AS untouched,
+               (st.v->>'prompt_retry_delay')::interval AS retry_delay, st.v->>'prompt_defer_delay' AS defer_delay
+          FROM input i JOIN ps_health.prompts p ON p.id = i.id
+          CROSS JOIN LATERAL (SELECT ps_health._settings_of(p.project, ARRAY['prompt_max_attempts',
+                                  'prompt_retry_delay', 'prompt_defer_delay']) AS v OFFSET 0) st),
     updated AS (
         UPDATE ps_health.prompts p
            SET state = d.new_state, outcome = d.outcome, detail = d.detail, lease_until = NULL,
-               worker = CASE WHEN d.new_state = 'pending' THEN NULL ELSE p.worker END,
-               completed_at = CASE WHEN d.new_state = 'pending' THEN NULL ELSE p_now END,
-               not_before = CASE WHEN d.new_state = 'pending'
-                                 THEN p_now + ps_health._setting_interval('prompt_retry_delay', p.project) * p.attempts
+               -- nothing was typed: the attempt the claim counted is given back
+               attempts = CASE WHEN d.untouched THEN greatest(p.attempts - 1, 0) ELSE p.attempts END,
+               worker = CASE WHEN d.new_state IN ('pending', 'waiting') THEN NULL ELSE p.worker END,
+               completed_at = CASE WHEN d.new_state IN ('pending', 'waiting') THEN NULL ELSE p_now END,
+               not_before = CASE WHEN d.outcome = 'deferred' THEN p_now + d.defer_delay::interval
+                                 WHEN d.new_state = 'pending' THEN p_now + d.retry_delay * p.attempts
                                  ELSE p.not_before END
           FROM decided d WHERE p.id = d.id
         RETURNING p.id),
@@ -214,12 +257,26 @@ BEGIN
                                                 to_char(p_now AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
                    WHEN 'failed' THEN format('prompt #%s failed after %s attempts: %s%s', d.id, d.attempts, d.outcome,
                                              coalesce(': ' || d.detail, ''))
-                   ELSE format('prompt #%s attempt %s: %s%s; will retry', d.id, d.attempts, d.outcome,
-                               coalesce(': ' || d.detail, '')) END
+                   WHEN 'waiting' THEN format('prompt #%s not typed: %s; it waits for a new registration of the session',
+                                              d.id, coalesce(d.detail, 'the pane is not the one the session registered'))
+                   ELSE CASE WHEN d.outcome = 'deferred'
+                             THEN format('prompt #%s deferred, nothing typed: %s; tried again in %s', d.id,
+                                         coalesce(d.detail, 'the pane was not ready'), d.defer_delay)
+                             ELSE format('prompt #%s attempt %s: %s%s; will retry', d.id, d.attempts, d.outcome,
+                               coalesce(': ' || d.detail, '')) END END
           FROM decided d JOIN ps_health.prompt_items i ON i.prompt_id = d.id
          WHERE d.kind = 'alert' AND c.id = i.check_id
         RETURNING c.id)
     SELECT d.id, d.new_state::varchar FROM decided d ORDER BY d.n;
+
+    -- a pane that is not the session's own: the session is gone (once per project)
+    IF 'target_changed' = ANY (p_outcomes) THEN
+        PERFORM ps_health._pane_gone(p.project, min(u.detail), NULL, p_now)
+           FROM unnest(p_ids, p_outcomes, coalesce(p_details, array_fill(NULL::text, ARRAY[v_n]))) u(id, outcome, detail)
+           JOIN ps_health.prompts p ON p.id = u.id
+          WHERE u.outcome = 'target_changed'
+          GROUP BY p.project;
+    END IF;
 
     -- the cycle's steps and escalations, told their outcome (now on the row) one by one
     FOREACH v_step IN ARRAY coalesce(v_steps, '{}') LOOP

@@ -34,7 +34,8 @@ SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
     -- what a PS's hooks on the reactor's host report through it (55_agent_facts.sql), for sessions there
     'register_session', 'heartbeat_session', 'end_session', 'start_spawn', 'report_spawn_output', 'finish_spawn',
     'record_session_start', 'record_context', 'record_spawn_end', 'record_spawn_launch', 'record_subagent_stop',
-    'record_compaction', 'record_session_end', 'host_status', 'reactor_start', 'reactor_stop']) f
+    'record_compaction', 'record_session_end', 'host_status', 'reactor_start', 'reactor_stop',
+    'bind_target', 'report_session_panes']) f
 UNION ALL
 SELECT 'ps_health_agent'::name, f::name FROM unnest(ARRAY[
     'register_session', 'heartbeat_session', 'end_session', 'report_context', 'update_session_context',

@@ -22,7 +22,7 @@ SELECT is((SELECT attempts FROM claim_prompts('hA', 'w2', 10, 60, pg_temp.at(62)
 SELECT throws_ok(format('SELECT ps_health.complete_prompt(%s, %L, %L)', (SELECT id FROM pid), 'w1', 'delivered'), '55000', NULL,
   'the old holder cannot complete it');
 SELECT throws_ok(format('SELECT ps_health.complete_prompt(%s, %L, %L)', (SELECT id FROM pid), 'w2', 'sent'), '22023',
-  'outcome must be delivered, target_missing or failed, got "sent"', 'an unknown outcome is refused');
+  'outcome must be delivered, target_missing, failed, deferred or target_changed, got "sent"', 'an unknown outcome is refused');
 SELECT is(complete_prompt((SELECT id FROM pid), 'w2', 'target_missing', 'pane %20 not found', pg_temp.at(63)), 'failed',
   'out of attempts: failed');
 SELECT matches((SELECT action_taken FROM health_checks WHERE project = 'p'), 'prompt #[0-9]+ failed after 2 attempts: target_missing',
@@ -83,7 +83,7 @@ SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, %L, %L)', 
   '22023', format('prompt %s is given more than one outcome', (SELECT min(id) FROM batch)), 'two outcomes for one prompt are refused');
 SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, %L, %L)', 'w9',
                         (SELECT array_agg(id ORDER BY id) FROM batch), ARRAY['delivered', 'sent', 'delivered']),
-  '22023', 'outcome must be delivered, target_missing or failed, got "sent"', 'a bad outcome refuses the batch');
+  '22023', 'outcome must be delivered, target_missing, failed, deferred or target_changed, got "sent"', 'a bad outcome refuses the batch');
 SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, %L, %L)', 'w8',
                         (SELECT array_agg(id ORDER BY id) FROM batch), ARRAY['delivered', 'delivered', 'delivered']),
   '55000', NULL, 'another worker cannot complete them');

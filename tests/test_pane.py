@@ -1,0 +1,116 @@
+"""Reading a pane: the foreground program from /proc, accepted agent programs, the agent's input line."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from reactor.pane import (
+    EMPTY,
+    FOREIGN,
+    OURS,
+    STALE,
+    UNSEEN,
+    Profile,
+    accepted,
+    classify,
+    describe,
+    foreground_argv,
+    program_names,
+)
+from tests.conftest import wait_for
+from tests.tmux_server import RECORDER, tmux_server  # noqa: F401 (fixture)
+
+DEFAULT = ("claude", "codex", "gemini", "aider", "opencode")
+MARKER = re.compile(r"\[ps-health #[0-9]+\]")
+GENERIC = Profile.parse("*", {"input_pattern": r"^\s*[│┃|]?\s*[\w.-]*[>❯›»](\s|$)", "clear_keys": ["C-u"]})
+
+
+@pytest.mark.parametrize("argv, program", [
+    (["claude"], "claude"),
+    (["/home/me/.local/bin/claude", "--resume"], "claude"),
+    (["node", "/usr/local/bin/gemini"], "gemini"),                      # Gemini CLI shows as node
+    (["node", "--no-warnings", "/usr/lib/node_modules/@openai/codex/bin/codex.js"], "codex"),
+    (["/usr/bin/python3", "/home/me/.local/bin/aider", "--model", "x"], "aider"),  # Aider shows as python
+    (["python3.11", "-m", "aider"], "aider"),
+    (["bun", "run", "/opt/opencode/bin/opencode"], "opencode"),
+    (["-bash"], None),
+    (["bash"], None),
+    (["less", "claude.log"], None),                                      # a pager showing a file named claude
+    (["vim", "gemini"], None),
+    (["python3", "-c", "import claude"], None),
+    (["node", "-e", "require('gemini')"], None),
+    (["python3", "/tmp/claude-helper.py"], None),
+])
+def test_agent_programs_are_recognised_by_name_or_by_the_script_an_interpreter_runs(argv, program):
+    assert accepted(argv, DEFAULT) == program
+
+
+def test_an_entry_with_a_slash_matches_part_of_the_program_path():
+    argv = ["node", "/root/.npm/_npx/1/node_modules/@google/gemini-cli/dist/index.js"]
+    assert accepted(argv, DEFAULT) is None
+    assert accepted(argv, ("@google/gemini-cli",)) == "@google/gemini-cli"
+
+
+def test_the_audit_names_a_process_without_its_arguments():
+    assert describe(["/bin/bash", "-c", "curl -H 'Authorization: secret'"]) == "bash"
+    assert describe(["/usr/bin/python3", "/srv/tool.py", "--token", "secret"]) == "python3 tool.py"
+    assert program_names(["python3", "-m", "pkg.tool"])[1] == "pkg.tool"
+    assert accepted(["python3", "-m", "pkg.tool"], ("tool",)) == "tool"
+
+
+def test_the_foreground_program_is_read_from_proc(tmux_server):
+    pane = tmux_server.recorder()
+    assert foreground_argv(pane.pid) == [sys.executable, str(RECORDER), str(pane.record)]
+    target, shell = tmux_server.run("new-session", "-d", "-P", "-F", "#{pane_id} #{pane_pid}",
+                                    "bash", "--norc", "--noprofile").split()
+    wait_for(lambda: foreground_argv(int(shell)) == ["bash", "--norc", "--noprofile"], what="bash at its prompt")
+    tmux_server.run("send-keys", "-t", target, "sleep 30", "Enter")
+    # the shell's child runs in the foreground now: that is the pane's program
+    assert wait_for(lambda: foreground_argv(int(shell)) == ["sleep", "30"], what="sleep in the foreground")
+    assert foreground_argv(2 ** 22 + 12345) is None  # no such process
+
+
+@pytest.mark.parametrize("screen, line", [
+    ("welcome\n> ", ""),
+    ("> old line\nanswer\n> new text", "new text"),
+    ("╭────────╮\n│ > hello │\n╰────────╯\n  ? for shortcuts", "hello │"),
+    ("ask> what now", "what now"),
+    ("❯ ", ""),
+    ("bash-5.2$ ls", None),
+    ("Do you want to proceed?\n 1. Yes\n 2. No", None),
+])
+def test_the_generic_profile_finds_the_input_line_after_the_last_prompt(screen, line):
+    assert GENERIC.input_line(screen) == line
+
+
+def test_a_placeholder_in_an_empty_input_box_counts_as_empty():
+    profile = Profile.parse("gemini", {"input_pattern": r"^\s*│?\s*> ", "ignore_pattern": r"Type your message.*",
+                                       "clear_keys": ["C-u"]})
+    assert profile.input_line("│ > Type your message or @path/to/file") == ""
+    assert profile.input_line("│ > Type") == "Type"
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"input_pattern": "(", "clear_keys": []}, "input_pattern"),
+    ({"clear_keys": []}, "input_pattern"),
+    ({"input_pattern": "^> ", "ignore_pattern": "[", "clear_keys": []}, "ignore_pattern"),
+    ({"input_pattern": "^> ", "clear_keys": "C-u"}, "clear_keys"),
+])
+def test_a_broken_profile_is_refused_naming_the_field(data, field):
+    with pytest.raises(ValueError, match=field):
+        Profile.parse("x", data)
+
+
+def test_what_the_input_line_holds_decides_what_the_reactor_may_do():
+    text = "[ps-health #12] alpha: spawn t1 failed"
+    assert classify(None, text, MARKER) == UNSEEN
+    assert classify("", text, MARKER) == EMPTY
+    assert classify("[ps-health #12] alpha: spawn t1 failed", text, MARKER) == OURS
+    assert classify("[ps-health #12] alpha: sp", text, MARKER) == STALE       # typed in part, never submitted
+    assert classify("[ps-health #9] beta: context", text, MARKER) == STALE    # another prompt, never submitted
+    assert classify("let me think [ps-health #12]", text, MARKER) == FOREIGN   # the user's text comes first
+    assert classify("half a thought", text, MARKER) == FOREIGN
+    assert classify("/clear", "/clear", MARKER) == OURS                        # a reset command carries no marker

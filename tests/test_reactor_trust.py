@@ -1,0 +1,344 @@
+"""The reactor never types into the wrong place: a replaced pane, a shell, a pane in a mode, a line the user is
+typing on, another project's pane. Real tmux, real PostgreSQL, the real reactor process."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+from reactor.tmux import sanitise
+from reactor.typist import Trust, Typist
+from tests.conftest import wait_for
+from tests.reactor_proc import (  # noqa: F401
+    HOST,
+    create_login,
+    delivered,
+    failed_spawn,
+    fast,
+    prompt,
+    reactor_login,
+    reactors,
+    session,
+    submitted,
+)
+from tests.tmux_server import RECORDER, tmux_server  # noqa: F401 (fixture)
+
+MARKER = r"\[ps-health #[0-9]+\]"
+
+
+def _state(conn, project: str) -> dict:
+    return conn.execute("SELECT * FROM ps_health.ps_sessions WHERE project = %s", (project,)).fetchone()
+
+
+def _action(conn, prompt_id: int) -> str:
+    return conn.execute("SELECT c.action_taken FROM ps_health.prompt_items i JOIN ps_health.health_checks c "
+                        "ON c.id = i.check_id WHERE i.prompt_id = %s", (prompt_id,)).fetchone()["action_taken"] or ""
+
+
+def _pane_checks(conn, project: str) -> list[str]:
+    return [r["reason"] for r in conn.execute(
+        "SELECT details->>'reason' AS reason FROM ps_health.health_checks WHERE project = %s AND check_type = 'pane' "
+        "AND status <> 'ok' ORDER BY id", (project,))]
+
+
+# ---------------------------------------------------------------- pane identity
+
+BURST_SQL = """
+WITH c AS (
+    INSERT INTO ps_health.health_checks (project, check_type, status, subject, details)
+    SELECT 'ps' || (g %% %(panes)s), 'spawn', 'warning', 'b' || g, '{}' FROM generate_series(1, %(n)s) g
+    RETURNING id, project, subject),
+st AS (
+    INSERT INTO ps_health.check_state (project, check_type, subject, status, since, last_check_id)
+    SELECT c.project, 'spawn', c.subject, 'warning', now(), c.id FROM c),
+p AS (
+    INSERT INTO ps_health.prompts (project, host, target, severity, text, state, not_before, created_at)
+    SELECT c.project, %(host)s, s.tmux_target, 'warning', 'p-' || substr(c.subject, 2) || '-end', 'pending',
+           now(), now()
+      FROM c JOIN ps_health.ps_sessions s ON s.project = c.project ORDER BY c.id
+    RETURNING id, text),
+i AS (
+    INSERT INTO ps_health.prompt_items (prompt_id, check_id, line)
+    SELECT p.id, c.id, p.text FROM p JOIN c ON 'p-' || substr(c.subject, 2) || '-end' = p.text RETURNING prompt_id)
+SELECT count(*) FROM i
+"""
+MARK_SQL = "UPDATE ps_health.prompts SET text = ps_health._marker(id) || ' ' || text WHERE text LIKE 'p-%'"
+
+
+def test_tmux_restart_reusing_pane_ids_types_nothing_into_the_new_panes(conn, tmux_server, reactors):
+    fast(conn, submit_delay="20 milliseconds", prompt_retry_delay="200 milliseconds", prompt_max_attempts="50")
+    old = [tmux_server.recorder() for _ in range(4)]
+    for n, pane in enumerate(old):
+        session(conn, f"ps{n}", pane.target)
+    session(conn, "quiet", tmux_server.recorder().target)  # never prompted: only the probe looks at it
+    reactors.start("--lease", "5")
+    # right after registration the reactor identifies each pane
+    wait_for(lambda: conn.execute("SELECT bool_and(target_identity IS NOT NULL) AS ok FROM ps_health.ps_sessions"
+                                  ).fetchone()["ok"], what="every pane identified")
+    with conn.transaction():
+        conn.execute(BURST_SQL, {"n": 400, "panes": len(old), "host": HOST})
+        conn.execute(MARK_SQL)
+    wait_for(lambda: conn.execute("SELECT count(*) AS n FROM ps_health.prompts WHERE state = 'delivered'"
+                                  ).fetchone()["n"] >= 40, what="some prompts delivered")
+
+    tmux_server.kill()
+    tmux_server.start()  # a new server on the same socket: an unrelated session, more panes, the same %ids
+    new = [tmux_server.recorder() for _ in range(7)]
+    assert {p.target for p in old} <= {p.target for p in new}
+
+    wait_for(lambda: conn.execute("SELECT count(*) AS n FROM ps_health.prompts WHERE state IN ('pending', 'claimed')"
+                                  ).fetchone()["n"] == 0, timeout=40, interval=0.2, what="no prompt left to try")
+    assert [pane.received() for pane in new] == [b""] * len(new)
+    for project in ("ps0", "ps1", "ps2", "ps3", "quiet"):
+        # a delivery that found the pane changed, or the next probe round, says why
+        reasons = wait_for(lambda project=project: _pane_checks(conn, project), what=f"the pane check of {project}")
+        assert re.search(r"is not the pane the session registered", reasons[0])
+        assert _state(conn, project)["target_state"] == "gone"
+    counts = {r["state"]: r["n"] for r in conn.execute("SELECT state, count(*) AS n FROM ps_health.prompts "
+                                                       "GROUP BY state")}
+    submitted_lines = sum(len(pane.submitted()) for pane in old)
+    print(f"\n400 prompts, tmux restarted: {counts}; submitted in the old panes {submitted_lines}, "
+          f"typed into the new panes 0")
+    assert counts.get("delivered", 0) == submitted_lines, "nothing recorded delivered that no old pane got"
+    assert counts.get("delivered", 0) + counts.get("waiting", 0) == 400
+
+
+# ---------------------------------------------------------------- agent gate
+
+def _wait_for_shell(tmux_server, target: str) -> None:
+    wait_for(lambda: tmux_server.run("display-message", "-p", "-t", target, "#{pane_current_command}") == "bash",
+             what="the pane back at bash")
+
+
+def test_a_pane_back_at_bash_gets_nothing_and_the_prompt_waits_for_the_agent(conn, tmux_server, reactors, tmp_path):
+    fast(conn, prompt_defer_delay="1 second")
+    # a marker without "#" and an error ending in a command: what a shell would run after the ";"
+    conn.execute("UPDATE ps_health.prompt_templates SET body = '[ps-health {prompt_id}]' WHERE key = 'marker'")
+    conn.execute("UPDATE ps_health.prompt_templates SET body = '{error}' WHERE key = 'spawn.failed'")
+    pwned = tmp_path / "pwned"
+    target, _ = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id} #{pane_pid}",
+                                "bash", "--norc", "--noprofile").split()
+    records = [tmp_path / "agent-1.bin", tmp_path / "agent-2.bin"]
+
+    def start_agent(record: Path) -> None:  # the user starts the agent CLI from the shell
+        tmux_server.run("send-keys", "-t", target, f"{sys.executable} {RECORDER} {record}", "Enter")
+        wait_for(record.exists, what="the agent started")
+
+    start_agent(records[0])
+    session(conn, "alpha", target)
+    reactors.start()
+    first = delivered(conn, failed_spawn(conn, "alpha", "t1", "first"))
+    wait_for(lambda: records[0].read_bytes().endswith(b"\r"), what="the first prompt submitted")
+
+    tmux_server.run("send-keys", "-t", target, "C-c")  # the agent CLI exits: the pane is back at bash
+    _wait_for_shell(tmux_server, target)
+    prompt_id = failed_spawn(conn, "alpha", "t2", f"x; touch {pwned}")
+
+    wait_for(lambda: "deferred" in _action(conn, prompt_id), what="the prompt deferred")
+    assert "the pane runs bash, not an accepted agent program (recorder)" in _action(conn, prompt_id)
+    row = prompt(conn, prompt_id)
+    assert (row["state"], row["attempts"]) == ("pending", 0)
+    assert "touch" not in tmux_server.run("capture-pane", "-p", "-t", target)  # nothing typed into the shell
+    assert not pwned.exists()
+
+    start_agent(records[1])
+    row = delivered(conn, prompt_id, timeout=20)
+    assert row["attempts"] == 1, "waiting at the shell used no attempt"
+    wait_for(lambda: records[1].read_bytes() == sanitise(row["text"]).encode() + b"\r", what="the prompt in the agent")
+    assert not pwned.exists()
+    assert first["attempts"] == 1
+
+
+def _stand_in(folder: Path, name: str, source: str) -> Path:
+    """An executable script called `name`, as an agent CLI installs itself (run through its interpreter)."""
+    path = folder / name
+    path.write_text(source)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+GEMINI = """#!/usr/bin/env node
+// A stand-in for Gemini CLI: node runs it, a readline input line with a "> " prompt, submitted lines recorded.
+const fs = require('fs');
+const rl = require('readline').createInterface({input: process.stdin, output: process.stdout, prompt: '> '});
+rl.on('line', line => { fs.appendFileSync(process.argv[2], line + '\\n'); rl.prompt(); });
+rl.prompt();
+fs.writeFileSync(process.argv[2] + '.ready', '');
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_agents_run_by_node_or_python_are_known_by_their_script_and_other_programs_are_not(
+        conn, tmux_server, reactors, tmp_path):
+    conn.execute("SELECT ps_health.set_setting('submit_delay', '100 milliseconds')")
+    conn.execute("SELECT ps_health.set_setting('idle_seconds', '0')")
+    gemini = _stand_in(tmp_path, "gemini", GEMINI)
+    aider = _stand_in(tmp_path, "aider", RECORDER.read_text())
+    out = {name: tmp_path / f"{name}.out" for name in ("gemini", "aider", "recorder")}
+    targets = {
+        "gemini": tmux_server.run("new-session", "-d", "-P", "-F", "#{pane_id}", "node", str(gemini),
+                                  str(out["gemini"])),
+        "aider": tmux_server.run("new-session", "-d", "-P", "-F", "#{pane_id}", sys.executable, str(aider),
+                                 str(out["aider"])),
+        "recorder": tmux_server.recorder().target,
+    }
+    wait_for(lambda: Path(f"{out['gemini']}.ready").exists() and out["aider"].exists(), what="the agents started")
+    for name, target in targets.items():  # the default agent_programs: no setting for these projects
+        conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, %s)", (name, target, HOST))
+    reactors.start()
+
+    ids = {name: failed_spawn(conn, name) for name in targets}
+
+    lines = {"gemini": out["gemini"], "aider": Path(f"{out['aider']}.lines")}  # what each agent was sent
+    for name, path in lines.items():
+        text = sanitise(delivered(conn, ids[name])["text"]).encode()
+        assert wait_for(lambda path=path: path.exists() and path.read_bytes(), what=f"a line in {name}") == text + b"\n"
+    wait_for(lambda: "deferred" in _action(conn, ids["recorder"]), what="the recorder refused")
+    assert re.search(r"the pane runs python[0-9.]* recorder\.py, not an accepted agent program "
+                     r"\(claude, codex, gemini, aider, opencode\)", _action(conn, ids["recorder"]))
+    assert prompt(conn, ids["recorder"])["state"] == "pending"
+
+
+# ---------------------------------------------------------------- modes
+
+def test_a_pane_in_copy_mode_is_deferred_and_other_panes_are_served(conn, tmux_server, reactors):
+    fast(conn, prompt_defer_delay="1 second")
+    reading, working = tmux_server.recorder(), tmux_server.recorder()
+    session(conn, "reading", reading.target)
+    session(conn, "working", working.target)
+    tmux_server.run("copy-mode", "-t", reading.target)  # the user scrolls back through the output
+    reactors.start()
+
+    waiting = failed_spawn(conn, "reading")
+    wait_for(lambda: "deferred" in _action(conn, waiting), what="the prompt deferred")
+    row = delivered(conn, failed_spawn(conn, "working"))
+    assert submitted(working) == sanitise(row["text"]).encode() + b"\r"
+
+    assert "the pane is in copy-mode" in _action(conn, waiting)
+    assert tmux_server.run("display-message", "-p", "-t", reading.target, "#{pane_in_mode}") == "1"
+    assert reading.received() == b""
+    tmux_server.run("send-keys", "-t", reading.target, "-X", "cancel")  # done reading
+    row = delivered(conn, waiting, timeout=20)
+    assert submitted(reading) == sanitise(row["text"]).encode() + b"\r"
+
+
+# ---------------------------------------------------------------- the input line
+
+def test_text_the_user_is_typing_is_never_touched_and_the_prompt_waits_for_an_empty_line(
+        conn, tmux_server, reactors):
+    fast(conn, prompt_defer_delay="1 second")
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    tmux_server.run("send-keys", "-t", pane.target, "-l", "half a thought")  # the user is typing
+    reactors.start()
+
+    prompt_id = failed_spawn(conn, "alpha")
+    wait_for(lambda: "deferred" in _action(conn, prompt_id), what="the prompt deferred")
+    assert "the input line holds text the reactor did not type" in _action(conn, prompt_id)
+    assert pane.received() == b"half a thought"
+
+    tmux_server.run("send-keys", "-t", pane.target, "Enter")  # the user sends their line
+    row = delivered(conn, prompt_id, timeout=20)
+    wait_for(lambda: len(pane.submitted()) == 2, what="the prompt submitted")
+    assert pane.submitted() == [b"half a thought", sanitise(row["text"]).encode()]
+
+
+def _trust(**given) -> Trust:
+    return Trust(**{"identity": None, "programs": ("recorder",), "marker_pattern": MARKER,
+                    "profiles": {"*": {"input_pattern": r"^> ", "clear_keys": ["C-u"]}}, **given})
+
+
+def test_a_prompt_typed_earlier_but_not_submitted_is_submitted_once_not_typed_again(tmux_server):
+    pane = tmux_server.recorder()
+    text = "[ps-health #7] alpha: spawn t1 failed"
+    tmux_server.run("send-keys", "-t", pane.target, "-l", text)  # a reactor typed it and was killed
+
+    outcome = Typist(tmux_server.tmux).deliver(pane.target, text, 0.1, trust=_trust())
+
+    assert outcome.outcome == "delivered" and "typed by an earlier attempt" in outcome.detail
+    wait_for(lambda: pane.submitted() == [text.encode()], what="one submission")
+    assert pane.received() == text.encode() + b"\r"
+
+
+def test_an_earlier_prompt_left_on_the_input_line_is_cleared_before_the_next_is_typed(tmux_server):
+    pane = tmux_server.recorder()
+    partial, text = "[ps-health #6] beta: context win", "[ps-health #7] alpha: spawn t1 failed"
+    tmux_server.run("send-keys", "-t", pane.target, "-l", partial)
+
+    outcome = Typist(tmux_server.tmux).deliver(pane.target, text, 0.1, trust=_trust())
+
+    assert outcome.outcome == "delivered", outcome
+    wait_for(lambda: pane.submitted() == [text.encode()], what="only the new prompt submitted")
+    assert pane.received() == partial.encode() + b"\x15" + text.encode() + b"\r"
+
+
+def test_a_prompt_already_submitted_by_an_earlier_attempt_is_not_typed_again(tmux_server):
+    pane = tmux_server.recorder()
+    text = "[ps-health #7] alpha: spawn t1 failed"
+    tmux_server.run("send-keys", "-t", pane.target, "-l", text)
+    tmux_server.run("send-keys", "-t", pane.target, "Enter")  # submitted; the reactor died before recording it
+    wait_for(lambda: pane.submitted() == [text.encode()], what="the first submission")
+
+    again = Typist(tmux_server.tmux).deliver(pane.target, text, 0.1, trust=_trust(claimed_before=True))
+
+    assert again.outcome == "delivered" and "not typed again" in again.detail
+    assert pane.submitted() == [text.encode()]
+    assert pane.received() == text.encode() + b"\r"
+
+
+# ---------------------------------------------------------------- one project per pane
+
+@pytest.fixture
+def agent_login(server, db):
+    """A login that may act as the agent of project alpha only (needs this run's own server)."""
+    admin_dsn, cluster = server
+    if cluster is None:
+        pytest.skip("logins need the test run's own PostgreSQL server")
+    role, password = f"agent_alpha_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    create_login(admin_dsn, role, password, "ps_health_agent")
+    with psycopg.connect(db, autocommit=True) as c:
+        c.execute("SELECT ps_health.grant_agent(%s, 'alpha')", (role,))
+    with psycopg.connect(make_conninfo(db, user=role, password=password), autocommit=True,
+                         row_factory=dict_row) as agent:
+        yield agent
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_an_agent_cannot_point_its_session_at_another_projects_pane(conn, tmux_server, reactors, agent_login):
+    fast(conn)
+    beta = tmux_server.recorder(session="beta-ps")
+    session(conn, "beta", beta.target)
+    conn.execute("SELECT ps_health.set_setting('auto_cycle', 'true', 'alpha')")
+    conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"recorder\"]', 'alpha')")
+    reactors.start()
+    wait_for(lambda: _state(conn, "beta")["target_identity"], what="beta's pane identified")
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                       match=f'pane {beta.target} on host {HOST} belongs to the live session of project "beta"'):
+        agent_login.execute("SELECT ps_health.register_session('alpha', 'cli', %s, %s)", (beta.target, HOST))
+    # the same pane by another name gets past the name check; the reactor, seeing the pane, refuses it
+    agent_login.execute("SELECT ps_health.register_session('alpha', 'cli', 'beta-ps:0.0', %s)", (HOST,))
+    agent_login.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
+    agent_login.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, 'rm -rf ~')")
+    agent_login.execute("SELECT ps_health.report_handoff('alpha', '/tmp/x; rm -rf ~')")  # /clear, then a resume
+
+    wait_for(lambda: _state(conn, "alpha")["target_state"] == "gone", what="alpha's session refused its pane")
+    assert _pane_checks(conn, "alpha") == [f'pane {beta.target} on host {HOST} belongs to the live session of '
+                                           f'project "beta"']
+    wait_for(lambda: conn.execute("SELECT count(*) AS n FROM ps_health.prompts WHERE project = 'alpha' "
+                                  "AND state IN ('pending', 'claimed')").fetchone()["n"] == 0,
+             what="alpha's prompts waiting")
+    assert beta.received() == b""
+    assert _state(conn, "beta")["target_state"] == "seen"
