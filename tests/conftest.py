@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from reactor.migrate import Runner
 from tests import pg
+from tests.support import run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "reactor.cli"]
 RUN_ID = uuid.uuid4().hex
+# Fixtures of the tmux server and the reactors, registered once for every test module.
+pytest_plugins = ("tests.tmux_server", "tests.reactor_proc")
 
 
 def _docker_server():
@@ -123,26 +121,15 @@ def conn(db):
                          options="-c search_path=ps_health,public") as c:
         yield c
 
-
-def run_cli(dsn: str | None, *args: str, stdin: str | None = None, env: dict | None = None,
-            timeout: float = 60, cwd: str | None = None) -> subprocess.CompletedProcess:
-    """Run `ps-health ARGS` as a user would, against dsn."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PS_HEALTH_", "PG"))}
-    full_env["PYTHONPATH"] = str(ROOT)
-    if dsn is not None:
-        full_env["PS_HEALTH_DSN"] = dsn
-    full_env.update(env or {})
-    return subprocess.run([*CLI, *args], input=stdin, capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=cwd or str(ROOT))
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    """Poll predicate until it returns a truthy value; fail with `what` after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+@pytest.fixture
+def cron_db(admin_dsn):
+    """pg_cron's own database on the test server, migrated; our jobs removed afterwards.
+    (The jobs live in that one database: the only test that uses it is the scheduled sweep.)"""
+    with psycopg.connect(admin_dsn) as c:
+        name = c.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
+    if not name:
+        pytest.skip("pg_cron is not preloaded on the test server")
+    dsn = make_conninfo(admin_dsn, dbname=name)
+    Runner(dsn, say=lambda _: None).migrate()
+    yield dsn
+    run_cli(dsn, "cron", "remove")

@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tests.conftest import ROOT, wait_for
+from tests.support import ROOT, wait_for
 from tests.tmux_server import TmuxServer
 
 HOST = "host-a"

@@ -12,9 +12,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tests.conftest import ROOT, run_cli
 from tests.reactor_proc import create_login
-from tests.test_cli import ok, refused
+from tests.support import ROOT, ok, refused, run_cli
 
 
 @pytest.fixture

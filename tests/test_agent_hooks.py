@@ -13,9 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.claude_code import Agent
-from tests.conftest import wait_for
-from tests.reactor_proc import reactor_login, reactors  # noqa: F401 (fixtures)
-from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+from tests.support import wait_for
 
 
 @pytest.fixture

@@ -11,36 +11,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from reactor import cli
-from tests.conftest import CLI, ROOT, run_cli, wait_for
-from tests.pg import free_port
-
-PANE_ENV = {"TMUX_PANE": "%7", "PS_HEALTH_HOST": "host-a"}
-
-
-def ok(dsn, *args, **kw) -> subprocess.CompletedProcess:
-    res = run_cli(dsn, *args, **kw)
-    assert res.returncode == 0, f"{args}: rc {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
-
-
-def refused(dsn, *args, **kw) -> subprocess.CompletedProcess:
-    res = run_cli(dsn, *args, **kw)
-    assert res.returncode == 2, f"{args}: expected exit 2, got {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
+from tests.support import CLI, PANE_ENV, ROOT, ok, refused, run_cli, snapshot, unreachable_dsn, wait_for
 
 
 def session(conn, project: str) -> dict:
     return conn.execute("SELECT * FROM ps_sessions WHERE project = %s", (project,)).fetchone()
-
-
-def snapshot(conn) -> tuple:
-    return (conn.execute("SELECT * FROM ps_sessions ORDER BY id").fetchall(),
-            conn.execute("SELECT * FROM health_checks ORDER BY id").fetchall(),
-            conn.execute("SELECT * FROM prompts ORDER BY id").fetchall())
-
-
-def unreachable_dsn() -> str:
-    return f"host=127.0.0.1 port={free_port()} dbname=nothing user=nobody connect_timeout=2"
 
 
 def _leaf_parsers(parser, path=()):

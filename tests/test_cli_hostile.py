@@ -8,9 +8,7 @@ import socket
 import subprocess
 import sys
 
-from tests.conftest import ROOT
-from tests.test_cli import PANE_ENV, ok, refused
-from tests.test_cli_spawn import run_wrapped, spawn
+from tests.support import PANE_ENV, ROOT, ok, refused, run_wrapped, spawn
 
 # What an agent might write to take over the operator's terminal: a title change, a screen clear,
 # a clipboard write (OSC 52), a bidi override and a line separator.

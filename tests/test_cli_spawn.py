@@ -9,25 +9,14 @@ import subprocess
 
 import pytest
 
-from tests.conftest import CLI, ROOT, run_cli, wait_for
 from tests.pg import free_port
-from tests.test_cli import PANE_ENV, ok, refused
-
-
-def spawn(conn, task_id: str, project: str = "alpha") -> dict | None:
-    return conn.execute("SELECT * FROM active_spawns WHERE project = %s AND task_id = %s",
-                        (project, task_id)).fetchone()
+from tests.support import CLI, PANE_ENV, ROOT, ok, refused, run_cli, run_wrapped, spawn, wait_for
 
 
 @pytest.fixture
 def alpha(db):
     ok(db, "session", "register", "alpha", env=PANE_ENV)
     return db
-
-
-def run_wrapped(dsn, task_id, *cmd, extra=()):
-    return run_cli(dsn, "spawn", "run", "--project", "alpha", "--task-id", task_id, "--type", "build", *extra,
-                   "--", *cmd)
 
 
 def test_spawn_start_output_finish_by_hand(alpha, conn):

@@ -15,8 +15,8 @@ import pytest
 from psycopg import sql
 
 from reactor.cluster import Cluster
-from tests.conftest import run_cli
 from tests.pg import free_port
+from tests.support import run_cli
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="connecting as another OS user (runuser) needs root; "
                                                           "CI runs the tests as root")

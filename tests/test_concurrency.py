@@ -9,7 +9,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from reactor import db as dblayer
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 PROJECTS = ("alpha", "beta")
 THREADS, CALLS = 8, 150

@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from reactor.migrate import Runner
-from tests.conftest import run_cli, wait_for
-
-
-@pytest.fixture
-def cron_db(admin_dsn):
-    """pg_cron's own database on the test server, migrated; our jobs removed afterwards.
-    (The jobs live in that one database: the only test that uses it is the scheduled sweep.)"""
-    with psycopg.connect(admin_dsn) as c:
-        name = c.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
-    if not name:
-        pytest.skip("pg_cron is not preloaded on the test server")
-    dsn = make_conninfo(admin_dsn, dbname=name)
-    Runner(dsn, say=lambda _: None).migrate()
-    yield dsn
-    run_cli(dsn, "cron", "remove")
+from tests.support import run_cli, wait_for
 
 
 def jobs(dsn) -> list[tuple]:

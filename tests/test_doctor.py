@@ -9,11 +9,9 @@ import shutil
 import psycopg
 import pytest
 
-from tests.conftest import run_cli, wait_for
 from tests.pg import free_port
-from tests.reactor_proc import HOST, reactor_login, reactors, session  # noqa: F401 (fixtures)
-from tests.test_cron import cron_db  # noqa: F401 (fixture)
-from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+from tests.reactor_proc import HOST, session
+from tests.support import run_cli, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 

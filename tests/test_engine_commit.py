@@ -8,7 +8,7 @@ import threading
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 T0 = "2026-01-01 12:00+00"
 

@@ -8,9 +8,8 @@ import signal
 import pytest
 
 from reactor.tmux import sanitise
-from tests.conftest import wait_for
-from tests.reactor_proc import HOST, RECORDER_PROGRAMS, fast, reactor_login, reactors, session  # noqa: F401
-from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+from tests.reactor_proc import HOST, RECORDER_PROGRAMS, fast, session
+from tests.support import wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from reactor.migrate import Runner
-from tests.conftest import run_cli, wait_for
+from tests.support import run_cli, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.minutes]
 

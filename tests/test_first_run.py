@@ -8,9 +8,8 @@ import json
 import pytest
 
 from reactor.cluster import Cluster
-from tests.conftest import run_cli
 from tests.pg import free_port
-from tests.test_cli import PANE_ENV, ok, refused, snapshot
+from tests.support import PANE_ENV, ok, refused, run_cli, snapshot
 
 
 def live_rows(conn, project: str) -> dict:

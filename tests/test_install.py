@@ -9,7 +9,7 @@ import sys
 import psycopg
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from reactor import migrate, schemadiff
 from reactor.errors import MigrationError
 from reactor.sqlfiles import SQL_DIR
-from tests.conftest import CLI, ROOT, run_cli
+from tests.support import CLI, ROOT, run_cli
 
 # The pre-release migrations 0001-0006 as they shipped, to make databases as they left them.
 PRE_RELEASE = ROOT / "tests" / "fixtures" / "pre_release_migrations.tar.gz"

@@ -20,8 +20,8 @@ from reactor.pane import (
     foreground_argv,
     program_names,
 )
-from tests.conftest import wait_for
-from tests.tmux_server import RECORDER, tmux_server  # noqa: F401 (fixture)
+from tests.support import wait_for
+from tests.tmux_server import RECORDER
 
 DEFAULT = ("claude", "codex", "gemini", "aider", "opencode")
 MARKER = re.compile(r"\[ps-health #[0-9]+\]")

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from reactor.hostprobe import Housekeeper, Timer
-from tests.conftest import wait_for
-from tests.reactor_proc import reactor_login, reactors, session  # noqa: F401 (fixtures)
-from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+from tests.reactor_proc import session
+from tests.support import wait_for
 
 HUGE = 64 * 1024 ** 3  # sparse: takes no disk
 

@@ -17,7 +17,7 @@ import pytest
 
 from reactor import probes
 from reactor.probes import HandoffWatcher, TranscriptReader, Usage, file_mtimes, pid_state, tmux_targets
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 TMUX = shutil.which("tmux")
 needs_tmux = pytest.mark.skipif(TMUX is None, reason="tmux not installed")

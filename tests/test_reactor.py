@@ -14,10 +14,9 @@ import pytest
 
 from reactor.service import Options, Reactor
 from reactor.tmux import sanitise
-from tests.conftest import run_cli, wait_for
 from tests.pg import free_port
-from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt, reactor_login, reactors, session, submitted  # noqa: F401
-from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt, session, submitted
+from tests.support import run_cli, wait_for
 
 
 def _metric(port: int, name: str) -> float:
@@ -395,8 +394,6 @@ def test_only_well_formed_notifications_for_this_host_wake_the_reactor():
 
 
 def test_bad_flags_are_refused_before_connecting():
-    from tests.conftest import run_cli
-
     done = run_cli(None, "reactor", "--lease", "0")
     assert done.returncode == 2
     assert "--lease: must be positive" in done.stderr

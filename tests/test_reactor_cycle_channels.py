@@ -9,9 +9,8 @@ import uuid
 from pathlib import Path
 
 from reactor.tmux import sanitise
-from tests.conftest import ROOT, wait_for
-from tests.reactor_proc import HOST, fast, prompt, reactor_login, reactors, session, submitted  # noqa: F401
-from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+from tests.reactor_proc import HOST, fast, prompt, session, submitted
+from tests.support import ROOT, wait_for
 
 
 def _cycle(conn, tmux_server, reactors, tmp_path, reports_back: bool):

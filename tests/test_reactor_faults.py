@@ -13,19 +13,8 @@ from psycopg.rows import dict_row
 
 from reactor.migrate import Runner
 from reactor.tmux import sanitise
-from tests.conftest import wait_for
-from tests.reactor_proc import (  # noqa: F401
-    Reactors,
-    create_login,
-    delivered,
-    failed_spawn,
-    fast,
-    reactor_login,
-    reactors,
-    session,
-    submitted,
-)
-from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+from tests.reactor_proc import Reactors, create_login, delivered, failed_spawn, fast, session, submitted
+from tests.support import wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -18,20 +18,9 @@ from psycopg.rows import dict_row
 
 from reactor.tmux import sanitise
 from reactor.typist import Trust, Typist
-from tests.conftest import wait_for
-from tests.reactor_proc import (  # noqa: F401
-    HOST,
-    create_login,
-    delivered,
-    failed_spawn,
-    fast,
-    prompt,
-    reactor_login,
-    reactors,
-    session,
-    submitted,
-)
-from tests.tmux_server import RECORDER, tmux_server  # noqa: F401 (fixture)
+from tests.reactor_proc import HOST, create_login, delivered, failed_spawn, fast, prompt, session, submitted
+from tests.support import wait_for
+from tests.tmux_server import RECORDER
 
 MARKER = r"\[ps-health #[0-9]+\]"
 

@@ -10,9 +10,8 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from reactor.service import Options, Reactor
-from tests.conftest import run_cli, wait_for
-from tests.reactor_proc import create_login, delivered, failed_spawn, fast, prompt, reactor_login, reactors, session  # noqa: F401
-from tests.tmux_server import tmux_server  # noqa: F401 (fixture)
+from tests.reactor_proc import create_login, delivered, failed_spawn, fast, prompt, session
+from tests.support import run_cli, wait_for
 
 PASSWORD = "settings-test-password"
 SECRET = '["curl", "-H", "Authorization: Bearer s3cret-token", "https://hooks.example.com/ps"]'

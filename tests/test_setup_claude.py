@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 # A settings.json a user might already have: their own hooks, statusLine and other keys.
 THEIRS = {

@@ -3,7 +3,7 @@ holds, and the real reactor types a sample of the sessions' prompts into real pa
 
 from __future__ import annotations
 
-from bench.bench_day import simulate
+from tests.simulated_day import simulate
 
 
 def test_a_day_of_100_sessions_prompts_every_incident_and_never_a_healthy_session(db):

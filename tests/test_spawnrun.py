@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reactor.spawnrun import RunResult, run
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 REPO = str(Path(__file__).resolve().parents[1])
 

@@ -15,7 +15,7 @@ import pytest
 from reactor import spool
 from reactor.statusline import StatusInput, line_for
 from tests.claude_code import Agent
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 WRITERS, FACTS_EACH = 8, 200
 

@@ -18,8 +18,8 @@ import pytest
 from reactor.delivery import Dispatcher, Job
 from reactor.tmux import Outcome, Tmux, sanitise
 from reactor.typist import Trust, Typist
-from tests.conftest import wait_for
-from tests.tmux_server import RECORDER, TmuxServer, tmux_server  # noqa: F401 (fixture)
+from tests.support import wait_for
+from tests.tmux_server import RECORDER, TmuxServer
 
 SUBMIT_DELAY = 0.2
 # What the reactor gets from SQL with a prompt: here the recorder is the accepted program, and its

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reactor.tmux import Tmux
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 RECORDER = Path(__file__).with_name("recorder.py")
 

@@ -17,7 +17,7 @@ import pytest
 from reactor.delivery import Dispatcher, Job
 from reactor.tmux import Tmux
 from tests.agents.standin import Reply, Usage
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 CLIS = ["claude", "codex", "gemini"]
 SUBMIT_DELAY = 0.5  # the reactor's default submit_delay setting
