@@ -110,8 +110,18 @@ BEGIN
           FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
          WHERE s.project = f.project AND s.ended_at IS NULL AND (f.target IS NULL OR f.target = s.tmux_target)
            AND s.project <> ALL (v_refused)
-        RETURNING s.project, s.target_state
+        RETURNING s.project, s.target_state, s.target_misses, s.target_identity, s.tmux_target, s.host
     LOOP
+        IF r.target_state <> 'seen' AND r.target_identity IS NULL AND r.target_misses = 1 THEN
+            -- a target never seen is not found at the first look: most likely a typo, said at once
+            v_n := v_n + ps_health._check(r.project, 'pane', 'target', 'warning',
+                jsonb_build_object('reason', format('pane %s was not found on host %s: no such pane there (a typo in '
+                                                    '--target?), or the reactor looks at another tmux server',
+                                                    r.tmux_target, r.host),
+                                   'target', r.tmux_target, 'host', r.host), NULL, p_now, false);
+        ELSIF r.target_state = 'seen' THEN
+            v_n := v_n + ps_health._check(r.project, 'pane', 'target', 'ok', '{"reason": "pane found"}', NULL, p_now);
+        END IF;
         IF r.target_state = 'gone' THEN
             v_n := v_n + ps_health._eval_orphans(r.project, p_now);
         ELSIF r.target_state = 'seen' THEN

@@ -1,7 +1,7 @@
 -- Facts an agent CLI reports by itself, forwarded by the reactor: each recorded at its own time,
 -- each harmless when forwarded twice, none able to reopen what a newer conversation closed.
 BEGIN;
-SELECT no_plan();
+SELECT plan(44);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 

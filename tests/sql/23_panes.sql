@@ -1,7 +1,7 @@
 -- What the reactor may type into: the pane a session registered (identity bound at first sight, a
 -- changed pane makes the session gone), prompts deferred without losing an attempt, one project per pane.
 BEGIN;
-SELECT no_plan();
+SELECT plan(53);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -109,6 +109,18 @@ SELECT is(pg_temp.session('r', 'target_state'), 'gone', 'neither a miss nor the 
 SELECT is((SELECT count(*)::int FROM health_checks WHERE project = 'r' AND check_type = 'pane'), 1, 'one row, not one a round');
 SELECT throws_ok($$SELECT ps_health.report_session_panes(ARRAY['r'], ARRAY['seen'], ARRAY['%40'], ARRAY['x'])$$,
   '22023', NULL, 'a malformed identity is refused');
+
+-- a target that is not there at the first look is said at once (a typo), and found later it recovers
+SELECT register_session('typo', 'cli', 'ps9', 'hT', NULL, NULL, pg_temp.at(400));
+SELECT report_session_panes(ARRAY['typo'], ARRAY['missing'], ARRAY['ps9'], ARRAY[NULL], pg_temp.at(401));
+SELECT alike((SELECT status || ': ' || (details->>'reason') FROM health_checks WHERE project = 'typo' AND check_type = 'pane'),
+  'warning: pane ps9 was not found on host hT: no such pane there (a typo in --target?)%',
+  'a pane not found at the first probe round is reported at once');
+SELECT report_session_panes(ARRAY['typo'], ARRAY['missing'], ARRAY['ps9'], ARRAY[NULL], pg_temp.at(402));
+SELECT is((SELECT count(*)::int FROM health_checks WHERE project = 'typo' AND check_type = 'pane'), 1, 'once');
+SELECT report_session_panes(ARRAY['typo'], ARRAY['seen'], ARRAY['ps9'], ARRAY['7 1700000000 %9 70'], pg_temp.at(403));
+SELECT is((SELECT status::text FROM check_state WHERE project = 'typo' AND check_type = 'pane'), 'ok',
+  'a session whose pane turns up after all recovers');
 
 -- a pane belongs to one project
 SELECT register_session('alpha', 'cli', '%1', 'h1', NULL, NULL, pg_temp.at(300));
