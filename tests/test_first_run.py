@@ -9,7 +9,7 @@ import pytest
 
 from reactor.cluster import Cluster
 from tests.pg import free_port
-from tests.support import PANE_ENV, ok, refused, run_cli, snapshot
+from tests.support import PANE_ENV, ok, refused, run_cli, snapshot, wait_for
 
 
 def live_rows(conn, project: str) -> dict:
@@ -185,3 +185,14 @@ def test_every_new_command_has_help_with_examples():
         res = ok(None, command, "--help")
         assert "examples:" in res.stdout and f"ps-health {command}" in res.stdout
     assert "--ahead" in ok(None, "mute", "--help").stdout
+
+
+def test_a_target_with_no_such_pane_is_reported_at_the_first_probe_round(db, conn, tmux_server, reactors):
+    ok(db, "session", "register", "web2", "--target", "ps9", "--host", "host-a")
+    reactors.start(probe="0.3")
+    check = wait_for(lambda: conn.execute("SELECT status, details->>'reason' AS reason FROM ps_health.health_checks "
+                                          "WHERE project = 'web2' AND check_type = 'pane'").fetchone(),
+                     what="the missing pane reported")
+    assert check["status"] == "warning"
+    assert "pane ps9 was not found on host host-a" in check["reason"] and "typo" in check["reason"]
+    assert "ps9" in ok(db, "status").stdout
