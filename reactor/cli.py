@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from datetime import date, datetime
-from decimal import Decimal
 
 # Each module adds its subcommands; importing here keeps `ps-health --help` complete.
 from reactor import __version__, cmd_agent, cmd_cron, cmd_db, cmd_ops, cmd_reactor, cmd_setup, config, doctor  # noqa: E402
@@ -16,18 +13,6 @@ from reactor.errors import BadInput, PsHealthError
 from reactor.render import SafeFormatter, safe
 
 COMMAND_MODULES = [cmd_agent, cmd_ops, doctor, cmd_reactor, cmd_cron, cmd_db, cmd_setup]
-
-
-def _json_default(value):
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    return str(value)
-
-
-def print_json(data) -> None:
-    print(json.dumps(data, default=_json_default, indent=2))
 
 
 def _check_encoding(args: argparse.Namespace) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import textwrap
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from reactor import db
 
@@ -94,10 +96,17 @@ def command(sub, name: str, summary: str, description: str, examples: list[str] 
     return parser
 
 
-def print_json(data) -> None:
-    from reactor.cli import print_json as emit  # the CLI module owns the JSON format
+def _json_default(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
 
-    emit(data)
+
+def print_json(data) -> None:
+    """Rows and objects as JSON (times in ISO 8601, numbers as numbers); JSON escapes every control."""
+    print(json.dumps(data, default=_json_default, indent=2))
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

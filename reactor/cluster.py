@@ -17,9 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from reactor.errors import PsHealthError
+from reactor import db
+from reactor.errors import DatabaseUnavailable, PsHealthError
+from reactor.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,6 @@ APT_PACKAGES = "postgresql-15 postgresql-15-cron"
 IDENT_MAP = "ps_health"
 LOCKED_MARK = "# ps-health: locked"
 # Unqualified names such as `\\d ps_sessions` find the schema; public first, as a client expects.
-SEARCH_PATH = '"$user", public, ps_health'
 
 
 def pg_bindir() -> Path:
@@ -237,9 +239,9 @@ host    all       all       ::1/128        scram-sha-256
         deadline = time.monotonic() + timeout
         while True:
             try:
-                psycopg.connect(host="127.0.0.1", port=self.port, dbname="postgres", user=SYSTEM_USER,
-                                password="not-the-password", connect_timeout=2).close()
-            except psycopg.OperationalError:
+                db.connect(make_conninfo(host="127.0.0.1", port=self.port, dbname="postgres", user=SYSTEM_USER,
+                                         password="not-the-password"), connect_timeout=2).close()
+            except DatabaseUnavailable:
                 return
             if time.monotonic() > deadline:
                 raise PsHealthError(f"the embedded cluster still accepts any login after reloading "
@@ -250,21 +252,22 @@ host    all       all       ::1/128        scram-sha-256
         deadline = time.monotonic() + timeout
         while True:
             try:
-                psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+                db.connect(self.dsn("postgres"), connect_timeout=2).close()
                 return
-            except psycopg.OperationalError as exc:
+            except DatabaseUnavailable as exc:
                 if time.monotonic() > deadline:
                     raise PsHealthError(f"server did not accept connections within {timeout:.0f} s: {exc}; "
                                         f"see {self.logfile}") from exc
                 time.sleep(0.1)
 
     def _ensure_database(self) -> None:
-        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)).fetchone():
-                conn.execute(f'CREATE DATABASE "{DBNAME}"')
-            conn.execute(f'ALTER DATABASE "{DBNAME}" SET search_path = {SEARCH_PATH}')
-        with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        name = sql.Identifier(DBNAME)
+        with db.connect(self.dsn("postgres"), autocommit=True) as conn:
+            if not db.fetch_one(conn, "cluster", "has_database", {"name": DBNAME}):
+                conn.execute(sql.SQL(query("cluster", "create_database")).format(name=name))
+            conn.execute(sql.SQL(query("cluster", "search_path")).format(name=name))
+        with db.connect(self.dsn(), autocommit=True) as conn:
+            db.fetch(conn, "cluster", "create_pg_cron")
 
     def down(self) -> bool:
         """Stop the cluster cleanly; False when it was not running."""

@@ -8,6 +8,7 @@ import re
 from psycopg.conninfo import make_conninfo
 
 from reactor import db
+from reactor.cliutil import print_json
 from reactor.errors import PsHealthError
 from reactor.sqlfiles import PG_CRON_DIR
 
@@ -51,8 +52,6 @@ def cron_connection(dsn: str):
 
 
 def _cron(args: argparse.Namespace, cfg) -> int:
-    from reactor.cli import print_json
-
     conn, database = cron_connection(cfg.require_dsn())
     with conn, db.mapped_errors():
         if args.action == "install":

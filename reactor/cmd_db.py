@@ -7,6 +7,7 @@ import sys
 
 from reactor import cluster as cluster_mod
 from reactor import migrate as migrate_mod
+from reactor.cliutil import print_json
 
 
 def register(sub) -> None:
@@ -48,8 +49,6 @@ def register(sub) -> None:
 
 
 def _db(args: argparse.Namespace, cfg) -> int:
-    from reactor.cli import print_json
-
     cluster = cluster_mod.Cluster.from_config(cfg)
     if args.action == "up":
         print(cluster.up())
@@ -69,8 +68,6 @@ def _db(args: argparse.Namespace, cfg) -> int:
 
 
 def _migrate(args: argparse.Namespace, cfg) -> int:
-    from reactor.cli import print_json
-
     runner = migrate_mod.Runner(cfg.require_dsn())
     if args.action == "status":
         rows = runner.status()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from reactor import errors
 from reactor.sqlfiles import query
@@ -35,11 +35,12 @@ def mapped_errors() -> Iterator[None]:
 
 
 def connect(dsn: str, *, autocommit: bool = False, application_name: str = "ps-health",
-            connect_timeout: int = 5) -> psycopg.Connection:
-    """Open a connection with dict rows and search_path set to ps_health."""
+            connect_timeout: int = 5, dict_rows: bool = True) -> psycopg.Connection:
+    """The one way ps-health opens a connection: search_path set to ps_health, rows as dicts (or tuples),
+    every failure mapped to a PsHealthError (DatabaseUnavailable when the server is out of reach)."""
     with mapped_errors():
         return psycopg.connect(
-            dsn, autocommit=autocommit, row_factory=dict_row,
+            dsn, autocommit=autocommit, row_factory=dict_row if dict_rows else tuple_row,
             application_name=application_name, connect_timeout=connect_timeout,
             options="-c search_path=ps_health,public",
         )

@@ -34,6 +34,9 @@ class AlreadyRunning(PsHealthError):
     """Another reactor serves this host (it holds the host's lock)."""
 
 
+# SQLSTATE classes that mean the session is gone: connection exception, operator intervention (the
+# server shutting down or terminating the backend).
+_OUTAGE_CLASSES = ("08", "57P")
 # SQLSTATE classes that mean "the caller sent something the database refused".
 _BAD_INPUT_CLASSES = ("22", "23", "P0002", "55000", "42501")
 # A missing schema, table or function of ours: the database was never migrated, or by an older ps-health.
@@ -56,6 +59,16 @@ def from_psycopg(exc: psycopg.Error) -> PsHealthError:
         return AlreadyRunning(message, state, hint)
     if state and (state.startswith(_BAD_INPUT_CLASSES) or state in _BAD_INPUT_CLASSES):
         return BadInput(message, state, hint)
-    if state and state.startswith("08"):
+    if state and state.startswith(_OUTAGE_CLASSES):
         return DatabaseUnavailable(f"database unavailable: {message}", state, hint)
     return PsHealthError(message, state, hint)
+
+
+def is_outage(exc: BaseException, conn=None) -> bool:
+    """Whether an error means the database is out of reach (retry later), not that a call was refused."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    if state and state.startswith(_OUTAGE_CLASSES):
+        return True
+    return conn is not None and (conn.closed or conn.broken)

@@ -9,31 +9,19 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from reactor import db
-from reactor.errors import AlreadyRunning, BadInput, DatabaseUnavailable, PsHealthError
+from reactor.errors import AlreadyRunning, BadInput, DatabaseUnavailable, PsHealthError, is_outage
 from reactor.sqlfiles import query
 
 TOPIC = "reactor"
 CHANNEL = "ps_health"
 # TCP keepalives notice a silently dropped network path (ignored on Unix sockets).
 _KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
-# SQLSTATE classes that mean the session is gone: connection exception, operator intervention.
-_OUTAGE_CLASSES = ("08", "57P")
 
 
 def conninfo(dsn: str) -> str:
     """The DSN with keepalives added (the DSN's own values win)."""
     given = psycopg.conninfo.conninfo_to_dict(dsn)
     return make_conninfo(dsn, **{k: v for k, v in _KEEPALIVE.items() if k not in given})
-
-
-def is_outage(exc: BaseException, conn: psycopg.Connection | None = None) -> bool:
-    """Whether an error means the database is unreachable, not that a call was refused."""
-    if isinstance(exc, DatabaseUnavailable):
-        return True
-    state = getattr(exc, "sqlstate", None)
-    if state and state.startswith(_OUTAGE_CLASSES):
-        return True
-    return conn is not None and (conn.closed or conn.broken)
 
 
 def open_connection(dsn: str, name: str) -> psycopg.Connection:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from reactor import schemadiff
+from reactor import db, schemadiff
 from reactor.errors import MigrationError, from_psycopg
 from reactor.sqlfiles import SQL_DIR, query
 
@@ -92,7 +92,7 @@ def discover(folder: Path = SQL_DIR / "migrations") -> list[MigrationFile]:
 
 def build(conn: psycopg.Connection, schema: Schema) -> None:
     """Create the declared schema (state, then code) on a connection, inside the caller's transaction."""
-    conn.execute("SET LOCAL check_function_bodies = off")  # functions may name each other in any order
+    conn.execute(query("migrate", "no_body_checks"))  # functions may name each other in any order
     for path in schema.state():
         conn.execute(path.read_text())
     load_code(conn, schema)
@@ -100,7 +100,7 @@ def build(conn: psycopg.Connection, schema: Schema) -> None:
 
 def load_code(conn: psycopg.Connection, schema: Schema) -> None:
     """Drop every function, view and trigger of ps_health and create them from the code files."""
-    conn.execute("SET LOCAL check_function_bodies = off")
+    conn.execute(query("migrate", "no_body_checks"))
     conn.execute(query("migrate", "drop_code"))
     for path in schema.code():
         try:
@@ -126,10 +126,7 @@ class Runner:
         return max([f.version for f in self.files] + [max(LEGACY)])
 
     def _connect(self) -> psycopg.Connection:
-        try:
-            return psycopg.connect(self.dsn, autocommit=True)
-        except psycopg.Error as exc:
-            raise from_psycopg(exc) from exc
+        return db.connect(self.dsn, autocommit=True, dict_rows=False, application_name="ps-health migrate")
 
     def _applied(self, conn: psycopg.Connection) -> list[tuple]:
         if conn.execute(query("migrate", "has_tracking")).fetchone()[0] is None:
@@ -254,7 +251,7 @@ class Runner:
 
     def _adopt(self, conn, dry_run: bool) -> list[str]:
         with schemadiff.scratch_database(self.dsn, "ps_health_adopt") as scratch:
-            with psycopg.connect(scratch) as sconn:
+            with db.connect(scratch, dict_rows=False) as sconn:
                 build(sconn, self.schema)
             difference = schemadiff.diff(self.dsn, scratch)
         if difference:
@@ -304,6 +301,6 @@ def _ms(started: float) -> float:
 def drift(dsn: str) -> str:
     """SQL that would turn the live ps_health into the declared schema ('' when none)."""
     with schemadiff.scratch_database(dsn, "ps_health_declared") as scratch:
-        with psycopg.connect(scratch) as conn:
+        with db.connect(scratch, dict_rows=False) as conn:
             build(conn, Schema(SQL_DIR / "schema"))
         return schemadiff.diff(dsn, scratch)

@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
-import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from reactor import db
 from reactor.sqlfiles import query
 
 SCHEMA = "ps_health"
@@ -50,11 +50,11 @@ def scratch_database(dsn: str, prefix: str = "ps_health_scratch") -> Iterator[st
     """A throw-away database on the same server as dsn; yields its conninfo, drops it after."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     ident = sql.Identifier(name)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with db.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL(query("migrate", "create_database")).format(name=ident))
     try:
         yield make_conninfo(dsn, dbname=name)
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with db.connect(dsn, autocommit=True) as conn:
             conn.execute(sql.SQL(query("migrate", "drop_database")).format(name=ident))
 

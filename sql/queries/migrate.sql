@@ -8,6 +8,10 @@ SELECT pg_advisory_lock(hashtext('ps_health.migrate'))
 -- name: unlock
 SELECT pg_advisory_unlock(hashtext('ps_health.migrate'))
 
+-- name: no_body_checks
+-- Functions may name each other in any order while the schema is loaded.
+SET LOCAL check_function_bodies = off
+
 -- name: has_tracking
 SELECT to_regclass('ps_health_meta.migrations')
 
