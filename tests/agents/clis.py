@@ -263,9 +263,12 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def launch(name: str, server, url: str, tmp: Path, *, settings: dict | None = None,
+def launch(name: str, server, url: str, tmp: Path, *, settings: dict | None = None, env: dict | None = None,
            width: int = 120, height: int = 40) -> Agent:
-    """Start the CLI `name` in a new session of server, pointed at the stand-in at url."""
+    """Start the CLI `name` in a new session of server, pointed at the stand-in at url.
+
+    The CLI sees only the variables set here (and env), plus TMUX_PANE as a pane's program does."""
+    extra = env
     home, project = tmp / f"{name}-home", tmp / f"{name}-project"
     home.mkdir()
     project.mkdir()
@@ -273,9 +276,11 @@ def launch(name: str, server, url: str, tmp: Path, *, settings: dict | None = No
            "TERM": "xterm-256color", "LANG": "C.UTF-8", "USER": os.environ.get("USER", "root"),
            "NO_BROWSER": "1"}
     env.update(SEEDS[name](home, project, url, settings or {}))
+    env.update(extra or {})
     line = server.run("new-session", "-d", "-s", f"{name}", "-x", str(width), "-y", str(height),
                       "-c", str(project), "-P", "-F", "#{pane_id} #{pane_pid}",
-                      "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command(name))
+                      "/bin/sh", "-c", 'exec env -i TMUX_PANE="$TMUX_PANE" "$@"', "sh",
+                      *(f"{k}={v}" for k, v in env.items()), *command(name))
     target, pid = line.split()
     return Agent(PROFILES[name], server, target, int(pid), home, project, env)
 
