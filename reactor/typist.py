@@ -62,7 +62,7 @@ class Typist:
     def __init__(self, tmux: Tmux):
         self.tmux = tmux
         self._submitted: dict[str, str] = {}  # pane -> the input line as it was submitted there (squashed)
-        self._pasted: dict[str, str] = {}  # pane -> the text (squashed) pasted there, not yet submitted
+        self._left: dict[str, str] = {}  # pane -> the text (squashed) typed or pasted there and not submitted
 
     def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3, *,
                 trust: Trust) -> Outcome:
@@ -105,22 +105,27 @@ class Typist:
         if not tail:  # text made only of frame characters: nothing to recognise on screen
             return Outcome("failed", "text has nothing visible to verify", 0.0)
         look = self._taken(target, look, profile, submit_delay)
+        held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
+        if held == EMPTY and self._left.get(target) == squash(clean):
+            # This very text was typed here and is not shown: the agent may not have drawn it yet.
+            look, held = self._drawn(target, look, trust, clean, marker, profile, start)
+            if isinstance(look, Outcome):
+                return look
         blocked = _screen_refusal(profile, look.screen)
         if blocked:
             return _deferred(f"{blocked}; nothing typed", start)
-        held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
         if held == OURS:
             # Typed before and never submitted (by a reactor that was stopped): submit it, once.
             self.tmux.send_keys(target, trust.identity, "Enter")
             self._submitted[target] = squash(profile.input_line(look.screen) or clean)
-            self._pasted.pop(target, None)
+            self._left.pop(target, None)
             return Outcome("delivered", f"submitted the text typed by an earlier attempt{note}", _ms_since(start))
         if held == STALE:
             if not profile.clear_keys:
                 return _deferred(f"the input line holds an earlier prompt and agent profile {profile.name!r} "
                                  "has no keys to clear it", start)
             self.tmux.send_keys(target, trust.identity, *profile.clear_keys)
-            self._pasted.pop(target, None)
+            self._left.pop(target, None)
             deadline = time.monotonic() + max(submit_delay, _SETTLE_POLL)
             while True:  # until the agent shows the line cleared
                 look = self.tmux.look(target)
@@ -142,9 +147,9 @@ class Typist:
                                         "not typed again", _ms_since(start))
         full = squash(clean)
         pasting = profile.pastes(clean)
+        self._left[target] = full
         if pasting:
             # Typed in one burst the agent would collapse or split it: one bracketed paste arrives whole.
-            self._pasted[target] = full
             self.tmux.paste(target, trust.identity, clean)
             note += f"; pasted ({len(clean.encode('utf-8'))} bytes, bracketed)"
         else:
@@ -177,7 +182,7 @@ class Typist:
             self.tmux.send_keys(target, trust.identity, "Enter")
             log.debug("delivered %d chars to %s (attempt %d)", len(clean), target, attempt)
             self._submitted[target] = squash(line) if line else full
-            self._pasted.pop(target, None)
+            self._left.pop(target, None)
             return Outcome("delivered", f"submitted on attempt {attempt}{note}", latency)
         log.warning("prompt to %s failed: text not visible in pane after %d attempts", target, attempts)
         return Outcome("failed", f"text not visible in pane after {attempts} attempts{note}", latency)
@@ -185,11 +190,28 @@ class Typist:
     def _held(self, target: str, line: str | None, clean: str, marker: re.Pattern | None, profile: Profile) -> str:
         """What the input line holds; a collapsed paste is ours only if this typist pasted this very text."""
         if profile.collapsed(line):
-            pasted = self._pasted.get(target)
-            if pasted is None:
+            left = self._left.get(target)
+            if left is None:
                 return FOREIGN  # somebody's paste: what it holds cannot be read
-            return OURS if pasted == squash(clean) else STALE
+            return OURS if left == squash(clean) else STALE
         return classify(line, clean, marker)
+
+    def _drawn(self, target: str, look: Look, trust: Trust, clean: str, marker: re.Pattern | None,
+               profile: Profile, start: float) -> tuple[Look | Outcome, str]:
+        """Look again until the input line shows something, at most _REDRAW_LIMIT: (look, what it holds). Still
+        empty then, the text typed before was lost (and may be typed again)."""
+        deadline = time.monotonic() + _REDRAW_LIMIT
+        held = EMPTY
+        while held == EMPTY and time.monotonic() < deadline:
+            time.sleep(_SETTLE_POLL * 10)
+            look = self.tmux.look(target)
+            checked = self._checked(target, look, trust, start)
+            if isinstance(checked, Outcome):
+                return checked, held
+            held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
+        if held == EMPTY:
+            self._left.pop(target, None)
+        return look, held
 
     def profile_at(self, target: str, trust: Trust | None) -> tuple[Look, Profile | None] | None:
         """A look at the pane and the profile of the accepted agent in it (None: not known); None on errors."""
