@@ -140,7 +140,7 @@ READINGS = [
     ("codex-typed", True, False, False, "please say hello MARKER-1234"),
     ("codex-busy-waiting", True, True, False, ""),
     ("codex-busy-streaming", True, True, False, ""),  # with run-state in [tui] status_line
-    ("codex-dialog-approval", False, False, True, ANY),
+    ("codex-dialog-approval", True, False, True, ANY),  # the dialog wins
     ("codex-dialog-hooks", True, False, True, ANY),
     ("codex-reset-typed", True, False, False, "/new"),
     ("codex-collapsed", True, False, False, "[Pasted Content 1001 chars]"),
@@ -150,6 +150,7 @@ READINGS = [
     ("gemini-busy-streaming", True, True, False, ""),
     ("gemini-dialog", False, False, True, ANY),
     ("gemini-reset-typed", True, False, False, "/clear"),
+    ("gemini-reset-typed-no-truecolor", True, False, False, "/clear"),  # without COLORTERM: no ▄▀ frame
 ]
 
 

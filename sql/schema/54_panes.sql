@@ -31,17 +31,18 @@ SELECT d.program::varchar(64) AS program, d.input_pattern, d.ignore_pattern, d.c
    'on an empty composer quits Codex, so only Ctrl-U clears; bursts over 1000 characters collapse to '
    '[Pasted Content N chars]; context from its rollout file (token_count events with model_context_window)',
    '(^|/)codex(\.js)?$|@openai/codex', '/new',
-   '^› .*\n(  .*\n)*\n  \S.* · ',
+   '^› .*\n(  .*\n)*\n  \S',
    'esc to interrupt\)| · Working\b|tab to queue message',
    '^› \d+\. .*\n  \d+\. |Press enter to confirm or esc to cancel|enter confirm · esc skip',
    900, '^\[Pasted Content \d+ chars\]( #\d+)?$', 'codex-rollout', NULL),
   ('gemini', '^ >(\s|$)', 'Type your message or @path/to/file', '{C-u}',
-   'Gemini CLI: the input box " > text" is the last frame on screen (its grey placeholder counts as empty); '
+   'Gemini CLI: the input box " > text" is the last frame on screen, above the footer (framed by ▄ and ▀ '
+   'rows in a true-colour terminal; its grey placeholder counts as empty); '
    '"(esc to cancel, 3s)" while busy; tool confirmations are boxes with "Allow execution of" and a "●" '
    'option list; pastes over about 800 characters show as [Pasted Text: N chars]; context from its chat '
    'file (tokens of each reply) against a 1,048,576-token window',
    '(^|/)gemini(\.js)?$|@google/gemini-cli', '/clear',
-   '^ > .*\n(   .*\n)*▀{20,}(\n.*){0,3}\Z',
+   '^ >( .*)?\n(   .*\n)*(▀{20,})?(\n.*){0,3}\Z',
    '\(esc to cancel, (\d+[hm] )*\d+s\)',
    '^│ Allow execution of |^│ ● \d+\. |^│ Apply this change\?',
    700, '^\[Pasted Text: \d+ chars\]$', 'gemini-chat', 1048576),
