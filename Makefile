@@ -48,9 +48,9 @@ test-py: deps ## only pytest (ARGS="-k name" selects; PS_HEALTH_TEST_WORKERS=0 r
 test-faults: deps ## fault-injection tests (processes killed and restarted)
 	$(PY) -m tests.harness py -m faults
 
-test-agents: deps ## the real Claude Code, Codex CLI and Gemini CLI (npm) against a local model stand-in
+test-agents: deps ## the real Claude Code, Codex CLI and Gemini CLI (npm) against a local model stand-in, through the harness
 	$(PY) -m tests.agents.clis install
-	PS_HEALTH_AGENTS=1 $(PY) -m pytest tests/agents $(ARGS)
+	PS_HEALTH_AGENTS=1 PS_HEALTH_TEST_WORKERS=$${PS_HEALTH_TEST_WORKERS:-2} $(PY) -m tests.harness py tests/agents $(ARGS)
 
 bench: deps ## benchmarks that print figures
 	$(PY) -m bench

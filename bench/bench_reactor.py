@@ -44,10 +44,15 @@ def _connect(dsn: str, autocommit: bool = True) -> psycopg.Connection:
 
 
 def _settings(conn, **values: str) -> None:
-    # the benchmark's panes run bench/stamp_pane.py: the agent program the reactor may type into here
+    # the benchmark's panes run bench/stamp_pane.py: the agent program the reactor may type into here,
+    # with a profile whose checks cost what a real CLI's do (input box, dialog and busy patterns)
     values = {"agent_programs": '["stamp_pane"]', **values}
     for key, value in values.items():
         conn.execute("SELECT set_setting(%s, %s)", (key, value))
+    conn.execute("INSERT INTO agent_profiles (program, input_pattern, ready_pattern, dialog_pattern, busy_pattern, "
+                 "clear_keys) VALUES ('stamp_pane', '^>( |$)', '^>( |$)', "
+                 "'^\\s*❯ \\d+\\. |Esc to cancel$|Press enter to confirm or esc to cancel', "
+                 "'esc to interrupt|\\(esc to cancel, \\d+s\\)', '{C-u}') ON CONFLICT (program) DO NOTHING")
 
 
 class ReactorProcess:

@@ -42,21 +42,25 @@ def register(sub) -> None:
                 func=_statusline)
     s.add_argument("--project", help="project to use when the pane has no registered session")
 
-    k = command(sub, "hook", "Claude Code hook command: record what the agent did",
-                "Read the JSON Claude Code passes to a hook on stdin and record the fact in the host spool: "
-                "SessionStart registers the session (and follows /clear and resume), UserPromptSubmit and "
-                "Stop are heartbeats, PreToolUse / PostToolUse / PostToolUseFailure of the subagent tool "
-                "(Task or Agent) start and finish a spawn, SubagentStop is activity, PreCompact records a "
-                "compaction, SessionEnd ends the session. The reactor forwards the facts to the database "
-                "in order. Prints nothing and always exits 0, so it never blocks the agent. Facts are "
-                "recorded for agents in a tmux pane, or for any agent when --project is given. "
-                "`ps-health setup claude-code` installs the hooks.",
+    k = command(sub, "hook", "agent CLI hook command: record what the agent did",
+                "Read the JSON an agent CLI (Claude Code, Codex CLI, Gemini CLI) passes to a hook on stdin and "
+                "record the fact in the host spool: SessionStart registers the session (and follows /clear, "
+                "/new and resume), UserPromptSubmit and Stop (Gemini: BeforeAgent and AfterAgent) are "
+                "heartbeats, Claude Code's PreToolUse / PostToolUse / PostToolUseFailure of the subagent tool "
+                "(Task or Agent) start and finish a spawn, SubagentStop is activity, PreCompact (Gemini: a "
+                "manual PreCompress) records a compaction, SessionEnd ends the session. The reactor forwards "
+                "the facts to the database in order. Prints nothing and always exits 0, so it never blocks "
+                "the agent. Facts are recorded for agents in a tmux pane, or for any agent when --project is "
+                "given. `ps-health setup claude-code` (codex, gemini) installs the hooks.",
                 ['~/.claude/settings.json: {"hooks": {"Stop": [{"hooks": [{"type": "command", '
                  '"command": "ps-health hook Stop"}]}]}}',
-                 "echo '{\"cwd\": \"/src/myproj\"}' | ps-health hook Stop --project myproj"],
+                 "echo '{\"cwd\": \"/src/myproj\"}' | ps-health hook Stop --project myproj",
+                 "echo '{\"cwd\": \"/src/myproj\"}' | ps-health hook AfterAgent --agent gemini"],
                 func=_hook)
-    k.add_argument("event", metavar="EVENT", help="the Claude Code hook event, e.g. SessionStart")
-    k.add_argument("--project", help="the project (default: the folder Claude Code runs in)")
+    k.add_argument("event", metavar="EVENT", help="the hook event, e.g. SessionStart")
+    k.add_argument("--project", help="the project (default: the folder the agent runs in)")
+    k.add_argument("--agent", choices=["claude", "codex", "gemini"], default="claude",
+                   help="the agent CLI whose hook this is (default: claude)")
 
     from reactor import spawnwrap  # its parser lives beside the wrapper it drives
 
@@ -166,7 +170,7 @@ def _statusline(args, cfg) -> int:
 def _hook(args, cfg) -> int:
     from reactor import hooks
 
-    return hooks.run(args.event, args.project, sys.stdin.buffer.read(), os.environ)
+    return hooks.run(args.event, args.project, sys.stdin.buffer.read(), os.environ, args.agent)
 
 
 def _respond(args, cfg) -> int:

@@ -167,7 +167,8 @@ class Dispatcher:
                 log.exception("prompt %s: on_done callback failed", job.prompt_id)
 
     def _wait_until_idle(self, job: Job) -> str | None:
-        """Wait until the screen is still for idle_seconds or the defer limit passes.
+        """Wait until the agent shows no running turn (its profile's busy pattern) and the screen was still
+        for idle_seconds, or the defer limit passes. idle_seconds 0 turns the gate off.
 
         Returns "" when idle, a note when sent while busy, None when stop() interrupted.
         """
@@ -177,19 +178,29 @@ class Dispatcher:
         if job.severity == "critical":
             limit = min(limit, self._critical_max_defer)
         start = time.monotonic()
-        screen = self._tmux.capture(job.target)
+        screen, busy = self._observe(job)
         still_since = start
         while True:
             if screen is None:
                 return ""  # cannot see the pane; deliver() reports why
             now = time.monotonic()
-            if now - still_since >= job.idle_seconds:
+            if busy:
+                still_since = now  # a turn is running: the stillness of its screen says nothing
+            elif now - still_since >= job.idle_seconds:
                 return ""
             if now - start >= limit:
                 return f"pane still busy after {limit:g} s, sent anyway"
             pause = min(self._poll, still_since + job.idle_seconds - now, start + limit - now)
             if self._stopping.wait(max(pause, 0.0)):
                 return None
-            latest = self._tmux.capture(job.target)
+            latest, busy = self._observe(job)
             if latest != screen:
                 screen, still_since = latest, time.monotonic()
+
+    def _observe(self, job: Job) -> tuple[str | None, bool]:
+        """The pane's screen (None: cannot see it) and whether its agent's profile says a turn is running."""
+        seen = self._typist.profile_at(job.target, job.trust)
+        if seen is None:
+            return None, False
+        look, profile = seen
+        return look.screen, profile is not None and profile.is_busy(look.screen)

@@ -10,22 +10,25 @@ import sys
 HOT = ("statusline", "hook")
 
 
-def hot_args(argv: list[str]) -> tuple[str | None, str | None, list[str]] | None:
-    """(event, project, ignored) for `statusline [--project P]` / `hook EVENT [--project P]`; None: not hot."""
+def hot_args(argv: list[str]) -> tuple[str | None, str | None, list[str], str | None] | None:
+    """(event, project, ignored, agent) for `statusline [--project P]` / `hook EVENT [--project P] [--agent A]`;
+    None: not hot."""
     if not argv or argv[0] not in HOT or any(a in ("-h", "--help") for a in argv[1:]):
         return None
-    rest, event, project, ignored = argv[1:], None, None, []
+    rest, event, ignored = argv[1:], None, []
+    given: dict[str, str | None] = {"--project": None, "--agent": None}
     if argv[0] == "hook" and rest and not rest[0].startswith("-"):
         event, rest = rest[0], rest[1:]
     while rest:
         arg, rest = rest[0], rest[1:]
-        if arg == "--project" and rest:
-            project, rest = rest[0], rest[1:]
-        elif arg.startswith("--project="):
-            project = arg.partition("=")[2]
+        name, eq, value = arg.partition("=")
+        if name in given and (eq or rest) and (argv[0] == "hook" or name == "--project"):
+            if not eq:
+                value, rest = rest[0], rest[1:]
+            given[name] = value
         else:
             ignored.append(arg)
-    return event, project or None, ignored
+    return event, given["--project"] or None, ignored, given["--agent"] or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         from reactor.cli import main as cli_main
 
         return cli_main(argv)
-    event, project, ignored = hot
+    event, project, ignored, agent = hot
     if ignored:  # a hand-edited command line: say so, but never fail the agent over it
         print(f"ps-health {argv[0]}: ignoring {' '.join(ignored)}", file=sys.stderr)
     try:
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "hook":
         from reactor import hooks
 
-        return hooks.run(event or "", project, raw, os.environ)
+        return hooks.run(event or "", project, raw, os.environ, agent)
     from reactor import statusline
 
     print(statusline.run(project, raw, os.environ))

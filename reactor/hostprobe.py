@@ -79,8 +79,10 @@ class HostProbe:
             "states": [probes.pid_state(s["pid"]) for s in with_pid]})
 
     def context(self) -> int:
-        """Usage from each session's transcript, within a time budget per round."""
-        paths = {s["transcript_path"]: s["project"] for s in self._sessions() if s["transcript_path"]}
+        """Usage from each session's transcript (read as its agent profile's context source), within a time
+        budget per round."""
+        sessions = {s["transcript_path"]: s for s in self._sessions() if s["transcript_path"]}
+        paths = {path: s["project"] for path, s in sessions.items()}
         for gone in self._tailed - set(paths):
             self._transcripts.forget(gone)  # the session ended or moved: drop its read state
         self._tailed = set(paths)
@@ -96,7 +98,11 @@ class HostProbe:
                             done, len(order))
                 self._turn = start + done
                 break
-            usage = self._transcripts.read(path)
+            try:
+                usage = self._transcripts.read(path, sessions[path]["context_window"], sessions[path]["context_source"])
+            except ValueError as exc:  # a context source this version cannot read
+                log.warning("context of %s not read: %s", project, exc)
+                continue
             if usage is None:
                 continue  # no new assistant turn since the last round
             try:

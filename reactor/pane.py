@@ -71,13 +71,23 @@ def program_names(argv: list[str]) -> tuple[list[str], str | None]:
     return names, script
 
 
-def accepted(argv: list[str], programs: tuple[str, ...]) -> str | None:
-    """The entry of `programs` the process matches: a name, or with a '/' a part of its path; else None."""
+def accepted(argv: list[str], programs: tuple[str, ...], profiles: dict | None = None) -> str | None:
+    """The entry of `programs` the process matches: a name, with a '/' a part of its path, or its profile's
+    command_pattern on the program's or script's path; else None."""
     names, script = program_names(argv)
     paths = [argv[0]] + ([script] if script else [])
     for entry in programs:
         if ("/" in entry and any(entry in path for path in paths)) or entry in names:
             return entry
+    for entry in programs:
+        data = (profiles or {}).get(entry)
+        pattern = data.get("command_pattern") if isinstance(data, dict) else None
+        if isinstance(pattern, str) and pattern:
+            try:
+                if any(re.search(pattern, path) for path in paths):
+                    return entry
+            except re.error:
+                continue  # a broken pattern recognises nothing; the profile itself is refused when used
     return None
 
 
@@ -87,30 +97,62 @@ def describe(argv: list[str]) -> str:
     return f"{names[0]} {names[1]}" if script else names[0]
 
 
+def view(screen: str) -> str:
+    """The screen as profiles' patterns see it: each line without trailing spaces, no blank lines at the end."""
+    lines = [line.rstrip() for line in screen.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
+
+
+def _pattern(name: str, data: dict, field: str, flags: int = 0) -> re.Pattern | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    try:
+        return re.compile(value, flags)
+    except (TypeError, re.error) as exc:
+        raise ValueError(f"agent profile {name!r}: bad {field}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Profile:
-    """How an agent's input line looks: where it starts, what counts as empty, which keys clear it."""
+    """How an agent's screen looks: its input line (where it starts, what counts as empty, which keys clear
+    it), whether its input box is shown, a turn runs or a dialog is open, how long text must be sent, and
+    its reset command. The patterns come from SQL (agent_profiles); None means the profile does not say."""
 
     name: str
     input_pattern: re.Pattern
     ignore_pattern: re.Pattern | None
     clear_keys: tuple[str, ...]
+    ready: re.Pattern | None = None
+    busy: re.Pattern | None = None
+    dialog: re.Pattern | None = None
+    paste_above: int | None = None
+    placeholder: re.Pattern | None = None
+    reset_command: str | None = None
 
     @classmethod
     def parse(cls, name: str, data: dict) -> Profile:
         """From the agent_profiles JSON of the claim; ValueError names the field that is wrong."""
-        try:
-            start = re.compile(data["input_pattern"])
-        except (KeyError, TypeError, re.error) as exc:
-            raise ValueError(f"agent profile {name!r}: bad input_pattern: {exc}") from None
-        try:
-            ignore = re.compile(data["ignore_pattern"]) if data.get("ignore_pattern") else None
-        except (TypeError, re.error) as exc:
-            raise ValueError(f"agent profile {name!r}: bad ignore_pattern: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"agent profile {name!r} is not an object")
+        start = _pattern(name, data, "input_pattern")
+        if start is None:
+            raise ValueError(f"agent profile {name!r}: bad input_pattern: missing")
         keys = data.get("clear_keys") or []
         if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
             raise ValueError(f"agent profile {name!r}: clear_keys must be a list of key names")
-        return cls(name, start, ignore, tuple(keys))
+        paste = data.get("paste_above")
+        if paste is not None and (not isinstance(paste, int) or isinstance(paste, bool) or paste < 0):
+            raise ValueError(f"agent profile {name!r}: paste_above must be a whole number of bytes, got {paste!r}")
+        reset = data.get("reset_command")
+        if reset is not None and not isinstance(reset, str):
+            raise ValueError(f"agent profile {name!r}: reset_command must be text")
+        return cls(name, start, _pattern(name, data, "ignore_pattern"), tuple(keys),
+                   ready=_pattern(name, data, "ready_pattern", re.M), busy=_pattern(name, data, "busy_pattern", re.M),
+                   dialog=_pattern(name, data, "dialog_pattern", re.M), paste_above=paste,
+                   placeholder=_pattern(name, data, "placeholder_pattern"), reset_command=reset or None)
 
     def input_line(self, screen: str) -> str | None:
         """What the input line holds: the rest of the last screen line the prompt starts; None if none."""
@@ -122,6 +164,26 @@ class Profile:
                     return ""  # the agent's placeholder in an empty input box
                 return text
         return None
+
+    def dialog_open(self, screen: str) -> bool:
+        """A dialog, menu or selection list is open: keys typed now would answer it."""
+        return self.dialog is not None and self.dialog.search(view(screen)) is not None
+
+    def box_hidden(self, screen: str) -> bool:
+        """The profile knows how the input box looks, and the screen does not show it."""
+        return self.ready is not None and self.ready.search(view(screen)) is None
+
+    def is_busy(self, screen: str) -> bool:
+        """The agent shows that a turn is running."""
+        return self.busy is not None and self.busy.search(view(screen)) is not None
+
+    def collapsed(self, line: str | None) -> bool:
+        """The input line shows only the agent's placeholder for a collapsed paste."""
+        return bool(line) and self.placeholder is not None and self.placeholder.fullmatch(line) is not None
+
+    def pastes(self, text: str) -> bool:
+        """Whether text must be sent as one bracketed paste (typed, the agent would collapse or split it)."""
+        return self.paste_above is not None and len(text.encode("utf-8")) > self.paste_above
 
 
 def classify(line: str | None, text: str, marker: re.Pattern | None) -> str:

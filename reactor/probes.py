@@ -92,14 +92,15 @@ class _FileState:
     skipping: bool  # discard bytes up to the next newline
     sig: bytes
     last: Usage | None = None
+    parse: object = None  # the line parser of the file's context source (SOURCES)
 
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _usage_tokens(line: bytes) -> int | None:
-    """Return tokens used if the line is a main-thread assistant turn carrying usage."""
+def _claude_usage(line: bytes) -> tuple[int, int | None] | None:
+    """Claude Code transcript: a main-thread assistant turn's prompt size (its window is not recorded)."""
     # Cheap prefilter: most bytes in a transcript are tool output that cannot match.
     if b"assistant" not in line or b"usage" not in line:
         return None
@@ -112,13 +113,46 @@ def _usage_tokens(line: bytes) -> int | None:
         if obj.get("isSidechain") is True or "<synthetic>" in (msg.get("model"), obj.get("model")):
             return None
         usage = msg["usage"]
-        return sum(_int(usage.get(k)) for k in _USAGE_KEYS)
+        return sum(_int(usage.get(k)) for k in _USAGE_KEYS), None
     except (ValueError, RecursionError, LookupError, TypeError, AttributeError):
         return None  # malformed JSON or an unexpected shape
 
 
+def _codex_usage(line: bytes) -> tuple[int, int | None] | None:
+    """Codex rollout: a token_count event's last turn input (cached included) and model_context_window."""
+    if b"token_count" not in line or b"last_token_usage" not in line:
+        return None
+    try:
+        payload = json.loads(line)["payload"]
+        if payload.get("type") != "token_count":
+            return None
+        info = payload["info"]
+        window = info.get("model_context_window")
+        return _int(info["last_token_usage"].get("input_tokens")), (_int(window) or None)
+    except (ValueError, RecursionError, LookupError, TypeError, AttributeError):
+        return None
+
+
+def _gemini_usage(line: bytes) -> tuple[int, int | None] | None:
+    """Gemini CLI chat file: a reply's prompt tokens (cached included); the window is not recorded."""
+    if b'"gemini"' not in line or b'"tokens"' not in line:
+        return None
+    try:
+        obj = json.loads(line)
+        if obj.get("type") != "gemini":
+            return None
+        return _int(obj["tokens"].get("input")), None
+    except (ValueError, RecursionError, LookupError, TypeError, AttributeError):
+        return None
+
+
+# How each agent profile's context_source records usage: one JSON line per turn.
+SOURCES = {"claude-transcript": _claude_usage, "codex-rollout": _codex_usage, "gemini-chat": _gemini_usage}
+
+
 class TranscriptReader:
-    """Incrementally tails Claude Code transcript JSONL files, reporting usage changes."""
+    """Incrementally tails agent transcripts (Claude Code transcripts, Codex rollouts, Gemini chat files, one
+    JSON line per event), reporting usage changes."""
 
     def __init__(self, context_window_size: int | None = None, tail_bytes: int = TAIL_BYTES,
                  max_read: int = MAX_READ) -> None:
@@ -144,11 +178,16 @@ class TranscriptReader:
         self._files.pop(path, None)
         self._refused.discard(path)
 
-    def read(self, path: str, context_window_size: int | None = None) -> Usage | None:
+    def read(self, path: str, context_window_size: int | None = None, source: str | None = None) -> Usage | None:
         """Read the new tail of path; return the latest usage if a new one appeared, else None.
 
-        Only a regular file is read, and only up to the size it had when opened (see MAX_READ)."""
+        source: the format (SOURCES; default a Claude Code transcript); a window the file records wins over
+        context_window_size. Only a regular file is read, and only up to the size it had when opened (see
+        MAX_READ)."""
         window = context_window_size if context_window_size is not None else self.context_window_size
+        parse = SOURCES.get(source or "claude-transcript")
+        if parse is None:
+            raise ValueError(f"unknown context source {source!r} (known: {', '.join(SOURCES)})")
         try:
             fd = os.open(path, _OPEN_FLAGS)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
@@ -164,7 +203,7 @@ class TranscriptReader:
                 return None
             self._refused.discard(path)
             with open(fd, "rb", closefd=False) as fh:
-                return self._read_open(path, fh, fst, window)
+                return self._read_open(path, fh, fst, window, parse)
         except OSError as exc:
             log.debug("transcript %s unreadable: %s", path, exc)
             return None
@@ -183,7 +222,8 @@ class TranscriptReader:
         # Start one byte early so an exact line boundary is not mistaken for a partial line.
         return _FileState(ino, start - 1 if start else 0, bytearray(), start > 0, b"")
 
-    def _read_open(self, path: str, fh: BinaryIO, fst: os.stat_result, window: int | None) -> Usage | None:
+    def _read_open(self, path: str, fh: BinaryIO, fst: os.stat_result, window: int | None,
+                   parse) -> Usage | None:
         ino = (fst.st_dev, fst.st_ino)
         st = self._files.get(path)
         if st is not None and fst.st_size - st.offset > self.max_read:
@@ -192,10 +232,13 @@ class TranscriptReader:
         if st is not None and (st.ino != ino or fst.st_size < st.offset or not self._sig_ok(fh, st)):
             log.info("transcript %s truncated, replaced or rewritten; restarting", path)
             st = None
+        if st is not None and st.parse is not parse:
+            st = None  # read as another format now: from the tail again
         if st is None:
             st = self._files[path] = self._fresh(ino, fst.st_size)
+            st.parse = parse
         fh.seek(st.offset)
-        found: tuple[int, int] | None = None
+        found: tuple[int, int, int | None] | None = None
         left = fst.st_size - st.offset  # bytes written after the open wait for the next call
         while left > 0 and (chunk := fh.read(min(_CHUNK, left))):
             left -= len(chunk)
@@ -203,7 +246,7 @@ class TranscriptReader:
             found = self._consume(st, chunk) or found
         if found is None:
             return None
-        st.last = Usage(found[0], found[1], window)
+        st.last = Usage(found[0], found[1], found[2] or window)
         return st.last
 
     def _sig_ok(self, fh: BinaryIO, st: _FileState) -> bool:
@@ -212,8 +255,8 @@ class TranscriptReader:
         self.bytes_read += len(got)
         return got == st.sig
 
-    def _consume(self, st: _FileState, data: bytes) -> tuple[int, int] | None:
-        """Feed bytes into st; return (tokens, line_offset) of the last usage line, if any."""
+    def _consume(self, st: _FileState, data: bytes) -> tuple[int, int, int | None] | None:
+        """Feed bytes into st; return (tokens, line_offset, window) of the last usage line, if any."""
         base = st.offset - len(st.pending)  # file offset of st.pending[0]
         st.offset += len(data)
         tail = data[-_SIG_BYTES:]
@@ -232,9 +275,9 @@ class TranscriptReader:
             nl = buf.find(b"\n", pos)
             if nl < 0:
                 break
-            tokens = _usage_tokens(bytes(buf[pos:nl]))
-            if tokens is not None:
-                found = (tokens, base + pos)
+            usage = st.parse(bytes(buf[pos:nl]))
+            if usage is not None:
+                found = (usage[0], base + pos, usage[1])
             pos = nl + 1
         st.pending = bytearray(buf[pos:])
         self._cap_pending(st)

@@ -266,7 +266,7 @@ class Reactor:
                    trust=Trust(identity=row["identity"], programs=_programs(row["agent_programs"]),
                                profiles=_profiles(row["agent_profiles"]), marker_pattern=row["marker_pattern"],
                                bind=lambda seen, p=row["project"], t=row["target"]: self._bind(p, t, seen),
-                               claimed_before=row["attempts"] > 1),
+                               claimed_before=row["attempts"] > 1, reset=row.get("kind") == "reset"),
                    **timings)
 
     def _finished(self, prompt_id: int, where: str, outcome: Outcome) -> None:

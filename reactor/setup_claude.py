@@ -1,7 +1,9 @@
-"""`ps-health setup claude-code`: merge ps-health's statusLine and hooks into Claude Code's settings.json.
+"""`ps-health setup claude-code|codex|gemini`: merge ps-health's hooks (and Claude Code's statusLine) into
+the agent CLI's settings: ~/.claude/settings.json, ~/.codex/hooks.json, ~/.gemini/settings.json.
 
-Keeps everything else in the file, changes nothing on a second run, and --remove takes out exactly the
-entries whose command is `ps-health hook …` or `ps-health statusline …`.
+All three keep hooks in the same shape ({"hooks": {EVENT: [{"matcher": …, "hooks": [{"type": "command",
+"command": …}]}]}}). Keeps everything else in the file, changes nothing on a second run, and --remove
+takes out exactly the entries whose command is `ps-health hook …` or `ps-health statusline …`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reactor.errors import BadInput, PsHealthError
-from reactor.hooks import EVENTS
+from reactor.hooks import AGENT_EVENTS
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent CLI setup knows: its hook name (--agent), its settings folder and file, and whether it
+    runs ps-health's statusline."""
+
+    name: str
+    title: str
+    folder: str
+    file: str
+    statusline: bool
+
+
+AGENTS = {"claude-code": Agent("claude", "Claude Code", ".claude", "settings.json", True),
+          "codex": Agent("codex", "Codex CLI", ".codex", "hooks.json", False),
+          "gemini": Agent("gemini", "Gemini CLI", ".gemini", "settings.json", False)}
+CLAUDE = AGENTS["claude-code"]
 
 
 @dataclass
@@ -42,9 +62,9 @@ class Plan:
                                             tofile=str(self.path)))
 
 
-def settings_path(scope: str, home: Path, cwd: Path) -> Path:
-    """~/.claude/settings.json for the user, ./.claude/settings.json for the project in cwd."""
-    return (home if scope == "user" else cwd) / ".claude" / "settings.json"
+def settings_path(scope: str, home: Path, cwd: Path, agent: Agent = CLAUDE) -> Path:
+    """~/.claude/settings.json for the user, ./.claude/settings.json for the project in cwd (or the agent's)."""
+    return (home if scope == "user" else cwd) / agent.folder / agent.file
 
 
 def executable() -> str:
@@ -68,11 +88,13 @@ def is_ours(command) -> bool:
     return len(words) >= 2 and os.path.basename(words[0]) == "ps-health" and words[1] in ("hook", "statusline")
 
 
-def commands(exe: str, project: str | None) -> tuple[dict[str, str], str]:
+def commands(exe: str, project: str | None, agent: Agent = CLAUDE) -> tuple[dict[str, str], str]:
     """The hook command of each event and the statusline command."""
     tail = f" --project {shlex.quote(project)}" if project else ""
+    named = "" if agent is CLAUDE else f" --agent {agent.name}"
     quoted = shlex.quote(exe)
-    return ({event: f"{quoted} hook {event}{tail}" for event in EVENTS}, f"{quoted} statusline{tail}")
+    return ({event: f"{quoted} hook {event}{named}{tail}" for event in AGENT_EVENTS[agent.name]},
+            f"{quoted} statusline{tail}")
 
 
 def load(path: Path) -> tuple[dict | None, str]:
@@ -96,22 +118,24 @@ def load(path: Path) -> tuple[dict | None, str]:
 
 
 def plan(path: Path, before: dict | None, exe: str, project: str | None, remove: bool = False,
-         replace_statusline: bool = False) -> Plan:
+         replace_statusline: bool = False, agent: Agent = CLAUDE) -> Plan:
     """What the settings become with ps-health's hooks and statusLine added (or removed)."""
     after = copy.deepcopy(before or {})
     result = Plan(path, before, after)
-    hook_commands, status_command = commands(exe, project)
+    hook_commands, status_command = commands(exe, project, agent)
+    events = AGENT_EVENTS[agent.name]
     hooks = after.get("hooks", {})
     if not isinstance(hooks, dict):
         raise BadInput(f"{path}: \"hooks\" must be an object, got {json.dumps(hooks)[:60]}; nothing was changed")
-    for event in sorted(set(hooks) | set(EVENTS)):
-        want = None if remove or event not in EVENTS else (EVENTS[event], hook_commands[event])
+    for event in sorted(set(hooks) | set(events)):
+        want = None if remove or event not in events else (events[event], hook_commands[event])
         _merge_event(path, hooks, event, want)
     if hooks:
         after["hooks"] = hooks
     else:
         after.pop("hooks", None)
-    _merge_statusline(result, status_command, remove, replace_statusline)
+    if agent.statusline:
+        _merge_statusline(result, status_command, remove, replace_statusline)
     return result
 
 

@@ -21,7 +21,7 @@ MAX_LINE = 64 * 1024
 MAX_TEXT = 4096
 # Every kind of fact and the fields of its data; the reactor forwards kind K with query fact_K.
 KINDS = {
-    "session_start": ("session_id", "transcript_path", "model"),
+    "session_start": ("session_id", "transcript_path", "model", "agent"),
     "turn": (),
     "spawn_start": ("task_id", "task_type", "description"),
     "spawn_launch": ("task_id", "output_file"),

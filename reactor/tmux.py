@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -115,6 +116,7 @@ class Tmux:
             raise ValueError("give socket_name or socket_path, not both")
         self._where = {"socket_name": socket_name, "socket_path": socket_path}
         self._server = None  # libtmux, for a process per command; imported when first needed (~4 MB)
+        self._buffers = itertools.count(1)  # paste buffers made, for unique names (next() is atomic)
         self._control: ControlClient | None = None
         if control:
             path = socket_path or _socket_path(socket_name)
@@ -221,6 +223,30 @@ class Tmux:
                            f"display-message -p {_REFUSED}"), keys_to=target)
         if _REFUSED in lines:
             raise PaneRefused(f"tmux send-keys: pane {target} changed before the keys were sent")
+
+    def paste(self, target: str, identity: str, text: str) -> None:
+        """Send text (already sanitised) as one bracketed paste, only while the pane is `identity` and in no
+        mode; raise PaneRefused or TmuxError. An agent that asked for bracketed paste gets it whole, between
+        ESC[200~ and ESC[201~, as if pasted from a clipboard."""
+        name = f"ps-health-{os.getpid()}-{next(self._buffers)}"
+        for n, piece in enumerate(_chunks(text)):
+            self._run(("set-buffer", *(["-a"] if n else []), "-b", name, "--", piece))
+        paste = " ".join(["paste-buffer", "-p", "-d", "-b", quote(name), "-t", quote(target)])
+        try:
+            lines = self._run(("if-shell", "-F", "-t", target, _GUARD % identity, paste,
+                               f"display-message -p {_REFUSED}"), keys_to=target)
+        except TmuxError:
+            self._drop_buffer(name)
+            raise
+        if _REFUSED in lines:
+            self._drop_buffer(name)
+            raise PaneRefused(f"tmux paste-buffer: pane {target} changed before the text was pasted")
+
+    def _drop_buffer(self, name: str) -> None:
+        try:
+            self._run(("delete-buffer", "-b", name))
+        except TmuxError:
+            pass  # gone already, or the server is: nothing to keep
 
     def send_literal(self, target: str, identity: str, text: str, clean: bool = False) -> None:
         """Type sanitise(text) into the pane without submitting it (clean: text is sanitised); raise TmuxError."""

@@ -19,11 +19,15 @@ block that prints it ends the reply, and the real end of the command's own block
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import queue
 import secrets
 import select
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -41,6 +45,60 @@ _IDLE_CHECK = 5.0
 
 class ControlLost(Exception):
     """The client went away or stopped answering after a command was sent."""
+
+
+class _Launcher:
+    """Starts control clients from one thread that lives as long as this process, each with a parent-death
+    signal: killed with -9, the reactor takes its clients with it (a client left behind keeps tmux 3.3a's
+    server busy and alive after kill-server). Linux ties the signal to the thread that forked the child,
+    and clients are started from short-lived delivery threads: hence this thread."""
+
+    _PR_SET_PDEATHSIG = 1
+
+    def __init__(self):
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+        self._pid = os.getpid()
+        threading.Thread(target=self._serve, name="tmux control launcher", daemon=True).start()
+
+    def popen(self, argv: list[str], env: dict) -> subprocess.Popen:
+        """Popen(argv) on the launcher thread; raises what Popen raised."""
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        self._requests.put((argv, env, done))
+        ok, result = done.get()
+        if not ok:
+            raise result
+        return result
+
+    def _serve(self) -> None:
+        while True:
+            argv, env, done = self._requests.get()
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+                                        preexec_fn=self._die_with_parent if self._prctl else None)
+                done.put((True, proc))
+            except Exception as exc:  # handed to the caller
+                done.put((False, exc))
+
+    def _die_with_parent(self) -> None:
+        # In the child, between fork and exec: nothing here may take a lock another thread could hold.
+        self._prctl(self._PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != self._pid:  # the reactor died before the signal was armed
+            os._exit(1)
+
+
+_launcher: _Launcher | None = None
+_launcher_lock = threading.Lock()
+
+
+def _launch(argv: list[str], env: dict) -> subprocess.Popen:
+    """Start a control client that ends with this process (see _Launcher)."""
+    global _launcher
+    with _launcher_lock:
+        if _launcher is None or _launcher._pid != os.getpid():  # (a forked child needs its own thread)
+            _launcher = _Launcher()
+    return _launcher.popen(argv, env)
 
 
 def quote(arg: str) -> str:
@@ -103,9 +161,7 @@ class ControlClient:
         env = {k: v for k, v in os.environ.items() if k != "TMUX"}  # not a nested client
         self._pending = bytearray()  # nothing of an earlier client is left to read
         try:
-            self._proc = subprocess.Popen([*self._base, "-C", "attach-session", "-f", "no-output,ignore-size"],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+            self._proc = _launch([*self._base, "-C", "attach-session", "-f", "no-output,ignore-size"], env)
         except OSError as exc:
             log.debug("no tmux control client: %s", exc)
             self._proc = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,6 +100,9 @@ def test_a_placeholder_in_an_empty_input_box_counts_as_empty():
     ({"clear_keys": []}, "input_pattern"),
     ({"input_pattern": "^> ", "ignore_pattern": "[", "clear_keys": []}, "ignore_pattern"),
     ({"input_pattern": "^> ", "clear_keys": "C-u"}, "clear_keys"),
+    ({"input_pattern": "^> ", "dialog_pattern": "(?P<x", "clear_keys": []}, "dialog_pattern"),
+    ({"input_pattern": "^> ", "paste_above": "800", "clear_keys": []}, "paste_above"),
+    ({"input_pattern": "^> ", "reset_command": ["/clear"], "clear_keys": []}, "reset_command"),
 ])
 def test_a_broken_profile_is_refused_naming_the_field(data, field):
     with pytest.raises(ValueError, match=field):
@@ -114,3 +119,65 @@ def test_what_the_input_line_holds_decides_what_the_reactor_may_do():
     assert classify("let me think [ps-health #12]", text, MARKER) == FOREIGN   # the user's text comes first
     assert classify("half a thought", text, MARKER) == FOREIGN
     assert classify("/clear", "/clear", MARKER) == OURS                        # a reset command carries no marker
+
+
+# ---------------------------------------------------------------- the shipped profiles
+
+SCREENS = Path(__file__).parent / "fixtures" / "agent_screens"
+ANY = object()  # the input line of a screen with a dialog does not matter
+# Screens of Claude Code 2.1.332, Codex CLI 0.171.0 and Gemini CLI 0.61.0 in a 120x40 pane:
+# (file, input box shown, turn running, dialog open, what the input line holds).
+READINGS = [
+    ("claude-idle", True, False, False, ""),
+    ("claude-typed", True, False, False, "please say hello MARKER-1234"),
+    ("claude-busy-waiting", True, True, False, ""),
+    ("claude-busy-streaming", True, True, False, ""),
+    ("claude-dialog-auto-mode", False, False, True, ANY),
+    ("claude-dialog-permission", False, False, True, ANY),
+    ("claude-reset-typed", True, False, False, "/clear"),  # its slash menu is no dialog: Enter must go through
+    ("claude-collapsed", True, False, False, "[Pasted text #1]"),
+    ("codex-idle", True, False, False, ""),  # the dim placeholder
+    ("codex-typed", True, False, False, "please say hello MARKER-1234"),
+    ("codex-busy-waiting", True, True, False, ""),
+    ("codex-busy-streaming", True, True, False, ""),  # with run-state in [tui] status_line
+    ("codex-dialog-approval", True, False, True, ANY),  # the dialog wins
+    ("codex-dialog-hooks", True, False, True, ANY),
+    ("codex-reset-typed", True, False, False, "/new"),
+    ("codex-collapsed", True, False, False, "[Pasted Content 1001 chars]"),
+    ("gemini-idle", True, False, False, ""),
+    ("gemini-typed", True, False, False, "please say hello MARKER-1234"),
+    ("gemini-busy-waiting", True, True, False, ""),
+    ("gemini-busy-streaming", True, True, False, ""),
+    ("gemini-dialog", False, False, True, ANY),
+    ("gemini-reset-typed", True, False, False, "/clear"),
+    ("gemini-reset-typed-no-truecolor", True, False, False, "/clear"),  # without COLORTERM: no ▄▀ frame
+]
+
+
+def test_the_shipped_profiles_read_the_real_clis_screens(conn):
+    profiles = conn.execute("SELECT ps_health._agent_profiles() AS p").fetchone()["p"]
+    wrong = []
+    for name, ready, busy, dialog, line in READINGS:
+        program = name.split("-")[0]
+        profile = Profile.parse(program, profiles[program])
+        screen = (SCREENS / f"{name}.txt").read_text()
+        seen = (not profile.box_hidden(screen), profile.is_busy(screen), profile.dialog_open(screen),
+                line if line is ANY else profile.input_line(screen))
+        if seen != (ready, busy, dialog, line):
+            wrong.append(f"{name}: read as {seen}, expected {(ready, busy, dialog, line)}")
+    assert not wrong, "\n".join(wrong)
+    collapsed = Profile.parse("claude", profiles["claude"])
+    assert collapsed.collapsed("[Pasted text #2]") and not collapsed.collapsed("[Pasted text #2] and more")
+    assert Profile.parse("codex", profiles["codex"]).pastes("é" * 451)  # bytes count: 902 > 900
+    assert not Profile.parse("*", profiles["*"]).pastes("x" * 5000)  # the generic profile types, as before
+
+
+def test_a_profile_recognises_its_cli_by_its_package_path(conn):
+    profiles = json.loads(conn.execute("SELECT ps_health._agent_profiles()::text AS p").fetchone()["p"])
+    npx = ["node", "/root/.npm/_npx/1/node_modules/@google/gemini-cli/dist/index.js"]
+    assert accepted(npx, DEFAULT) is None  # by name alone: index.js is no agent
+    assert accepted(npx, DEFAULT, profiles) == "gemini"
+    native = ["/usr/lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex-x86_64"]
+    assert accepted(native, DEFAULT, profiles) == "codex"
+    assert accepted(["less", "/usr/lib/node_modules/@openai/codex/README.md"], DEFAULT, profiles) is None
+    assert accepted(npx, ("claude",), profiles) is None  # only the programs the setting accepts

@@ -147,6 +147,33 @@ def test_transcript_incremental_reads_only_tail(tmp_path: Path) -> None:
     assert r.offset(str(f)) == f.stat().st_size
 
 
+AGENT_FILES = Path(__file__).parent / "fixtures" / "agent_transcripts"
+
+
+@pytest.mark.parametrize("source, sample, window, expected_window", [
+    ("codex-rollout", "codex-rollout.jsonl", None, 258_400),     # token_count events carry model_context_window
+    ("gemini-chat", "gemini-chat.jsonl", 1_048_576, 1_048_576),  # the window comes from the agent profile
+])
+def test_codex_rollouts_and_gemini_chat_files_are_read_as_their_profile_says(tmp_path: Path, source: str,
+                                                                              sample: str, window, expected_window):
+    f = tmp_path / sample
+    f.write_bytes((AGENT_FILES / sample).read_bytes())
+    r = TranscriptReader()
+    first = r.read(str(f), window, source)
+    assert (first.tokens_used, first.context_window_size) == (1000, expected_window)  # the latest reply's prompt
+    assert TranscriptReader().read(str(f)) is None, "read as a Claude Code transcript it holds no usage"
+    turn = {"codex-rollout": {"timestamp": "t", "type": "event_msg", "payload": {"type": "token_count", "info": {
+                "last_token_usage": {"input_tokens": 150_000, "cached_input_tokens": 120_000, "output_tokens": 900},
+                "model_context_window": 258_400}}},
+            "gemini-chat": {"id": "x", "type": "gemini", "content": "ok", "tokens": {"input": 150_000, "output": 900,
+                                                                                   "cached": 120_000}}}[source]
+    with f.open("ab") as fh:
+        fh.write(json.dumps(turn).encode() + b"\n")
+    assert r.read(str(f), window, source).tokens_used == 150_000
+    with pytest.raises(ValueError, match="unknown context source 'aider-log'"):
+        r.read(str(f), None, "aider-log")
+
+
 def test_transcript_partial_line_completed_later(tmp_path: Path) -> None:
     f = tmp_path / "t.jsonl"
     line = assistant(10, 1, 1)

@@ -171,6 +171,10 @@ def test_agents_run_by_node_or_python_are_known_by_their_script_and_other_progra
         conn, tmux_server, reactors, tmp_path):
     conn.execute("SELECT ps_health.set_setting('submit_delay', '100 milliseconds')")
     conn.execute("SELECT ps_health.set_setting('idle_seconds', '0')")
+    # The stand-ins draw a plain "> " prompt, not the real CLIs' screens: their profiles say so.
+    conn.execute("UPDATE ps_health.agent_profiles p SET (input_pattern, ready_pattern, dialog_pattern, busy_pattern) "
+                 "= (SELECT input_pattern, NULL, NULL, NULL FROM ps_health.agent_profiles WHERE program = '*') "
+                 "WHERE p.program IN ('gemini', 'aider')")
     gemini = _stand_in(tmp_path, "gemini", GEMINI)
     aider = _stand_in(tmp_path, "aider", RECORDER.read_text())
     out = {name: tmp_path / f"{name}.out" for name in ("gemini", "aider", "recorder")}

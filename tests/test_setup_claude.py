@@ -129,3 +129,38 @@ def test_dry_run_prints_the_diff_and_writes_nothing(tmp_path):
     res = setup(tmp_path, "--dry-run")
     assert res.returncode == 0 and res.stdout.startswith("--- /dev/null")
     assert "dry run" in res.stdout and not (tmp_path / ".claude").exists()
+
+
+# ---------------------------------------------------------------- Codex CLI and Gemini CLI
+
+def test_setup_codex_merges_its_hooks_into_hooks_json_says_they_need_trust_once_and_removes_them(tmp_path):
+    path = tmp_path / ".codex" / "hooks.json"
+    path.parent.mkdir()
+    theirs = {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]}}
+    path.write_text(json.dumps(theirs))
+    res = run_cli(None, "setup", "codex", env={"HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    assert "Hooks need review" in res.stdout and "Trust all and continue" in res.stdout
+    data = json.loads(path.read_text())
+    assert data["hooks"]["Stop"][0] == theirs["hooks"]["Stop"][0]
+    assert ours(data) == {event: [(None, f"{EXE} hook {event} --agent codex")]
+                          for event in ("SessionStart", "UserPromptSubmit", "Stop", "PreCompact")}
+    assert "nothing to change" in run_cli(None, "setup", "codex", env={"HOME": str(tmp_path)}).stdout
+    assert not (tmp_path / ".codex" / "config.toml").exists(), "Codex's own config is not touched"
+    assert run_cli(None, "setup", "codex", "--remove", env={"HOME": str(tmp_path)}).returncode == 0
+    assert json.loads(path.read_text()) == theirs
+
+
+def test_setup_gemini_merges_its_hooks_into_settings_json_keeping_the_rest(tmp_path):
+    path = tmp_path / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    theirs = {"security": {"auth": {"selectedType": "gemini-api-key"}}, "ui": {"theme": "Default"}}
+    path.write_text(json.dumps(theirs))
+    res = run_cli(None, "setup", "gemini", "--project", "shop", env={"HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    data = json.loads(path.read_text())
+    assert {k: v for k, v in data.items() if k != "hooks"} == theirs and "statusLine" not in data
+    assert ours(data) == {event: [("*", f"{EXE} hook {event} --agent gemini --project shop")]
+                          for event in ("SessionStart", "SessionEnd", "BeforeAgent", "AfterAgent", "PreCompress")}
+    assert run_cli(None, "setup", "gemini", "--remove", env={"HOME": str(tmp_path)}).returncode == 0
+    assert json.loads(path.read_text()) == theirs

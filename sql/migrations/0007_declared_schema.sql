@@ -45,3 +45,23 @@ UPDATE ps_health.prompt_templates
    SET body = '{project}: your context was cleared after a handoff. Read {file} and continue the work it describes.'
  WHERE key = 'handoff.resume'
    AND body = '[ps-health] {project}: your context was cleared after a handoff. Read {file} and continue the work it describes.';
+
+-- Agent profiles for the real CLIs: how to recognise each, its screens (ready, busy, dialog), long
+-- text, its reset command and where its context figures are; and the agent a session runs.
+ALTER TABLE ps_health.agent_profiles
+    ADD COLUMN command_pattern text CONSTRAINT agent_profiles_command_pattern_check
+        CHECK (command_pattern IS NULL OR ('' ~ command_pattern) IS NOT NULL),
+    ADD COLUMN reset_command varchar(100),
+    ADD COLUMN ready_pattern text CONSTRAINT agent_profiles_ready_pattern_check
+        CHECK (ready_pattern IS NULL OR ('' ~ ready_pattern) IS NOT NULL),
+    ADD COLUMN busy_pattern text CONSTRAINT agent_profiles_busy_pattern_check
+        CHECK (busy_pattern IS NULL OR ('' ~ busy_pattern) IS NOT NULL),
+    ADD COLUMN dialog_pattern text CONSTRAINT agent_profiles_dialog_pattern_check
+        CHECK (dialog_pattern IS NULL OR ('' ~ dialog_pattern) IS NOT NULL),
+    ADD COLUMN paste_above integer CONSTRAINT agent_profiles_paste_above_check CHECK (paste_above >= 0),
+    ADD COLUMN placeholder_pattern text CONSTRAINT agent_profiles_placeholder_pattern_check
+        CHECK (placeholder_pattern IS NULL OR ('' ~ placeholder_pattern) IS NOT NULL),
+    ADD COLUMN context_source varchar(32) CONSTRAINT agent_profiles_context_source_check
+        CHECK (context_source IN ('claude-transcript', 'codex-rollout', 'gemini-chat')),
+    ADD COLUMN context_window integer CONSTRAINT agent_profiles_context_window_check CHECK (context_window > 0);
+ALTER TABLE ps_health.ps_sessions ADD COLUMN agent varchar(64);

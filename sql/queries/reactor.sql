@@ -52,7 +52,7 @@ SELECT ps_health.system_health() AS health
 
 -- name: probe_sessions
 -- Live sessions of this host: the tmux targets and transcripts to look at.
-SELECT project, tmux_target, transcript_path FROM ps_health.probe_sessions(%(host)s)
+SELECT project, tmux_target, transcript_path, context_source, context_window FROM ps_health.probe_sessions(%(host)s)
 
 -- name: probe_spawns
 -- Open spawns of this host (their own host, or none and their project's session is here).
@@ -88,7 +88,8 @@ SELECT ps_health.report_context(%(project)s, NULL, %(used)s, %(total)s) AS perce
 -- name: fact_session_start
 -- An agent session started, resumed, or opened a new conversation (/clear): register or follow it.
 SELECT ps_health.record_session_start(%(project)s::text, %(host)s::text, %(pane)s::text, %(session_id)s::text,
-                                      %(transcript_path)s::text, %(model)s::text, %(now)s::timestamptz) AS id
+                                      %(transcript_path)s::text, %(model)s::text, %(agent)s::text,
+                                      %(now)s::timestamptz) AS id
 
 -- name: fact_turn
 -- A prompt was submitted or the agent finished its turn: the session is alive.

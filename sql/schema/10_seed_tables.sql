@@ -40,7 +40,9 @@ CREATE TABLE ps_health.ps_sessions (
     -- time, the pane id and the pane's pid; a pane that no longer matches is not this session's
     target_identity         varchar(255),
     -- the login that registered the session (may it share a pane with another project?)
-    registered_by           varchar(255)
+    registered_by           varchar(255),
+    -- the agent CLI its hooks report for (an agent_profiles program): how its transcript is read
+    agent                   varchar(64)
 );
 
 -- Every subagent a supervisor spawned.

@@ -118,16 +118,38 @@ CREATE TABLE ps_health.reactors (
     started_at   timestamptz
 );
 
--- How an agent CLI's screen looks to the reactor, per program name (an entry of the
--- agent_programs setting); '*' is the generic default. The input line is the rest of the last
--- screen line matching input_pattern; input matching ignore_pattern (a placeholder the agent
--- shows in an empty box) counts as empty; clear_keys (tmux key names) empty the input line.
--- The defaults are added by the code (54_panes.sql) and never overwrite an edited row.
+-- How an agent CLI's screen looks to the reactor, and where its context figures are, per program
+-- name (an entry of the agent_programs setting); '*' is the generic default. Patterns are Python
+-- regular expressions. command_pattern also recognises the program by its path or script path;
+-- the input line is the rest of the last screen line matching input_pattern; input matching
+-- ignore_pattern (a placeholder in an empty box) counts as empty; clear_keys (tmux key names)
+-- empty it. ready_pattern, busy_pattern and dialog_pattern are searched in the whole screen (lines
+-- without trailing spaces, multi-line): the input box is shown / a turn is running / a dialog, menu
+-- or selection list is open. Text of more than paste_above bytes is sent as one bracketed paste,
+-- which the agent may show collapsed as placeholder_pattern. reset_command clears the agent's
+-- context; context_source names the format of its transcript (context_window when the file does
+-- not say the window). The defaults (agent_profile_defaults, 54_panes.sql) are added when missing
+-- and never overwrite a row.
 CREATE TABLE ps_health.agent_profiles (
     program         varchar(64) PRIMARY KEY,
     input_pattern   text NOT NULL CONSTRAINT agent_profiles_input_pattern_check CHECK (('' ~ input_pattern) IS NOT NULL),
     ignore_pattern  text CONSTRAINT agent_profiles_ignore_pattern_check
                     CHECK (ignore_pattern IS NULL OR ('' ~ ignore_pattern) IS NOT NULL),
     clear_keys      text[] NOT NULL DEFAULT '{}',
-    description     text
+    description     text,
+    command_pattern text CONSTRAINT agent_profiles_command_pattern_check
+                    CHECK (command_pattern IS NULL OR ('' ~ command_pattern) IS NOT NULL),
+    reset_command   varchar(100),
+    ready_pattern   text CONSTRAINT agent_profiles_ready_pattern_check
+                    CHECK (ready_pattern IS NULL OR ('' ~ ready_pattern) IS NOT NULL),
+    busy_pattern    text CONSTRAINT agent_profiles_busy_pattern_check
+                    CHECK (busy_pattern IS NULL OR ('' ~ busy_pattern) IS NOT NULL),
+    dialog_pattern  text CONSTRAINT agent_profiles_dialog_pattern_check
+                    CHECK (dialog_pattern IS NULL OR ('' ~ dialog_pattern) IS NOT NULL),
+    paste_above     integer CONSTRAINT agent_profiles_paste_above_check CHECK (paste_above >= 0),
+    placeholder_pattern text CONSTRAINT agent_profiles_placeholder_pattern_check
+                    CHECK (placeholder_pattern IS NULL OR ('' ~ placeholder_pattern) IS NOT NULL),
+    context_source  varchar(32) CONSTRAINT agent_profiles_context_source_check
+                    CHECK (context_source IN ('claude-transcript', 'codex-rollout', 'gemini-chat')),
+    context_window  integer CONSTRAINT agent_profiles_context_window_check CHECK (context_window > 0)
 );

@@ -174,15 +174,20 @@ BEGIN
 END;
 $$;
 
--- probe_sessions: a host's live sessions, for the reactor's probes (pane and transcript to look at).
+-- probe_sessions: a host's live sessions, for the reactor's probes: the pane and transcript to look at,
+-- and how to read the transcript (the context source and default window of the session's agent
+-- profile; a session whose agent is not known has a Claude Code transcript).
 CREATE FUNCTION ps_health.probe_sessions(p_host text)
-RETURNS TABLE (project varchar, tmux_target varchar, transcript_path text, estimated_tokens_total integer)
+RETURNS TABLE (project varchar, tmux_target varchar, transcript_path text, estimated_tokens_total integer,
+               context_source varchar, context_window integer)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     PERFORM ps_health._authorize(NULL, p_host);
     RETURN QUERY
-    SELECT s.project, s.tmux_target, s.transcript_path, s.estimated_tokens_total
+    SELECT s.project, s.tmux_target, s.transcript_path, s.estimated_tokens_total,
+           coalesce(a.context_source, 'claude-transcript')::varchar, a.context_window
       FROM ps_health.ps_sessions s
+      LEFT JOIN ps_health.agent_profiles a ON a.program = s.agent
      WHERE s.host = p_host AND s.ended_at IS NULL
      ORDER BY s.project;
 END;

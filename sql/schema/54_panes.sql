@@ -1,21 +1,129 @@
 -- What the reactor may type into: the very pane a session registered (its identity, recorded when
 -- the reactor first sees it), one project per pane, and how the accepted agent CLIs' input lines look.
 
--- The generic agent profile: added when missing, never over a row someone edited.
-INSERT INTO ps_health.agent_profiles (program, input_pattern, ignore_pattern, clear_keys, description) VALUES
+-- agent_profile_defaults: the profiles ps-health ships, one per supported agent CLI and the generic '*'
+-- (read off the screens of Claude Code 2.1.332, Codex CLI 0.171.0 and Gemini CLI 0.61.0; Aider's and
+-- opencode's from their documentation and source). Patterns are Python regular expressions; the
+-- reactor searches ready/busy/dialog patterns in the screen with ^ and $ at every line.
+CREATE VIEW ps_health.agent_profile_defaults AS
+SELECT d.program::varchar(64) AS program, d.input_pattern, d.ignore_pattern, d.clear_keys::text[] AS clear_keys,
+       d.description, d.command_pattern, d.reset_command::varchar(100) AS reset_command, d.ready_pattern,
+       d.busy_pattern, d.dialog_pattern, d.paste_above, d.placeholder_pattern,
+       d.context_source::varchar(32) AS context_source, d.context_window
+  FROM (VALUES
   ('*', '^\s*[│┃|]?\s*[\w.-]*[>❯›»](\s|$)', NULL, '{C-u}',
-   'generic: the input line starts with a prompt ending in > (or ❯ › »), perhaps inside a box; Ctrl-U empties it')
+   'generic: the input line starts with a prompt ending in > (or ❯ › »), perhaps inside a box; Ctrl-U empties it',
+   NULL, '/clear', NULL, NULL, NULL, NULL::integer, NULL, NULL, NULL::integer),
+  ('claude', '^❯(\s|$)', NULL, '{C-u,C-u,C-u,C-u,C-u,C-u,C-u,C-u,C-u,C-u,C-u,C-u}',
+   'Claude Code: the input line "❯ text" between two rules; Ctrl-U empties one visual line; a spinner line '
+   '"✶ Verb… (4s · ↓ 16 tokens)" or "esc to interrupt" while busy; permission dialogs list numbered options '
+   'or end in "Esc to cancel"; bursts over 800 characters collapse to [Pasted text #N]; context from its '
+   'statusline and transcript',
+   '(^|/)claude(\.exe)?$|@anthropic-ai/claude-code', '/clear',
+   '^─{20,}\n❯(\s.*)?\n(  .*\n)*─{20,}$',
+   '^[·✢✳✶✻✽*] \S+…|…\s*\((\d+[hm] )*\d+s\b|esc to interrupt',
+   '^\s*❯ \d+\. |Esc to cancel$',
+   700, '^\[Pasted text #\d+( \+\d+ lines)?\]$', 'claude-transcript', NULL),
+  ('codex', '^›(\s|$)', 'Ask Codex to do anything|Ask a follow-up question', '{C-u}',
+   'Codex CLI: the composer "› text" above a blank line and the footer (its dim placeholder counts as '
+   'empty); "Working (5s • esc to interrupt)" until the first token, and "· Working ·" all turn long when '
+   '[tui] status_line includes run-state; approval dialogs and menus are numbered lists under "›"; Ctrl-C '
+   'on an empty composer quits Codex, so only Ctrl-U clears; bursts over 1000 characters collapse to '
+   '[Pasted Content N chars]; context from its rollout file (token_count events with model_context_window)',
+   '(^|/)codex(\.js)?$|@openai/codex', '/new',
+   '^› .*\n(  .*\n)*\n  \S',
+   'esc to interrupt\)| · Working\b|tab to queue message',
+   '^› \d+\. .*\n  \d+\. |Press enter to confirm or esc to cancel|enter confirm · esc skip',
+   900, '^\[Pasted Content \d+ chars\]( #\d+)?$', 'codex-rollout', NULL),
+  ('gemini', '^ >(\s|$)', 'Type your message or @path/to/file', '{C-u}',
+   'Gemini CLI: the input box " > text" is the last frame on screen, above the footer (framed by ▄ and ▀ '
+   'rows in a true-colour terminal; its grey placeholder counts as empty); '
+   '"(esc to cancel, 3s)" while busy; tool confirmations are boxes with "Allow execution of" and a "●" '
+   'option list; pastes over about 800 characters show as [Pasted Text: N chars]; context from its chat '
+   'file (tokens of each reply) against a 1,048,576-token window',
+   '(^|/)gemini(\.js)?$|@google/gemini-cli', '/clear',
+   '^ >( .*)?\n(   .*\n)*(▀{20,})?(\n.*){0,3}\Z',
+   '\(esc to cancel, (\d+[hm] )*\d+s\)',
+   '^│ Allow execution of |^│ ● \d+\. |^│ Apply this change\?',
+   700, '^\[Pasted Text: \d+ chars\]$', 'gemini-chat', 1048576),
+  ('aider', '^(\w+ )?(architect|ask|code|help|context|multi)?> ', NULL, '{C-u}',
+   'Aider (from its documentation, not run here): prompt_toolkit input "> " (or "ask> ", "architect> " by '
+   'mode); confirmations end in "(Y)es/(N)o ... [Yes]:"; /clear drops the chat history',
+   '(^|/)aider$|(^|/)aider/__main__\.py$', '/clear',
+   NULL,
+   'Waiting for |Thinking\.\.\.',
+   '\(Y\)es/\(N\)o.*\[(Yes|No)\]: ?$',
+   NULL, NULL, NULL, NULL),
+  ('opencode', '^\s*[┃│|]?\s*>(\s|$)', NULL, '{C-u}',
+   'opencode (from its documentation and source, not run here): /new starts a new session; "esc interrupt" '
+   'while working; permission requests offer "Allow once / Allow always / Reject"',
+   '(^|/)opencode$|opencode-ai', '/new',
+   NULL,
+   'esc (to )?interrupt',
+   'Permission required|Allow once|Allow always',
+   NULL, NULL, NULL, NULL)
+  ) AS d (program, input_pattern, ignore_pattern, clear_keys, description, command_pattern, reset_command,
+          ready_pattern, busy_pattern, dialog_pattern, paste_above, placeholder_pattern, context_source,
+          context_window);
+
+-- trg_agent_profiles_check: a profile someone writes is checked with names: every pattern must be a
+-- regular expression, the reset command plain text, and no key that clears the input line may be
+-- Ctrl-C (it interrupts the agent, and on an empty input line quits Codex CLI).
+CREATE FUNCTION ps_health.trg_agent_profiles_check()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM ps_health._check_text('program', NEW.program, 64);
+    FOR r IN SELECT key, value FROM jsonb_each_text(to_jsonb(NEW)) WHERE key LIKE '%\_pattern' AND value IS NOT NULL LOOP
+        BEGIN
+            PERFORM '' ~ r.value;
+        EXCEPTION WHEN invalid_regular_expression THEN
+            RAISE EXCEPTION 'agent profile "%": % is not a regular expression: "%" (%)', left(NEW.program, 64),
+                r.key, left(regexp_replace(r.value, ps_health._unsafe_chars(), '?', 'g'), 80), SQLERRM
+                USING ERRCODE = '22023';
+        END;
+    END LOOP;
+    PERFORM ps_health._check_text('reset_command', NEW.reset_command, 100, false);
+    IF EXISTS (SELECT 1 FROM unnest(NEW.clear_keys) k WHERE lower(k) IN ('c-c', '^c')) THEN
+        RAISE EXCEPTION 'agent profile "%": clear_keys must not hold Ctrl-C (%): it interrupts the agent, and on an '
+            'empty input line it quits Codex CLI; use C-u', left(NEW.program, 64), array_to_string(NEW.clear_keys, ' ')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER trg_agent_profiles_check BEFORE INSERT OR UPDATE ON ps_health.agent_profiles
+    FOR EACH ROW EXECUTE FUNCTION ps_health.trg_agent_profiles_check();
+
+-- The defaults are added when missing, never over a row someone edited (reset_agent_profile restores one).
+INSERT INTO ps_health.agent_profiles SELECT * FROM ps_health.agent_profile_defaults
 ON CONFLICT (program) DO NOTHING;
+
+-- reset_agent_profile: put a shipped profile back as it ships (after an edit, or to take a newer
+-- version's default); returns whether there was one to restore.
+CREATE FUNCTION ps_health.reset_agent_profile(p_program text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ps_health.agent_profile_defaults WHERE program = p_program) THEN
+        RAISE EXCEPTION 'no shipped agent profile "%" (shipped: %)', left(p_program, 64),
+            (SELECT string_agg(program, ', ' ORDER BY program) FROM ps_health.agent_profile_defaults)
+            USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM ps_health.agent_profiles WHERE program = p_program;
+    INSERT INTO ps_health.agent_profiles SELECT * FROM ps_health.agent_profile_defaults WHERE program = p_program;
+    RETURN true;
+END;
+$$;
 
 -- _agent_profiles: every profile as one JSON object keyed by program, for the reactor (PL/pgSQL: its
 -- query is planned once per connection, not at every claim).
 CREATE FUNCTION ps_health._agent_profiles()
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN (SELECT coalesce(jsonb_object_agg(program, jsonb_build_object('input_pattern', input_pattern,
-                                                                         'ignore_pattern', ignore_pattern,
-                                                                         'clear_keys', to_jsonb(clear_keys))), '{}')
-              FROM ps_health.agent_profiles);
+    RETURN (SELECT coalesce(jsonb_object_agg(p.program, jsonb_strip_nulls(to_jsonb(p) - 'program' - 'description')),
+                            '{}')
+              FROM ps_health.agent_profiles p);
 END;
 $$;
 

@@ -28,19 +28,22 @@ END;
 $$;
 
 -- record_session_start: an agent session started, resumed, compacted or opened a new conversation
--- (/clear): register it, following a new session id and transcript. A Claude Code model id ending in
+-- (/clear, /new): register it, following a new session id and transcript, and note which agent CLI
+-- it is (an agent_profiles program: how its transcript is read). A Claude Code model id ending in
 -- [1m] runs with a 1,000,000-token window: known before the first transcript is read, so a resumed
 -- long conversation is not measured against the 200,000 default.
 CREATE FUNCTION ps_health.record_session_start(p_project text, p_host text, p_tmux_target text, p_session_id text,
                                                p_transcript_path text, p_model text DEFAULT NULL,
-                                               p_now timestamptz DEFAULT now())
+                                               p_agent text DEFAULT NULL, p_now timestamptz DEFAULT now())
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_id integer;
 BEGIN
     PERFORM ps_health._check_text('model', p_model, 255, false);
+    PERFORM ps_health._check_text('agent', p_agent, 64, false);
     v_id := ps_health.register_session(p_project, 'cli', p_tmux_target, p_host, p_transcript_path, p_session_id,
                                        p_now);
+    UPDATE ps_health.ps_sessions SET agent = coalesce(p_agent, agent) WHERE id = v_id;
     IF p_model LIKE '%[1m]' THEN
         UPDATE ps_health.ps_sessions SET estimated_tokens_total = 1000000 WHERE id = v_id;
     END IF;

@@ -24,6 +24,8 @@ PACKAGES = {"claude": "@anthropic-ai/claude-code", "codex": "@openai/codex",
             "gemini": "@google/gemini-cli"}
 API_KEYS = {"claude": "sk-ant-api03-stand-in-key-0000000000000000000000000000",
             "codex": "sk-stand-in-key", "gemini": "stand-in-key"}
+# `ps-health setup NAME` of each CLI.
+SETUP = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
 
 
 def agents_dir() -> Path:
@@ -118,12 +120,15 @@ PROFILES = {
 
 def _seed_claude(home: Path, project: Path, url: str, extra: dict) -> dict:
     key = API_KEYS["claude"]
+    # hasSeenAutoDefaultNudge: 2.1.332 otherwise opens "Make auto mode your default permission mode?" at start.
     (home / ".claude.json").write_text(json.dumps({
         "hasCompletedOnboarding": True, "lastOnboardingVersion": version("claude"), "theme": "dark",
-        "customApiKeyResponses": {"approved": [key[-20:]], "rejected": []},
+        "customApiKeyResponses": {"approved": [key[-20:]], "rejected": []}, "hasSeenAutoDefaultNudge": True,
         "projects": {str(project): {"hasTrustDialogAccepted": True}}}))
     (home / ".claude").mkdir()
-    (home / ".claude" / "settings.json").write_text(json.dumps(extra))
+    # The classic numbered permission dialog: 2.1.332's default auto mode shows a notice through a gateway.
+    (home / ".claude" / "settings.json").write_text(json.dumps({"permissions": {"defaultMode": "default"},
+                                                                **extra}))
     return {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": key, "DISABLE_AUTOUPDATER": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
 
@@ -263,9 +268,13 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def launch(name: str, server, url: str, tmp: Path, *, settings: dict | None = None,
-           width: int = 120, height: int = 40) -> Agent:
-    """Start the CLI `name` in a new session of server, pointed at the stand-in at url."""
+def launch(name: str, server, url: str, tmp: Path, *, settings: dict | None = None, env: dict | None = None,
+           prepare=None, width: int = 120, height: int = 40) -> Agent:
+    """Start the CLI `name` in a new session of server, pointed at the stand-in at url.
+
+    The CLI sees only the variables set here (and env), plus TMUX_PANE as a pane's program does;
+    prepare(home) runs once its HOME is seeded, before it starts."""
+    extra = env
     home, project = tmp / f"{name}-home", tmp / f"{name}-project"
     home.mkdir()
     project.mkdir()
@@ -273,9 +282,13 @@ def launch(name: str, server, url: str, tmp: Path, *, settings: dict | None = No
            "TERM": "xterm-256color", "LANG": "C.UTF-8", "USER": os.environ.get("USER", "root"),
            "NO_BROWSER": "1"}
     env.update(SEEDS[name](home, project, url, settings or {}))
+    env.update(extra or {})
+    if prepare is not None:
+        prepare(home)
     line = server.run("new-session", "-d", "-s", f"{name}", "-x", str(width), "-y", str(height),
                       "-c", str(project), "-P", "-F", "#{pane_id} #{pane_pid}",
-                      "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command(name))
+                      "/bin/sh", "-c", 'exec env -i TMUX_PANE="$TMUX_PANE" "$@"', "sh",
+                      *(f"{k}={v}" for k, v in env.items()), *command(name))
     target, pid = line.split()
     return Agent(PROFILES[name], server, target, int(pid), home, project, env)
 

@@ -1,7 +1,8 @@
-"""Fixtures for the agent CLI suite: the installed CLIs, the model stand-in, and CLIs in tmux panes.
+"""Fixtures for the agent CLI suite: the installed CLIs, the model stand-in, CLIs in tmux panes beside a
+real reactor and a real PostgreSQL (the fixtures of tests/conftest.py and tests/reactor_proc.py).
 
-The suite runs only when PS_HEALTH_AGENTS=1 (`make test-agents` sets it), so `make test` never
-collects it: it needs npm once and starts real agent CLIs.
+The suite runs only when PS_HEALTH_AGENTS=1 (`make test-agents` sets it, and runs it through the test
+harness), so `make test` never collects it: it needs npm once and starts real agent CLIs.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from reactor.tmux import Tmux
 from tests.agents import clis
 from tests.agents.standin import StandIn
-from tests.tmux_server import TmuxServer
+from tests.reactor_proc import HOST
+from tests.support import run_cli
 
 ENABLED = os.environ.get("PS_HEALTH_AGENTS") == "1"
 
@@ -50,33 +51,29 @@ def standin():
 
 
 @pytest.fixture
-def launch(installed, standin, tmp_path):
-    """launch(name, settings=None) starts that CLI in a private tmux server; all end with the test."""
-    server = TmuxServer(tmp_path)
+def launch(installed, standin, tmux_server, reactors, tmp_path):
+    """launch(name, settings=None, setup=False, answer=None) starts that CLI in the reactors' tmux server.
+
+    setup: run `ps-health setup <cli>` in its HOME first, as its user would (the hooks write to the
+    reactors' spool). answer(agent): what the person does before the input box shows (e.g. trust hooks).
+    Every CLI started and everything it started ends with the test.
+    """
     started: list[clis.Agent] = []
 
-    def start(name: str, settings: dict | None = None) -> clis.Agent:
-        agent = clis.launch(name, server, standin.url, tmp_path, settings=settings)
+    def start(name: str, settings: dict | None = None, setup: bool = False, answer=None) -> clis.Agent:
+        def prepare(home: Path) -> None:
+            if setup:
+                res = run_cli(None, "setup", clis.SETUP[name], env={"HOME": str(home)})
+                assert res.returncode == 0, res.stderr
+
+        agent = clis.launch(name, tmux_server, standin.url, tmp_path, settings=settings, prepare=prepare,
+                            env={"PS_HEALTH_SPOOL": str(reactors.spool), "PS_HEALTH_HOST": HOST})
         started.append(agent)
+        if answer is not None:
+            answer(agent)
         agent.wait_ready()
         return agent
 
     yield start
     for agent in started:
         agent.stop()
-    server.remove()
-
-
-@pytest.fixture
-def typist(launch):
-    """The reactor's own tmux client (control mode) for the private server the CLIs run in."""
-    clients: list[Tmux] = []
-
-    def make(agent: clis.Agent) -> Tmux:
-        client = Tmux(socket_name=agent.server.name)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()

@@ -1,37 +1,49 @@
-"""The reactor's tmux typing against the real Claude Code, Codex CLI and Gemini CLI, offline.
+"""The reactor against the real Claude Code, Codex CLI and Gemini CLI, offline: each CLI runs in a real tmux
+pane beside a real reactor process and a real PostgreSQL, and talks to the stand-in (tests/agents/standin.py),
+which records exactly what reached the model.
 
-Each CLI runs in a real tmux pane and talks to the stand-in (tests/agents/standin.py), which
-records exactly what reached the model.
+For each CLI: a prompt is submitted once and unmangled; the busy gate waits out a streamed reply; nothing is
+typed into a permission dialog (the scripted shell command never runs) and the prompt follows once the dialog
+is answered; 3,000 characters arrive whole, once; the handoff cycle's reset clears the conversation and the
+context follows the agent into the fresh one; for Claude Code a subagent is a spawn that ends by itself.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from reactor.delivery import Dispatcher, Job
-from reactor.tmux import Tmux
+from reactor.tmux import sanitise
 from tests.agents.standin import Reply, Usage
+from tests.reactor_proc import HOST, delivered, fast
 from tests.support import wait_for
 
 CLIS = ["claude", "codex", "gemini"]
-SUBMIT_DELAY = 0.5  # the reactor's default submit_delay setting
+# Codex shows a running turn while a reply streams only with run-state in its footer (as setup codex advises).
+RUN_STATE = {"codex": {"toml": 'status_line = ["model-with-reasoning", "run-state", "context-used"]'}}
+# A reply slow enough for the reactor to have something to wait for: 1 s to the first token, 6 s streaming.
+STREAMED = Reply("A reply streamed in pieces while the reactor has a prompt to type. " * 3, chunks=12, delay=0.5,
+                 wait=1.0)
+# The context window each CLI measures against (Claude Code's statusline: Opus 5.5, 1M; Codex's rollout;
+# Gemini's profile).
+WINDOWS = {"claude": 1_000_000, "codex": 258_400, "gemini": 1_048_576}
 
 
-def prompt(marker: str) -> str:
-    """A prompt shaped like the reactor's, with characters a shell or tmux would mangle."""
-    return (f"ps-health {marker}: spawn task-7 has had no output for 15 min (since 10:42). "
-            f"Check it, then answer with: ps-health answer 42 'checked' \"ok\" — café, 日本, #{{pane_id}} $HOME `x`;")
+def turns_with(standin, text: str, within: bool = False) -> list:
+    """Main-turn requests that carried `text` as one of their user text parts (within: inside one)."""
+    return [r for r in standin.turns() if text in r.user_texts() or within and any(text in t for t in r.user_texts())]
 
 
-def turns_with(standin, text: str) -> list:
-    """Main-turn requests that carried `text` as one of their user text parts."""
-    return [r for r in standin.turns() if text in r.user_texts()]
+def at_model(standin, text: str, what: str, timeout: float = 30, within: bool = False) -> None:
+    """Wait until a main turn carried `text` whole; else fail showing what the model got instead."""
+    try:
+        wait_for(lambda: turns_with(standin, text, within), timeout=timeout, what=what)
+    except AssertionError as exc:
+        got = [t[:80] + f"... ({len(t)} chars)" for r in standin.turns() for t in r.user_texts()][-4:]
+        raise AssertionError(f"{exc}; the model got: {got}; expected {len(text)} chars: {text[:80]}...") from None
 
 
 def settled(agent, standin) -> None:
@@ -40,153 +52,205 @@ def settled(agent, standin) -> None:
     agent.wait_ready()
 
 
+def project(agent) -> str:
+    """The project of the CLI's session: the name of the folder it runs in (as its hooks name it)."""
+    return agent.project.name
+
+
+def register(conn, agent) -> str:
+    """Register the CLI's pane as its project's session, as `ps-health session register` would."""
+    conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, %s)", (project(agent), agent.target, HOST))
+    return project(agent)
+
+
+def user_turn(agent, text: str) -> None:
+    """The person at the keyboard sends the agent a prompt."""
+    agent.type(text)
+    time.sleep(0.5)  # an Enter right after the text is swallowed by some CLIs
+    agent.keys("Enter")
+
+
+def failed_spawn(conn, name: str, error: str = "boom") -> int:
+    conn.execute("SELECT ps_health.start_spawn(%s, 'task-7', 'impl')", (name,))
+    conn.execute("SELECT ps_health.finish_spawn(%s, 'task-7', 1, %s)", (name, error))
+    return conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = %s", (name,)).fetchone()["id"]
+
+
+def action(conn, prompt_id: int) -> str:
+    return conn.execute("SELECT string_agg(c.action_taken, ' | ') AS a FROM ps_health.prompt_items i "
+                        "JOIN ps_health.health_checks c ON c.id = i.check_id WHERE i.prompt_id = %s",
+                        (prompt_id,)).fetchone()["a"] or ""
+
+
+# ---- typing: once, unmangled, never while busy, never into a dialog, long text whole --------------
+
 @pytest.mark.parametrize("cli", CLIS)
-def test_typed_prompt_reaches_the_model_once_and_unmangled(cli, launch, typist, standin):
+def test_a_prompt_is_submitted_once_and_unmangled(cli, launch, conn, reactors, standin):
+    fast(conn)
     agent = launch(cli)
-    text = prompt(f"check-{uuid.uuid4().hex[:8]}")
-
-    outcome = typist(agent).deliver(agent.target, text, SUBMIT_DELAY)
-
-    assert outcome.outcome == "delivered", outcome
-    wait_for(lambda: turns_with(standin, text), timeout=30, what="the prompt at the model")
+    name = register(conn, agent)
+    reactors.start()
+    # text a shell or tmux would mangle, from an agent's own error line
+    prompt_id = failed_spawn(conn, name, "quote's \"dq\" — café, 日本, #{pane_id} $HOME `x` \\n;")
+    text = sanitise(delivered(conn, prompt_id, timeout=30)["text"])
+    at_model(standin, text, "the prompt at the model")
     settled(agent, standin)
     [request] = turns_with(standin, text)
     assert request.user_texts().count(text) == 1
 
 
-class TimedTmux(Tmux):
-    """The reactor's tmux client, noting when it starts typing."""
+@pytest.mark.parametrize("cli", CLIS)
+def test_the_busy_gate_waits_out_a_streamed_reply(cli, launch, conn, reactors, standin):
+    fast(conn, idle_seconds="1", max_defer="2 minutes")
+    agent = launch(cli, RUN_STATE.get(cli))
+    name = register(conn, agent)
+    reactors.start()
+    standin.reply(STREAMED)
+    user_turn(agent, f"tell me a long story {uuid.uuid4().hex[:6]}")
+    wait_for(lambda: standin.turns(), timeout=30, what="the user's turn at the model")
+    prompt_id = failed_spawn(conn, name)
+    marker = f"[ps-health #{prompt_id}]"
+    seen_while_busy = []
 
-    typed_at: float | None = None
+    def watch() -> None:  # the marker must not show on screen while the reply streams
+        while not standin.turns()[0].finished:
+            if marker in agent.screen():
+                seen_while_busy.append(agent.screen())
+            time.sleep(0.1)
 
-    def send_literal(self, target: str, text: str) -> None:
-        self.typed_at = self.typed_at or time.monotonic()
-        super().send_literal(target, text)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    row = delivered(conn, prompt_id, timeout=90)
+    watcher.join()
+    text = sanitise(row["text"])
+    assert not seen_while_busy, f"typed while the reply streamed:\n{seen_while_busy[0]}"
+    assert "sent anyway" not in row["detail"]
+    at_model(standin, text, "the prompt at the model")
+    assert turns_with(standin, text)[0].received > standin.turns()[0].finished
+    settled(agent, standin)
+    assert len(turns_with(standin, text)) == 1
 
 
 @pytest.mark.parametrize("cli", CLIS)
-def test_busy_gate_waits_out_a_streamed_reply(cli, launch, standin):
+def test_nothing_is_typed_into_a_permission_dialog_and_the_prompt_follows_its_answer(
+        cli, launch, conn, reactors, standin, tmp_path):
+    fast(conn, prompt_defer_delay="1 second")
     agent = launch(cli)
-    tmux = TimedTmux(socket_name=agent.server.name)
-    dispatcher = Dispatcher(tmux, poll_interval=0.2)
-    try:
-        standin.reply(Reply("A reply streamed in pieces while the reactor has a prompt to type. " * 2,
-                            chunks=12, delay=0.4, wait=1.0))
-        first = prompt(f"first-{uuid.uuid4().hex[:8]}")
-        assert tmux.deliver(agent.target, first, SUBMIT_DELAY).outcome == "delivered"
-        wait_for(lambda: turns_with(standin, first), timeout=30, what="the first prompt at the model")
-        tmux.typed_at = None
-        second = prompt(f"second-{uuid.uuid4().hex[:8]}")
-        done = threading.Event()
-        outcomes = []
-        dispatcher.submit(Job("p2", agent.target, second, submit_delay=SUBMIT_DELAY, idle_seconds=2.0,
-                              max_defer=60, on_done=lambda job, outcome: (outcomes.append(outcome), done.set())))
-        assert done.wait(90), "the dispatcher never typed the second prompt"
+    name = register(conn, agent)
+    reactors.start()
+    ran = tmp_path / "ran"
+    standin.reply(Reply("I will run it.", shell=f"touch {ran}"))
+    user_turn(agent, "please run the command")
+    agent.wait(lambda s: agent.profile.dialog.search(s), timeout=30, what="the permission dialog")
+    prompt_id = failed_spawn(conn, name)
+    wait_for(lambda: "deferred" in action(conn, prompt_id), timeout=30, what="the prompt deferred")
+    assert "a dialog, menu or selection list is open" in action(conn, prompt_id)
+    time.sleep(2)  # a few more tries of the reactor while the dialog stays open
+    assert agent.profile.dialog.search(agent.screen()), "the dialog is still open: nothing answered it"
+    assert not ran.exists()
 
-        [outcome] = outcomes
-        assert outcome.outcome == "delivered" and "sent anyway" not in outcome.detail, outcome
-        [streamed] = turns_with(standin, first)
-        assert streamed.finished is not None and tmux.typed_at > streamed.finished
-        wait_for(lambda: turns_with(standin, second), timeout=30, what="the second prompt at the model")
-        settled(agent, standin)
-        assert len(turns_with(standin, second)) == 1
-    finally:
-        dispatcher.stop(5)
-        tmux.close()
-
-
-# ---- reset and context usage ---------------------------------------------------------------
-
-def _claude_settings(tmp: Path) -> dict:
-    # The statusline command gets Claude Code's JSON on stdin; keep the latest copy.
-    out = tmp / "statusline.json"
-    return {"statusLine": {"type": "command",
-                           "command": f"cat > {out}.part && mv {out}.part {out} && echo ok"}}
-
-
-def _claude_usage(agent, tmp: Path) -> dict:
-    data = json.loads((tmp / "statusline.json").read_text())
-    return {"session": data["session_id"], "transcript": data["transcript_path"],
-            "usage": data["context_window"]["current_usage"]}
-
-
-def _codex_usage(agent, tmp: Path) -> dict:
-    rollouts = sorted((agent.home / ".codex" / "sessions").rglob("rollout-*.jsonl"), key=lambda p: p.stat().st_mtime)
-    counts = [json.loads(line)["payload"] for line in rollouts[-1].read_text().splitlines()
-              if '"token_count"' in line]
-    last = counts[-1]["info"]["last_token_usage"] if counts and counts[-1].get("info") else None
-    return {"session": rollouts[-1].name, "transcript": str(rollouts[-1]), "usage": last}
-
-
-def _gemini_usage(agent, tmp: Path) -> dict:
-    chats = sorted((agent.home / ".gemini" / "tmp").rglob("chats/session-*.jsonl"), key=lambda p: p.stat().st_mtime)
-    records = [json.loads(line) for line in chats[-1].read_text().splitlines()]
-    tokens = [r["tokens"] for r in records if r.get("type") == "gemini" and r.get("tokens")]
-    return {"session": records[0].get("sessionId"), "transcript": str(chats[-1]),
-            "usage": tokens[-1] if tokens else None}
-
-
-def _expected(cli: str, u: Usage) -> dict:
-    """How each CLI records the stand-in's usage figures."""
-    prompt_tokens = u.input + u.cache_write + u.cache_read
-    if cli == "claude":
-        return {"input_tokens": u.input, "cache_creation_input_tokens": u.cache_write,
-                "cache_read_input_tokens": u.cache_read, "output_tokens": u.output}
-    if cli == "codex":
-        return {"input_tokens": prompt_tokens, "cached_input_tokens": u.cache_read, "cache_write_input_tokens": 0,
-                "output_tokens": u.output, "reasoning_output_tokens": 0, "total_tokens": prompt_tokens + u.output}
-    return {"input": prompt_tokens, "cached": u.cache_read, "output": u.output, "thoughts": 0, "tool": 0,
-            "total": prompt_tokens + u.output}
-
-
-USAGE = {"claude": _claude_usage, "codex": _codex_usage, "gemini": _gemini_usage}
-SETTINGS = {
-    "claude": _claude_settings,
-    # Codex shows context figures in its footer only when asked to.
-    "codex": lambda tmp: {"toml": 'status_line = ["model-with-reasoning", "run-state", "context-used", '
-                                  '"context-window-size"]'},
-    "gemini": lambda tmp: {"ui": {"theme": "Default", "footer": {"items": ["model-name", "context-used",
-                                                                           "session-id"]}}},
-}
-
-
-def _usage_matches(cli, agent, tmp, usage: Usage, previous: dict | None = None):
-    """The CLI's own record of the latest turn, once it shows the stand-in's figures."""
-    try:
-        seen = USAGE[cli](agent, tmp)
-    except (OSError, ValueError, IndexError, KeyError):
-        return None
-    if seen["usage"] != _expected(cli, usage):
-        return None
-    if previous is not None and seen["session"] == previous["session"]:
-        return None
-    return seen
+    agent.keys("Escape")  # the person says no
+    text = sanitise(delivered(conn, prompt_id, timeout=30)["text"])
+    at_model(standin, text, "the prompt at the model")
+    settled(agent, standin)
+    assert len(turns_with(standin, text)) == 1
+    assert not ran.exists(), "the scripted shell command ran: a tool was approved"
 
 
 @pytest.mark.parametrize("cli", CLIS)
-def test_reset_starts_a_fresh_conversation_and_usage_follows(cli, launch, typist, standin, tmp_path):
-    agent = launch(cli, SETTINGS[cli](tmp_path))
-    tmux = typist(agent)
-    before, after = Usage(3000, 40000, 2000, 150), Usage(1200, 0, 300, 40)
+def test_long_text_arrives_whole_and_once(cli, launch, conn, reactors, standin):
+    fast(conn)
+    agent = launch(cli)
+    name = register(conn, agent)
+    for i in range(17):  # seventeen spawns found stalled in one sweep: one prompt about all of them
+        conn.execute("SELECT ps_health.start_spawn(%s, %s, 'research', 'Research one part', NULL, NULL, NULL, "
+                     "now() - interval '20 minutes')", (name, f"task-{i:02d}-parser-refactoring-part"))
+    conn.execute("SELECT ps_health.run_checks(now())")
+    prompt_id = conn.execute("SELECT max(id) AS id FROM ps_health.prompts").fetchone()["id"]
+    reactors.start()
+    row = delivered(conn, prompt_id, timeout=60)
+    text = sanitise(row["text"])
+    assert len(text) >= 3000 and "pasted" in row["detail"]
+    # Claude Code hands a paste to the model inside <pasted_content id="N">...</pasted_content>.
+    at_model(standin, text, "the whole prompt at the model", within=True)
+    settled(agent, standin)
+    [request] = turns_with(standin, text, within=True)
+    assert sum(t.count(text) for t in request.user_texts()) == 1
+
+
+# ---- the handoff cycle and context, with ps-health set up in the CLI -------------------------------
+
+def _trust_hooks(agent) -> None:
+    """Codex runs hooks only once trusted: the person chooses "Trust all and continue" at its start."""
+    agent.wait(lambda s: "Hooks need review" in s and "Trust all and continue" in s, timeout=60,
+               what="Codex's hooks review")
+    agent.keys("Down")
+    agent.wait(lambda s: "› 2. Trust all" in s, what="the trust option selected")
+    agent.keys("Enter")
+
+
+def _session(conn, name: str) -> dict | None:
+    return conn.execute("SELECT * FROM ps_health.ps_sessions WHERE project = %s", (name,)).fetchone()
+
+
+def _context(conn, name: str, tokens: int, window: int, not_path: str | None = None) -> dict | None:
+    """The session once it shows `tokens` of `window` used (from a transcript other than not_path)."""
+    s = _session(conn, name)
+    if s is None or s["context_usage"] is None or s["transcript_path"] == not_path:
+        return None
+    return s if abs(float(s["context_usage"]) - tokens / window) < 0.006 else None
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_the_handoff_cycle_resets_the_conversation_and_the_context_follows_the_agent(
+        cli, launch, conn, reactors, standin, tmp_path):
+    fast(conn)
+    agent = launch(cli, setup=True, answer=_trust_hooks if cli == "codex" else None)
+    name = project(agent)
+    reactors.start()
+    before, after = Usage(20_000, 30_000, 0, 150), Usage(1_000, 9_000, 0, 40)  # 50,000 then 10,000 tokens
     standin.reply(Reply("First answer.", usage=before), Reply("Answer in the fresh conversation.", usage=after))
-    marker = f"old-{uuid.uuid4().hex[:8]}"
-    first = prompt(marker)
-    assert tmux.deliver(agent.target, first, SUBMIT_DELAY).outcome == "delivered"
-    wait_for(lambda: turns_with(standin, first), timeout=30, what="the first prompt at the model")
+    first = f"let us start {uuid.uuid4().hex[:6]}"
+    user_turn(agent, first)  # the hooks register the session (Codex's at the first prompt)
     settled(agent, standin)
-    old = wait_for(lambda: _usage_matches(cli, agent, tmp_path, before), timeout=20,
-                   what=f"{cli} to record the first reply's usage")
+    window = WINDOWS[cli]
+    old = wait_for(lambda: _context(conn, name, 50_000, window), timeout=30, what=f"{cli}'s context in the database")
+    assert (old["agent"], old["tmux_target"]) == (cli, agent.target)
 
-    assert tmux.deliver(agent.target, agent.profile.reset, SUBMIT_DELAY).outcome == "delivered"
-    agent.wait(lambda s: marker not in s and agent.profile.ready.search(s), timeout=30,
-               what="the reset to clear the screen")
-    second = prompt(f"new-{uuid.uuid4().hex[:8]}")
-    assert tmux.deliver(agent.target, second, SUBMIT_DELAY).outcome == "delivered"
-    wait_for(lambda: turns_with(standin, second), timeout=30, what="the second prompt at the model")
+    conn.execute("SELECT ps_health.set_setting('auto_cycle', 'true', %s)", (name,))
+    conn.execute("SELECT ps_health.report_handoff(%s, %s)", (name, str(tmp_path / "HANDOFF.md")))
+    resume = wait_for(lambda: conn.execute("SELECT * FROM ps_health.prompts WHERE kind = 'resume' AND "
+                                           "state = 'delivered'").fetchone(), timeout=60, what="the resume prompt")
+    reset = conn.execute("SELECT detail FROM ps_health.prompts WHERE kind = 'reset'").fetchone()["detail"]
+    assert f"({agent.profile.reset}, the reset command of agent profile '{cli}')" in reset
+    text = sanitise(resume["text"])
+    at_model(standin, text, "the resume prompt at the model")
+    settled(agent, standin)
+    [fresh] = turns_with(standin, text)
+    assert not [t for t in fresh.user_texts() if first in t], "the reset left the earlier turn in the context"
+    new = wait_for(lambda: _context(conn, name, 10_000, window, not_path=old["transcript_path"]), timeout=30,
+                   what="the context of the fresh conversation, from its new file")
+    assert new["session_id"] != old["session_id"]
+    wait_for(lambda: _session(conn, name)["cycle_state"] == "complete", timeout=30, what="the cycle complete")
+
+
+# ---- Claude Code's subagents ---------------------------------------------------------------------
+
+def test_a_claude_code_subagent_is_a_spawn_that_ends_by_itself(launch, conn, reactors, standin):
+    agent = launch("claude", setup=True)
+    name = project(agent)
+    reactors.start()
+    standin.reply(Reply("Starting a subagent.", call={"name": "Agent", "input": {
+                      "description": "Research the parser", "prompt": "Find what breaks in the parser",
+                      "subagent_type": "general-purpose"}}),
+                  Reply("The parser breaks on empty input."))  # the subagent's own turn
+    user_turn(agent, "research the parser with a subagent")
+    spawn = wait_for(lambda: conn.execute("SELECT * FROM ps_health.active_spawns WHERE project = %s",
+                                          (name,)).fetchone(), timeout=60, what="the subagent as a spawn")
+    assert (spawn["task_type"], spawn["description"]) == ("general-purpose", "Research the parser")
+    done = wait_for(lambda: (s := conn.execute("SELECT * FROM ps_health.active_spawns WHERE id = %s",
+                                               (spawn["id"],)).fetchone())["status"] != "running" and s,
+                    timeout=90, what="the subagent's end recorded")
+    assert done["status"] == "completed" and done["completed_at"] is not None
     settled(agent, standin)
 
-    [fresh] = turns_with(standin, second)
-    assert not [t for t in fresh.user_texts() if marker in t], "the reset left the earlier turn in the context"
-    new = wait_for(lambda: _usage_matches(cli, agent, tmp_path, after, old), timeout=20,
-                   what=f"{cli} to record the fresh conversation's usage")
-    assert new["transcript"] != old["transcript"]

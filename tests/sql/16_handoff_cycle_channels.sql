@@ -27,8 +27,8 @@ SELECT ok(report_handoff_file('cyc', '/tmp/handoffs/HANDOFF.md', pg_temp.at(2), 
   'a new file after the request counts as the handoff done');
 SELECT is((SELECT count(*)::int FROM handoff_watches('h1')), 0, 'and the watch ends');
 SELECT results_eq($$SELECT kind::text, replace(text, id::text, 'ID') FROM ps_health.prompts WHERE project = 'cyc' AND state = 'pending' ORDER BY id$$,
-  $$VALUES ('reset', '/clear'), ('resume', '[ps-health #ID] cyc: your context was cleared after a handoff. Read /tmp/handoffs/HANDOFF.md and continue the work it describes.')$$,
-  'auto_cycle queues the reset command, then a resume prompt naming the file');
+  $$VALUES ('reset', ''), ('resume', '[ps-health #ID] cyc: your context was cleared after a handoff. Read /tmp/handoffs/HANDOFF.md and continue the work it describes.')$$,
+  'auto_cycle queues the reset (empty: the reset command of the agent in the pane), then a resume prompt naming the file');
 SELECT results_eq($$SELECT kind::text FROM ps_health.claim_prompts('h1', 'w', 10, 60, pg_temp.at(3))$$,
   $$VALUES ('reset')$$, 'the resume waits until the reset is delivered');
 SELECT complete_prompt((SELECT id FROM prompts WHERE kind = 'reset'), 'w', 'delivered', NULL, pg_temp.at(3));

@@ -9,7 +9,7 @@ CREATE TEMP TABLE t0 AS SELECT '2026-01-01 12:00+00'::timestamptz AS t;
 CREATE FUNCTION pg_temp.at(m integer) RETURNS timestamptz LANGUAGE sql AS
   $$ SELECT t + make_interval(mins => m) FROM t0 $$;
 
-SELECT record_session_start('shop', 'h1', '%5', 'conv-1', '/t/one.jsonl', 'claude-sonnet-4-5', pg_temp.at(0));
+SELECT record_session_start('shop', 'h1', '%5', 'conv-1', '/t/one.jsonl', 'claude-sonnet-4-5', NULL, pg_temp.at(0));
 SELECT is((SELECT (tmux_target, host, session_id, transcript_path, estimated_tokens_total) FROM ps_sessions
             WHERE project = 'shop'), ('%5'::varchar, 'h1'::varchar, 'conv-1'::varchar, '/t/one.jsonl'::text, 200000),
   'a session start registers the pane, host, conversation and transcript');
@@ -24,10 +24,10 @@ SELECT is((SELECT (context_usage, estimated_tokens_used) FROM ps_sessions WHERE 
   (0.3000::numeric(5,4), 300000), 'percent and tokens of the window');
 SELECT is(record_context('%5', 'h9', 'nothing', 'conv-1', NULL, 30, NULL, pg_temp.at(2)), 'not registered',
   'a pane on another host with an unknown project: nothing recorded, nothing refused');
-SELECT record_session_start('shop', 'h1', '%5', 'conv-2', '/t/two.jsonl', NULL, pg_temp.at(3));
+SELECT record_session_start('shop', 'h1', '%5', 'conv-2', '/t/two.jsonl', NULL, NULL, pg_temp.at(3));
 SELECT is((SELECT (session_id, transcript_path, ended_at) FROM ps_sessions WHERE project = 'shop'),
   ('conv-2'::varchar, '/t/two.jsonl'::text, NULL::timestamptz), 'after /clear the session follows the new conversation');
-SELECT record_session_start('big', 'h1', '%8', 'conv-9', '/t/big.jsonl', 'claude-opus-4-8[1m]', pg_temp.at(3));
+SELECT record_session_start('big', 'h1', '%8', 'conv-9', '/t/big.jsonl', 'claude-opus-4-8[1m]', NULL, pg_temp.at(3));
 SELECT is((SELECT estimated_tokens_total FROM ps_sessions WHERE project = 'big'), 1000000,
   'a [1m] model: the 1M window is known before the transcript is read');
 SELECT is(record_context('%5', 'h1', NULL, 'conv-1', NULL, 95, NULL, pg_temp.at(4)), 'earlier conversation',

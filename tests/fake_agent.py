@@ -1,0 +1,159 @@
+"""Test helper run in a tmux pane: an agent CLI with the screens that matter to the reactor.
+
+Usage: fake_agent.py FILE [--dialog] [--busy SECONDS] [--collapse N] [--lag SECONDS]
+
+It draws a full screen like an agent CLI: a title, a status line, and the input box "> text".
+Every byte read is appended to FILE and each submitted line (Enter) to FILE.lines; Ctrl-U
+empties the line. Its agent profile (tests/test_agent_profiles.py) reads these screens:
+  --dialog      start with a permission dialog open ("❯ 1. Yes / 2. No", "Esc to cancel") and no
+                input box; 1, y or Enter approves (FILE.approved is written), Esc alone dismisses
+                it; any other byte is taken by the dialog and lost, as a real one takes it.
+  --busy S      a turn runs for S seconds after start: a status line that never changes
+                ("✻ Working… (esc to interrupt)"); bytes read meanwhile go to FILE.busy too.
+  --collapse N  bracketed paste is on; a paste, or one burst of typed input, over N characters
+                shows as "[Pasted text #K]" (its text is kept and submitted by Enter).
+  --lag S       the screen is redrawn S seconds after the input changed (a slow agent).
+FILE exists once the tty is set up: its existence means "ready". Exits only on a signal.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import termios
+import time
+
+ESC, ENTER, CTRL_U = 0x1B, 0x0D, 0x15
+PASTE_START, PASTE_END = b"\x1b[200~", b"\x1b[201~"
+
+
+def _raw(fd: int) -> None:
+    attrs = termios.tcgetattr(fd)
+    attrs[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.ISTRIP)
+    attrs[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)  # ISIG kept
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _write(data: bytes) -> None:
+    while data:
+        data = data[os.write(1, data):]
+
+
+class Agent:
+    """The screen's state and what input does to it."""
+
+    def __init__(self, path: str, argv: list[str]):
+        self.path = path
+        self.dialog = "--dialog" in argv
+        self.busy_until = time.monotonic() + float(argv[argv.index("--busy") + 1]) if "--busy" in argv else 0.0
+        self.collapse = int(argv[argv.index("--collapse") + 1]) if "--collapse" in argv else None
+        self.lag = float(argv[argv.index("--lag") + 1]) if "--lag" in argv else 0.0
+        self.text = ""  # what Enter submits
+        self.shown = ""  # what the input line shows
+        self.pastes = 0
+        self.paste: bytearray | None = None  # inside a bracketed paste
+
+    def busy(self) -> bool:
+        return time.monotonic() < self.busy_until
+
+    def screen(self) -> bytes:
+        status = "✻ Working… (esc to interrupt)" if self.busy() else ""
+        if self.dialog:
+            body = ("Run a command\r\n touch /tmp/x\r\nDo you want to proceed?\r\n❯ 1. Yes\r\n  2. No\r\n\r\n"
+                    "Esc to cancel")
+        else:
+            body = f"> {self.shown}"
+        return f"\x1b[H\x1b[2Jfake agent\r\n{status}\r\n\r\n{body}".encode()
+
+    def feed(self, data: bytes) -> None:
+        if self.dialog:
+            if data in (b"1", b"y", b"\r"):
+                open(self.path + ".approved", "w").close()
+                self.dialog = False
+            elif data == bytes([ESC]):
+                self.dialog = False
+            return  # anything else is the dialog's and lost
+        if self.paste is not None or PASTE_START in data:
+            self._paste(data)
+            return
+        if self.collapse is not None and len(data.decode("utf-8", "replace")) > self.collapse:
+            self._add(data.decode("utf-8", "replace"), collapsed=True)  # a burst: shown as a paste
+            return
+        for byte in data:
+            if byte == ENTER:
+                with open(self.path + ".lines", "ab") as lines:
+                    lines.write(self.text.encode() + b"\n")
+                self.text = self.shown = ""
+            elif byte == CTRL_U:
+                self.text = self.shown = ""
+            elif byte >= 0x20:
+                self._add(bytes([byte]).decode("latin-1") if byte < 0x80 else None, raw=byte)
+
+    def _add(self, text: str | None, collapsed: bool = False, raw: int | None = None) -> None:
+        if raw is not None and raw >= 0x80:  # UTF-8 sequences are collected whole
+            self._utf8 = getattr(self, "_utf8", b"") + bytes([raw])
+            try:
+                text = self._utf8.decode("utf-8")
+            except UnicodeDecodeError:
+                return
+            self._utf8 = b""
+        self.text += text
+        if collapsed:
+            self.pastes += 1
+            self.shown += f"[Pasted text #{self.pastes}]"
+        else:
+            self.shown += text
+
+    def _paste(self, data: bytes) -> None:
+        if self.paste is None:
+            before, _, data = data.partition(PASTE_START)
+            if before:
+                self.feed(before)
+            self.paste = bytearray()
+        self.paste += data
+        if PASTE_END in self.paste:
+            content, _, rest = bytes(self.paste).partition(PASTE_END)
+            self.paste = None
+            text = content.decode("utf-8", "replace")
+            self._add(text, collapsed=self.collapse is not None and len(text) > self.collapse)
+            if rest:
+                self.feed(rest)
+
+
+def main(argv: list[str]) -> None:
+    path = argv[1]
+    agent = Agent(path, argv)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    fd = sys.stdin.fileno()
+    _raw(fd)
+    if agent.collapse is not None:
+        _write(b"\x1b[?2004h")  # bracketed paste on, as the agent CLIs ask for it
+    _write(agent.screen())
+    redraw_at = None
+    was_busy = agent.busy()
+    with open(path, "ab", buffering=0) as out:
+        while True:
+            waits = [t - time.monotonic() for t in (redraw_at, agent.busy_until if was_busy else None) if t]
+            readable, _, _ = select.select([fd], [], [], max(0.0, min(waits)) if waits else None)
+            if readable:
+                data = os.read(fd, 65536)
+                if not data:
+                    return
+                out.write(data)
+                if agent.busy():
+                    with open(path + ".busy", "ab") as busy:
+                        busy.write(data)
+                agent.feed(data)
+                redraw_at = time.monotonic() + agent.lag
+            now = time.monotonic()
+            if redraw_at is not None and now >= redraw_at or was_busy != agent.busy():
+                _write(agent.screen())
+                redraw_at, was_busy = None, agent.busy()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,135 @@
+"""The reactor reads an agent's screen by its profile: nothing typed into a dialog, the busy gate waits for a
+running turn, long text pasted whole and once, the reset command of the agent in the pane. An agent of the
+test's own (tests/fake_agent.py) with a profile like the shipped ones; real tmux, PostgreSQL and reactor."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from reactor.tmux import sanitise
+from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt
+from tests.support import wait_for
+from tests.tmux_server import Pane
+
+FAKE = Path(__file__).with_name("fake_agent.py")
+PROFILE = {"program": "fake_agent", "input_pattern": r"^>( |$)", "ready_pattern": r"^>( |$)", "clear_keys": ["C-u"],
+           "busy_pattern": r"esc to interrupt", "dialog_pattern": r"^❯ \d+\. |Esc to cancel$",
+           "paste_above": 200, "placeholder_pattern": r"\[Pasted text #\d+\]", "reset_command": "/reset-fake"}
+
+
+@pytest.fixture
+def agent(conn, tmux_server, tmp_path):
+    """agent(project, *args) starts tests/fake_agent.py in a pane registered as project's session."""
+    conn.execute("INSERT INTO ps_health.agent_profiles (program, input_pattern, ready_pattern, clear_keys, "
+                 "busy_pattern, dialog_pattern, paste_above, placeholder_pattern, reset_command) VALUES "
+                 "(%(program)s, %(input_pattern)s, %(ready_pattern)s, %(clear_keys)s, %(busy_pattern)s, "
+                 "%(dialog_pattern)s, %(paste_above)s, %(placeholder_pattern)s, %(reset_command)s)", PROFILE)
+
+    def start(project: str, *args: str) -> Pane:
+        record = tmp_path / f"fake-{uuid.uuid4().hex[:8]}.bin"
+        target, pid = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F",
+                                      "#{pane_id} #{pane_pid}", sys.executable, str(FAKE), str(record),
+                                      *args).split()
+        wait_for(record.exists, what="the fake agent to set up its tty")
+        conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"fake_agent\"]', %s)", (project,))
+        conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, %s)", (project, target, HOST))
+        return Pane(target, int(pid), record)
+
+    return start
+
+
+def _action(conn, prompt_id: int) -> str:
+    return conn.execute("SELECT string_agg(c.action_taken, ' | ') AS a FROM ps_health.prompt_items i "
+                        "JOIN ps_health.health_checks c ON c.id = i.check_id WHERE i.prompt_id = %s",
+                        (prompt_id,)).fetchone()["a"] or ""
+
+
+def stalled_spawns(conn, project: str, n: int) -> int:
+    """n spawns of project found stalled in one sweep: one prompt about all of them; returns its id."""
+    for i in range(n):
+        conn.execute("SELECT ps_health.start_spawn(%s, %s, 'research', 'Research one part of the parser', NULL, "
+                     "NULL, NULL, now() - interval '20 minutes')", (project, f"task-{i:02d}-parser-refactoring-part"))
+    conn.execute("SELECT ps_health.run_checks(now())")
+    return conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = %s", (project,)).fetchone()["id"]
+
+
+def test_nothing_is_typed_into_a_dialog_and_the_prompt_follows_once_it_is_answered(conn, agent, tmux_server,
+                                                                                     reactors):
+    fast(conn, prompt_defer_delay="1 second")
+    pane = agent("shop", "--dialog")
+    reactors.start()
+    waiting = failed_spawn(conn, "shop")
+    wait_for(lambda: "deferred" in _action(conn, waiting), what="the prompt deferred")
+    assert "a dialog, menu or selection list is open (agent profile 'fake_agent'); nothing typed" in \
+        _action(conn, waiting)
+    assert pane.received() == b"" and not Path(f"{pane.record}.approved").exists()
+    assert prompt(conn, waiting)["attempts"] == 0  # a dialog costs no delivery attempt
+
+    tmux_server.run("send-keys", "-t", pane.target, "Escape")  # the person answers the dialog: no
+    row = delivered(conn, waiting, timeout=20)
+    wait_for(lambda: pane.submitted(), what="the prompt submitted")
+    assert pane.submitted() == [sanitise(row["text"]).encode()]
+    assert pane.received() == b"\x1b" + sanitise(row["text"]).encode() + b"\r"
+    assert not Path(f"{pane.record}.approved").exists(), "no tool was approved"
+
+
+def test_the_busy_gate_waits_while_the_agent_shows_a_turn_running(conn, agent, reactors):
+    # A turn whose screen does not change for seconds: still, but not idle.
+    fast(conn, idle_seconds="1", max_defer="1 minute")
+    pane = agent("shop", "--busy", "5")
+    reactors.start()
+    row = delivered(conn, failed_spawn(conn, "shop"), timeout=30)
+    assert "sent anyway" not in (row["detail"] or "")
+    assert not Path(f"{pane.record}.busy").exists(), "typed while the agent showed a running turn"
+    wait_for(lambda: pane.submitted(), what="the prompt submitted")
+    assert pane.submitted() == [sanitise(row["text"]).encode()]
+
+
+def test_long_text_is_pasted_whole_and_once_and_a_collapsed_placeholder_counts_as_arrived(conn, agent, reactors):
+    fast(conn)
+    pane = agent("shop", "--collapse", "200")
+    reactors.start()
+    prompt_id = stalled_spawns(conn, "shop", 17)
+    row = delivered(conn, prompt_id, timeout=30)
+    text = sanitise(row["text"])
+    assert len(text) > 3000
+    wait_for(lambda: pane.submitted(), what="the prompt submitted")
+    assert pane.submitted() == [text.encode()]
+    assert pane.received() == b"\x1b[200~" + text.encode() + b"\x1b[201~\r"
+    assert "pasted" in row["detail"]
+
+
+def test_a_retry_submits_the_text_already_in_the_input_box_and_never_types_it_again(conn, agent, reactors):
+    # The agent draws the paste only after the reactor stopped looking: the first attempt fails, the next one
+    # finds the collapsed paste it made on the input line and submits it.
+    fast(conn, submit_delay="50 milliseconds", prompt_retry_delay="0 seconds")
+    pane = agent("shop", "--collapse", "200", "--lag", "1")
+    reactors.start()
+    prompt_id = stalled_spawns(conn, "shop", 17)
+    row = delivered(conn, prompt_id, timeout=30)
+    text = sanitise(row["text"])
+    wait_for(lambda: pane.submitted(), what="the prompt submitted")
+    assert row["attempts"] >= 2, "the first attempt could not see the text"
+    assert pane.submitted() == [text.encode()]
+    assert pane.received().count(b"\x1b[200~") == 1, "pasted once"
+
+
+def test_the_handoff_cycle_types_the_reset_command_of_the_agent_in_the_pane(conn, agent, reactors, tmp_path):
+    fast(conn)
+    for project in ("shop", "mill"):
+        conn.execute("SELECT ps_health.set_setting('auto_cycle', 'true', %s)", (project,))
+    conn.execute("SELECT ps_health.set_setting('reset_command', '/compact', 'mill')")  # the project's own
+    panes = {project: agent(project) for project in ("shop", "mill")}
+    reactors.start()
+    for project in panes:
+        conn.execute("SELECT ps_health.report_handoff(%s, %s)", (project, str(tmp_path / f"{project}.md")))
+    for project, reset in (("shop", b"/reset-fake"), ("mill", b"/compact")):
+        wait_for(lambda p=project: len(panes[p].submitted()) == 2, what=f"the reset and the resume in {project}")
+        lines = panes[project].submitted()
+        assert lines[0] == reset and b"your context was cleared after a handoff" in lines[1]
+    row = conn.execute("SELECT detail FROM ps_health.prompts WHERE project = 'shop' AND kind = 'reset'").fetchone()
+    assert "(/reset-fake, the reset command of agent profile 'fake_agent')" in row["detail"]

@@ -1,0 +1,52 @@
+"""The reactor's tmux control client ends with the reactor, even when the reactor is killed -9."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+from reactor.tmux_control import ControlClient
+from tests.support import ROOT, wait_for
+from tests.tmux_server import _alive
+
+# A reactor killed -9 the moment its control client was started from a delivery thread (before the
+# attach answered: then tmux 3.3a's client stayed, nine times in ten, and kept the server alive).
+KILLED = """
+import os, signal, sys, threading
+from reactor import tmux_control
+
+def killed(self, deadline):
+    print(self._proc.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+tmux_control.ControlClient._attached = killed
+client = tmux_control.ControlClient(["tmux", "-S", sys.argv[1]], sys.argv[1])
+delivery = threading.Thread(target=lambda: client.run(["display-message", "-p", "ok"]))
+delivery.start()
+delivery.join()
+"""
+
+
+def test_the_control_client_of_a_reactor_killed_9_ends_with_it_and_the_server_can_exit(tmux_server):
+    for _ in range(3):
+        reactor = subprocess.run([sys.executable, "-c", KILLED, str(tmux_server.socket)], cwd=ROOT, timeout=30,
+                                 env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+        client = int(reactor.stdout)
+        wait_for(lambda client=client: not _alive(client), timeout=5, what="the control client to end with the reactor")
+    subprocess.run(["tmux", "-S", str(tmux_server.socket), "kill-server"], capture_output=True, timeout=10)
+    wait_for(lambda: not any(_alive(pid) for pid in tmux_server.pids), timeout=5, what="the tmux server to exit")
+
+
+def test_a_control_client_outlives_the_delivery_thread_that_started_it(tmux_server):
+    client = ControlClient(["tmux", "-S", str(tmux_server.socket)], str(tmux_server.socket))
+    try:
+        delivery = threading.Thread(target=client.run, args=(["display-message", "-p", "ok"],))
+        delivery.start()
+        delivery.join()
+        pid = client._proc.pid
+        assert client.run(["display-message", "-p", "still here"]) == ["still here"]
+        assert client._proc.pid == pid and _alive(pid), "the same client serves the next delivery"
+    finally:
+        client.close()
