@@ -28,13 +28,14 @@ SELECT d.program::varchar(64) AS program, d.input_pattern, d.ignore_pattern, d.c
    'Codex CLI: the composer "› text" above a blank line and the footer (its dim placeholder counts as '
    'empty); "Working (5s • esc to interrupt)" until the first token, and "· Working ·" all turn long when '
    '[tui] status_line includes run-state; approval dialogs and menus are numbered lists under "›"; Ctrl-C '
-   'on an empty composer quits Codex, so only Ctrl-U clears; bursts over 1000 characters collapse to '
+   'on an empty composer quits Codex, so only Ctrl-U clears; keys read in one burst are its own paste (an '
+   'Enter among them a newline), so text is always pasted; pastes over 1000 characters collapse to '
    '[Pasted Content N chars]; context from its rollout file (token_count events with model_context_window)',
    '(^|/)codex(\.js)?$|@openai/codex', '/new',
    '^› .*\n(  .*\n)*\n  \S',
    'esc to interrupt\)| · Working\b|tab to queue message',
    '^› \d+\. .*\n  \d+\. |Press enter to confirm or esc to cancel|enter confirm · esc skip',
-   900, '^\[Pasted Content \d+ chars\]( #\d+)?$', 'codex-rollout', NULL),
+   0, '^\[Pasted Content \d+ chars\]( #\d+)?$', 'codex-rollout', NULL),
   ('gemini', '^ >(\s|$)', 'Type your message or @path/to/file', '{C-u}',
    'Gemini CLI: the input box " > text" is the last frame on screen, above the footer (framed by ▄ and ▀ '
    'rows in a true-colour terminal; its grey placeholder counts as empty); '
