@@ -280,6 +280,8 @@ class Reactor:
         """Record the identity of a pane seen for the first time; the identity its session is bound to."""
         rows = self._work.call("bind_target", {"project": project, "host": self.opts.host, "target": target,
                                                "identity": seen})
+        if rows[0]["identity"] == "":  # only a probe round, seeing every pane of the host, may bind it: run one now
+            self._housekeeper.poke()
         return rows[0]["identity"]
 
     def _recorded(self, ids: list[int]) -> None:

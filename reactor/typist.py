@@ -41,7 +41,8 @@ class Trust:
     """What must hold before the reactor types into a pane, from SQL with each prompt.
 
     identity: the pane the session registered, as first seen (None: not seen yet, then bind(seen)
-    records it and returns the identity the session is bound to); programs: the accepted agent
+    records it and returns the identity the session is bound to, None if the pane is not the session's,
+    '' if it cannot be bound before a probe round); programs: the accepted agent
     programs; profiles: how their input lines look ('*' the default); marker_pattern: how every
     prompt's text starts; claimed_before: an earlier claim of this prompt may have typed it.
     """
@@ -254,6 +255,10 @@ class Typist:
                 trust.identity = trust.bind(look.identity) if trust.bind is not None else look.identity
             except Exception as exc:  # the database is away: look again later
                 return _deferred(f"could not record the pane's identity: {exc}", start)
+            if trust.identity == "":
+                trust.identity = None
+                return _deferred("another project's session on this host names a pane not identified yet (it may "
+                                 "be this one): the pane is bound at the next probe round", start)
             if trust.identity is None:
                 return Outcome("target_changed", f"pane {target} ({look.identity}) is not this session's pane "
                                                  "(another project's, or the session moved)", _ms_since(start))

@@ -116,7 +116,8 @@ def test_facts_written_while_the_reactor_is_stopped_arrive_later_in_order(conn, 
     assert first["status"] == "completed", "the end came after the start, as written"
     assert session(conn)["started_at"] <= first["spawn_time"] <= first["completed_at"] <= written, \
         "each fact is recorded at the time it happened, not when it was forwarded"
-    assert not list(reactors.spool.glob("batch-*")), "forwarded batches are removed"
+    # (a batch is removed just after its facts are committed)
+    wait_for(lambda: not list(reactors.spool.glob("batch-*")), what="the forwarded batches removed")
 
 
 def test_facts_written_while_the_database_is_down_arrive_when_it_is_back(conn, db, admin_dsn, reactors, agent):

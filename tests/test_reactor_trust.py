@@ -292,21 +292,36 @@ def test_a_prompt_already_submitted_by_an_earlier_attempt_is_not_typed_again(tmu
 # ---------------------------------------------------------------- one project per pane
 
 @pytest.fixture
-def agent_login(server, db):
-    """A login that may act as the agent of project alpha only (needs this run's own server)."""
+def agent_logins(server, db):
+    """agent_logins(project): a connection as a login that may act as that project's agent only (needs this
+    run's own server)."""
     admin_dsn, cluster = server
     if cluster is None:
         pytest.skip("logins need the test run's own PostgreSQL server")
-    role, password = f"agent_alpha_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    create_login(admin_dsn, role, password, "ps_health_agent")
-    with psycopg.connect(db, autocommit=True) as c:
-        c.execute("SELECT ps_health.grant_agent(%s, 'alpha')", (role,))
-    with psycopg.connect(make_conninfo(db, user=role, password=password), autocommit=True,
-                         row_factory=dict_row) as agent:
-        yield agent
+    made: list[tuple[str, psycopg.Connection]] = []
+
+    def login(project: str) -> psycopg.Connection:
+        role, password = f"agent_{project}_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        create_login(admin_dsn, role, password, "ps_health_agent")
+        with psycopg.connect(db, autocommit=True) as c:
+            c.execute("SELECT ps_health.grant_agent(%s, %s)", (role, project))
+        agent = psycopg.connect(make_conninfo(db, user=role, password=password), autocommit=True,
+                                row_factory=dict_row)
+        made.append((role, agent))
+        return agent
+
+    yield login
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        for role, agent in made:
+            agent.close()
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def agent_login(agent_logins):
+    """A login that may act as the agent of project alpha only."""
+    return agent_logins("alpha")
 
 
 def test_an_agent_cannot_point_its_session_at_another_projects_pane(conn, tmux_server, reactors, agent_login):
@@ -335,3 +350,34 @@ def test_an_agent_cannot_point_its_session_at_another_projects_pane(conn, tmux_s
              what="alpha's prompts waiting")
     assert beta.received() == b""
     assert _state(conn, "beta")["target_state"] == "seen"
+
+
+def test_a_pane_two_projects_name_two_ways_is_typed_into_for_neither_until_one_ends(
+        conn, tmux_server, reactors, agent_logins):
+    fast(conn, prompt_defer_delay="1 second")
+    conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"recorder\"]')")
+    pane = tmux_server.recorder(session="beta-ps")
+    alpha, beta = agent_logins("alpha"), agent_logins("beta")
+    # beta's hooks register its pane (as at every /clear); alpha's agent names the same pane another way
+    beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
+    alpha.execute("SELECT ps_health.register_session('alpha', 'cli', 'beta-ps:0.0', %s)", (HOST,))
+    alpha.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
+    alpha.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, 'PWNED; rm -rf ~')")
+    evil = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'alpha'").fetchone()["id"]
+    reactors.start()
+
+    wait_for(lambda: "another project's session on this host names a pane not identified yet" in _action(conn, evil),
+             what="alpha's prompt deferred, its pane bound to nobody")
+    wait_for(lambda: any("is also named by another project's session" in r for r in _pane_checks(conn, "alpha")),
+             what="the probe round saying why")
+    assert (_state(conn, "alpha")["target_identity"], _state(conn, "beta")["target_identity"]) == (None, None)
+    assert _state(conn, "beta")["target_state"] != "gone"
+    assert pane.received() == b""
+
+    # alpha's session ends: the pane is beta's, and beta's own prompt reaches it
+    alpha.execute("SELECT ps_health.end_session('alpha')")
+    own = failed_spawn(conn, "beta", "b1", "beta's own error")
+    delivered(conn, own, timeout=30)
+    received = submitted(pane)
+    assert f"[ps-health #{own}]".encode() in received and b"PWNED" not in received
+    assert _state(conn, "beta")["target_identity"] is not None

@@ -63,6 +63,7 @@ DECLARE
     r record;
     v_reason text;
     v_refused text[] := '{}';
+    v_contested text[];
     v_n integer := 0;
     v_len integer := coalesce(cardinality(p_projects), 0);
 BEGIN
@@ -78,6 +79,18 @@ BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(f.project) FROM unnest(p_projects) f(project);
     PERFORM ps_health._lock_projects(p_projects);
+    -- a pane that sessions of two projects name (by different names), where one registrant may not act for
+    -- the other's project and neither is bound to it yet, is contested: bound to neither
+    WITH seen AS (
+        SELECT s.project, s.registered_by, s.target_identity, f.identity
+          FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
+          JOIN ps_health.ps_sessions s ON s.project = f.project
+         WHERE f.state = 'seen' AND f.identity IS NOT NULL AND s.ended_at IS NULL AND s.target_state <> 'gone'
+           AND (f.target IS NULL OR f.target = s.tmux_target))
+    SELECT coalesce(array_agg(DISTINCT a.identity), '{}') INTO v_contested
+      FROM seen a JOIN seen b ON b.identity = a.identity AND b.project <> a.project
+     WHERE NOT (ps_health._login_may_act(a.registered_by, b.project) AND ps_health._login_may_act(b.registered_by, a.project))
+       AND NOT EXISTS (SELECT 1 FROM seen c WHERE c.identity = a.identity AND c.target_identity = a.identity);
     -- a pane seen for the first time is bound; one that is not the bound pane, or is another project's, is
     -- not this session's: gone at once (the edge-triggered 'pane' check says why, once)
     FOR r IN
@@ -88,7 +101,18 @@ BEGIN
            AND s.ended_at IS NULL AND (f.target IS NULL OR f.target = s.tmux_target)
          ORDER BY s.project FOR UPDATE OF s
     LOOP
-        IF (r.sess).target_identity IS NULL THEN
+        IF (r.sess).target_identity IS NULL AND r.identity = ANY (v_contested) THEN
+            -- not gone (either may be the pane's own session): neither is prompted until one ends or moves
+            v_n := v_n + ps_health._check((r.sess).project, 'pane', 'target', 'warning',
+                jsonb_build_object('reason', format('pane %s on host %s is also named by another project''s session '
+                                                    'not identified yet; nothing is typed there for either until '
+                                                    'one of them ends or moves', split_part(r.identity, ' ', 3),
+                                                    (r.sess).host),
+                                   'target', (r.sess).tmux_target, 'host', (r.sess).host, 'seen', r.identity),
+                NULL, p_now, false);
+            v_refused := v_refused || (r.sess).project::text;
+            CONTINUE;
+        ELSIF (r.sess).target_identity IS NULL THEN
             v_reason := ps_health._bind_pane(r.sess, r.identity);
         ELSE
             v_reason := format('pane %s is not the pane the session registered (%s): its tmux server restarted '

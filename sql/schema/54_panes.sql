@@ -162,6 +162,27 @@ BEGIN
 END;
 $$;
 
+-- _login_may_act: whether p_login may act for p_project (a login that is no agent login may act for all; no login
+-- recorded: a session registered before logins were).
+CREATE FUNCTION ps_health._login_may_act(p_login text, p_project text)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_login IS NULL OR NOT ps_health._restricted(p_login)
+           OR EXISTS (SELECT 1 FROM ps_health.agent_projects a WHERE a.login = p_login AND a.project IN (p_project, '*'))
+$$;
+
+-- _pane_unsettled: another project's live session on the same host whose pane is not identified yet, where
+-- one of the two registrants may not act for the other's project. Its target may name the very pane this
+-- session names (a pane has many names: %5, %05, work:0.0), so a pane seen here is bound only by a probe
+-- round, which resolves every target of the host at once and binds no pane two such sessions name.
+CREATE FUNCTION ps_health._pane_unsettled(s ps_health.ps_sessions)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM ps_health.ps_sessions x
+                    WHERE x.host = s.host AND x.project <> s.project AND x.tmux_target IS NOT NULL
+                      AND x.target_identity IS NULL AND x.ended_at IS NULL AND x.target_state <> 'gone'
+                      AND NOT (ps_health._login_may_act(s.registered_by, x.project)
+                               AND ps_health._login_may_act(x.registered_by, s.project)))
+$$;
+
 -- _check_identity: refuse anything but "SERVER_PID SERVER_START PANE_ID PANE_PID" as tmux prints it.
 CREATE FUNCTION ps_health._check_identity(p_identity text)
 RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
@@ -220,8 +241,10 @@ END;
 $$;
 
 -- bind_target: the reactor about to type into a session's pane it has not identified yet records what
--- it sees there; returns the identity the session is bound to (this one, or one seen first), or NULL
--- when the target is no longer the session's or the pane is another project's (the session is gone).
+-- it sees there; returns the identity the session is bound to (this one, or one seen first), NULL
+-- when the target is no longer the session's or the pane is another project's (the session is gone), or
+-- '' when another project's session on the host is not identified yet (_pane_unsettled: wait for a probe
+-- round, which tells whether the two name the same pane).
 CREATE FUNCTION ps_health.bind_target(p_project text, p_host text, p_target text, p_identity text,
                                       p_now timestamptz DEFAULT now())
 RETURNS text LANGUAGE plpgsql AS $$
@@ -242,6 +265,10 @@ BEGIN
     END IF;
     IF s.target_identity IS NOT NULL THEN
         RETURN s.target_identity;
+    END IF;
+    IF ps_health._pane_holder(s.project, s.host, s.tmux_target, p_identity, s.registered_by) IS NULL
+       AND ps_health._pane_unsettled(s) THEN
+        RETURN '';  -- not yet: the next probe round binds it, unless another project's session names it too
     END IF;
     v_reason := ps_health._bind_pane(s, p_identity);
     IF v_reason IS NOT NULL THEN

@@ -1,7 +1,7 @@
 -- What the reactor may type into: the pane a session registered (identity bound at first sight, a
 -- changed pane makes the session gone), prompts deferred without losing an attempt, one project per pane.
 BEGIN;
-SELECT plan(53);
+SELECT plan(60);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -146,6 +146,45 @@ SELECT is(pg_temp.session('beta', 'target_state'), 'seen', 'beta is untouched');
 -- the owner may put several projects on one pane (e.g. a load test)
 SELECT lives_ok($$SELECT ps_health.register_session('gamma', 'cli', 'work:0.0', 'h1')$$, 'the owner may share a pane');
 SELECT is(bind_target('gamma', 'h1', 'work:0.0', '5 1700000000 %3 60'), '5 1700000000 %3 60', 'and the reactor binds it');
+
+-- one pane, two names, two projects whose agents may not act for each other, neither identified yet (an
+-- agent registered another's pane as %07 just as that project's hooks registered it again as %7): the
+-- pane is bound to neither, nothing is typed there, and once one ends the other gets it
+CREATE ROLE agent_beta LOGIN IN ROLE ps_health_agent;
+SELECT grant_agent('agent_beta', 'beta');
+SET SESSION AUTHORIZATION agent_beta;
+SELECT register_session('beta', 'cli', '%7', 'h3');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION agent_alpha;
+SELECT register_session('alpha', 'cli', '%07', 'h3');
+RESET SESSION AUTHORIZATION;
+SELECT is(bind_target('alpha', 'h3', '%07', '6 1700000000 %7 61'), '',
+  'the reactor about to type for one of them binds nothing: it waits for a probe round');
+SELECT is(bind_target('beta', 'h3', '%7', '6 1700000000 %7 61'), '', 'for the other too');
+SELECT report_session_panes(ARRAY['alpha', 'beta'], ARRAY['seen', 'seen'], ARRAY['%07', '%7'],
+                            ARRAY['6 1700000000 %7 61', '6 1700000000 %7 61']);
+SELECT is(ARRAY[pg_temp.session('alpha', 'target_identity'), pg_temp.session('beta', 'target_identity')],
+  ARRAY[NULL, NULL]::text[], 'the probe round sees both name one pane: bound to neither');
+SELECT is(ARRAY[pg_temp.session('alpha', 'target_state'), pg_temp.session('beta', 'target_state')],
+  ARRAY['unknown', 'unknown'], 'and neither is gone (either may be the pane''s own session)');
+SELECT alike((SELECT status || ': ' || (details->>'reason') FROM health_checks WHERE project = 'beta' AND check_type = 'pane'
+               ORDER BY id DESC LIMIT 1),
+  'warning: pane %7 on host h3 is also named by another project''s session not identified yet; nothing is typed%',
+  'each says why, without naming the other project');
+SELECT end_session('alpha');
+SELECT is(bind_target('beta', 'h3', '%7', '6 1700000000 %7 61'), '6 1700000000 %7 61',
+  'once the other session ends, the pane is bound at once');
+-- sessions of projects that name different panes are bound in one probe round
+SET SESSION AUTHORIZATION agent_alpha;
+SELECT register_session('alpha', 'cli', '%8', 'h3');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION agent_beta;
+SELECT register_session('beta', 'cli', '%7', 'h3');
+RESET SESSION AUTHORIZATION;
+SELECT report_session_panes(ARRAY['alpha', 'beta'], ARRAY['seen', 'seen'], ARRAY['%8', '%7'],
+                            ARRAY['6 1700000000 %8 62', '6 1700000000 %7 61']);
+SELECT is(ARRAY[pg_temp.session('alpha', 'target_identity'), pg_temp.session('beta', 'target_identity')],
+  ARRAY['6 1700000000 %8 62', '6 1700000000 %7 61'], 'two panes: each bound to its own');
 
 SELECT * FROM finish();
 ROLLBACK;
