@@ -19,7 +19,7 @@ def main() -> None:
     try:
         # the cluster's own ps_health database carries pg_cron, so retention covers cron.job_run_details
         dsn = make_conninfo(cluster.dsn())
-        from reactor.migrate import Runner
+        from reactor.db.migrate import Runner
 
         Runner(dsn, say=lambda _: None).migrate()
         f = simulate(dsn, SESSIONS, SPAWNS, MINUTES, real_sample=REAL_SAMPLE)

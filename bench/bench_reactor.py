@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from bench.panes import Panes
-from reactor.link import Link
+from reactor.process.link import Link
 from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent

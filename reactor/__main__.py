@@ -2,7 +2,7 @@
 
 import sys
 
-from reactor.cli import main
+from reactor.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["reactor", *sys.argv[1:]]))

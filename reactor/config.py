@@ -26,7 +26,7 @@ class Config:
         """The conninfo to use, or a clear error saying how to configure one."""
         if self.dsn is not None:
             return self.dsn
-        from reactor.cluster import Cluster  # local import: cluster pulls in subprocess helpers
+        from reactor.db.cluster import Cluster  # local import: cluster pulls in subprocess helpers
 
         cluster = Cluster.from_config(self)
         if cluster.is_running():

@@ -38,7 +38,7 @@ class Agent:
         data = payload if isinstance(payload, bytes) else (
             payload if isinstance(payload, str) else json.dumps(payload)).encode()
         self.calls += 1
-        return subprocess.run([sys.executable, "-m", "reactor.entry", *args], input=data, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "reactor.cli.entry", *args], input=data, capture_output=True,
                               env=self.env(), cwd=ROOT, timeout=30)
 
     def hook(self, event: str, *extra: str, **fields) -> subprocess.CompletedProcess:

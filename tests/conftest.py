@@ -10,7 +10,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from reactor.migrate import Runner
+from reactor.db.migrate import Runner
 from tests import pg
 from tests.support import run_cli
 
@@ -45,7 +45,7 @@ def server():
         if home:
             from psycopg.conninfo import conninfo_to_dict
 
-            from reactor.cluster import Cluster
+            from reactor.db.cluster import Cluster
 
             cluster = Cluster(home, int(conninfo_to_dict(os.environ["PS_HEALTH_TEST_DSN"])["port"]), fast=True)
         yield os.environ["PS_HEALTH_TEST_DSN"], cluster

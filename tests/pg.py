@@ -10,8 +10,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from reactor.cluster import Cluster
-from reactor.migrate import Runner
+from reactor.db.cluster import Cluster
+from reactor.db.migrate import Runner
 
 TEMPLATE = "ps_health_template"
 

@@ -323,7 +323,7 @@ class RealPanes:
 
     def check(self, conn, script: Script) -> dict:
         """Wait for the real reactor to finish, then compare what the panes got with the outbox."""
-        from reactor.tmux import sanitise
+        from reactor.tmux.client import sanitise
         from tests.support import wait_for
 
         wait_for(lambda: conn.execute("SELECT count(*) FROM ps_health.prompts WHERE host = %s AND state IN "

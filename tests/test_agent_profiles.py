@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.tmux import sanitise
+from reactor.tmux.client import sanitise
 from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt
 from tests.support import wait_for
 from tests.tmux_server import Pane

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from reactor import cli
+from reactor.cli import main as cli
 from tests.support import CLI, PANE_ENV, ROOT, ok, refused, run_cli, snapshot, unreachable_dsn, wait_for
 
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from reactor.cluster import Cluster
+from reactor.db.cluster import Cluster
 from tests.pg import free_port
 from tests.support import run_cli
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 
-from reactor.tmux_control import ControlClient
+from reactor.tmux.control import ControlClient
 from tests.support import ROOT, wait_for
 from tests.tmux_server import _alive
 
@@ -15,7 +15,7 @@ from tests.tmux_server import _alive
 # attach answered: then tmux 3.3a's client stayed, nine times in ten, and kept the server alive).
 KILLED = """
 import os, signal, sys, threading
-from reactor import tmux_control
+from reactor.tmux import control as tmux_control
 
 def killed(self, deadline):
     print(self._proc.pid, flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from reactor.migrate import Runner
+from reactor.db.migrate import Runner
 from tests.support import run_cli, wait_for
 
 

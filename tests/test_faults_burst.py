@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from reactor.tmux import sanitise
+from reactor.tmux.client import sanitise
 from tests.reactor_proc import HOST, RECORDER_PROGRAMS, fast, session
 from tests.support import wait_for
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from reactor.cluster import Cluster
+from reactor.db.cluster import Cluster
 from tests.pg import free_port
 from tests.support import PANE_ENV, ok, refused, run_cli, snapshot, wait_for
 

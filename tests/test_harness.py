@@ -56,7 +56,7 @@ def test_a_run_that_leaves_nothing_behind_passes(tmp_path):
 # A reactor's tmux control client typing as fast as it can, until it is killed -9.
 FLOOD = """
 import sys
-from reactor.tmux_control import ControlClient
+from reactor.tmux.control import ControlClient
 
 client = ControlClient(["tmux", "-S", sys.argv[1]], sys.argv[1])
 print("attached" if client.run(["display-message", "-p", "ok"]) else "no client", flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reactor.errors import DatabaseUnavailable
-from reactor.link import Link
+from reactor.process.link import Link
 
 NAME = "ps-health-test:link"
 

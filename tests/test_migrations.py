@@ -11,9 +11,10 @@ import tarfile
 import psycopg
 import pytest
 
-from reactor import migrate, schemadiff
+from reactor.db import drift as schemadiff
+from reactor.db import migrate
+from reactor.db.queries import SQL_DIR
 from reactor.errors import MigrationError
-from reactor.sqlfiles import SQL_DIR
 from tests.support import CLI, ROOT, run_cli
 
 # The pre-release migrations 0001-0006 as they shipped, to make databases as they left them.

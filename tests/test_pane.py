@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.pane import (
+from reactor.tmux.pane import (
     EMPTY,
     FOREIGN,
     OURS,

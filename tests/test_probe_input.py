@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.hostprobe import Housekeeper, Timer
+from reactor.process.housekeeping import Housekeeper, Timer
 from tests.reactor_proc import session
 from tests.support import wait_for
 

@@ -1,4 +1,5 @@
-"""Tests for reactor.probes against real files, processes and a private tmux server."""
+"""Tests for reactor.process.probes and the tmux client's pane listing, against real files, processes
+and a private tmux server."""
 from __future__ import annotations
 
 import json
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from reactor import probes
-from reactor.probes import HandoffWatcher, TranscriptReader, Usage, file_mtimes, pid_state, tmux_targets
+from reactor.process import probes
+from reactor.process.probes import HandoffWatcher, TranscriptReader, Usage, file_mtimes, pid_state
+from reactor.tmux import client
+from reactor.tmux.client import tmux_targets
 from tests.support import wait_for
 
 TMUX = shutil.which("tmux")
@@ -455,7 +458,7 @@ def test_tmux_no_server_is_missing(tmp_path: Path) -> None:
 def test_tmux_binary_missing_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = str(tmp_path / "no-such-tmux")
     assert tmux_targets(["alpha", "%1"], tmux_bin=missing) == {"alpha": "unknown", "%1": "unknown"}
-    monkeypatch.setattr(probes, "TMUX_BIN", missing)
+    monkeypatch.setattr(client, "TMUX_BIN", missing)
     assert tmux_targets(["alpha"]) == {"alpha": "unknown"}
 
 

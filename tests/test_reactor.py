@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
-from reactor.service import Options, Reactor
-from reactor.tmux import sanitise
+from reactor.process.service import Options, Reactor
+from reactor.tmux.client import sanitise
 from tests.pg import free_port
 from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt, session, submitted
 from tests.support import run_cli, wait_for

@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from reactor.tmux import sanitise
+from reactor.tmux.client import sanitise
 from tests.reactor_proc import HOST, fast, prompt, session, submitted
 from tests.support import ROOT, wait_for
 

@@ -11,8 +11,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from reactor.migrate import Runner
-from reactor.tmux import sanitise
+from reactor.db.migrate import Runner
+from reactor.tmux.client import sanitise
 from tests.reactor_proc import Reactors, create_login, delivered, failed_spawn, fast, session, submitted
 from tests.support import wait_for
 

@@ -16,8 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from reactor.tmux import sanitise
-from reactor.typist import Trust, Typist
+from reactor.tmux.client import sanitise
+from reactor.tmux.typist import Trust, Typist
 from tests.reactor_proc import HOST, create_login, delivered, failed_spawn, fast, prompt, session, submitted
 from tests.support import wait_for
 from tests.tmux_server import RECORDER

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from reactor.service import Options, Reactor
+from reactor.process.service import Options, Reactor
 from tests.reactor_proc import create_login, delivered, failed_spawn, fast, prompt, session
 from tests.support import run_cli, wait_for
 

@@ -1,4 +1,4 @@
-"""Tests for reactor.spawnrun using real child processes."""
+"""Tests for reactor.agent.spawnrun using real child processes."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.spawnrun import RunResult, run
+from reactor.agent.spawnrun import RunResult, run
 from tests.support import wait_for
 
 REPO = str(Path(__file__).resolve().parents[1])
@@ -24,7 +24,7 @@ def py(code: str, *args: str) -> list[str]:
 
 DRIVER = """
 import json, sys
-from reactor.spawnrun import run
+from reactor.agent.spawnrun import run
 r = run(json.loads(sys.argv[1]), sys.argv[2] or None, lambda ts: None, 0.1)
 sys.exit(r.exit_code)
 """
@@ -117,7 +117,7 @@ def test_on_output_raising_does_not_break_run(caplog) -> None:
     def boom(ts: float) -> None:
         raise RuntimeError("database is down")
 
-    with caplog.at_level(logging.ERROR, logger="reactor.spawnrun"):
+    with caplog.at_level(logging.ERROR, logger="reactor.agent.spawnrun"):
         r = run(py("print('hello'); import sys; sys.exit(5)"), None, boom)
     assert r.exit_code == 5
     assert "on_output callback failed" in caplog.text

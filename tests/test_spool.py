@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from reactor import spool
-from reactor.statusline import StatusInput, line_for
+from reactor.agent import spool
+from reactor.agent.statusline import StatusInput, line_for
 from tests.claude_code import Agent
 from tests.support import ROOT
 
@@ -21,7 +21,7 @@ WRITERS, FACTS_EACH = 8, 200
 
 _WRITER = """
 import sys
-from reactor import spool
+from reactor.agent import spool
 directory, writer, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for seq in range(count):
     spool.append(directory, spool.encode("turn", "p" + writer, {"seq": seq, "pad": "x" * (seq % 50) * 40},
@@ -125,10 +125,10 @@ def test_long_agent_text_is_cut_to_size(tmp_path):
 def test_the_hot_path_loads_no_database_driver_tmux_library_or_argparse(tmp_path):
     probe = ("import sys, io, os\n"
              "sys.stdin = io.TextIOWrapper(io.BytesIO(b'{\"session_id\": \"s\"}'))\n"
-             "from reactor import entry\n"
+             "from reactor.cli import entry\n"
              "for argv in (['statusline'], ['hook', 'Stop']):\n"
              "    entry.main(argv)\n"
-             "heavy = ('psycopg', 'libtmux', 'argparse', 'reactor.cli', 'tenacity', 'dataclasses', 'typing')\n"
+             "heavy = ('psycopg', 'libtmux', 'argparse', 'reactor.cli.main', 'tenacity', 'dataclasses', 'typing')\n"
              "print([m for m in heavy if m in sys.modules])\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT), PS_HEALTH_SPOOL=str(tmp_path), TMUX_PANE="%1")
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT)

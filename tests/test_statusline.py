@@ -1,11 +1,11 @@
-"""Tests for reactor.statusline."""
+"""Tests for reactor.agent.statusline."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from reactor.statusline import StatusInput, fallback, parse, render
+from reactor.agent.statusline import StatusInput, fallback, parse, render
 
 FULL = {
     "session_id": "abc-123",

@@ -7,7 +7,7 @@ import os
 import psycopg
 import pytest
 
-from reactor.migrate import Runner
+from reactor.db.migrate import Runner
 from tests.pg import docker_reason
 
 REASON = docker_reason()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.tmux import Tmux
+from reactor.tmux.client import Tmux
 from tests.support import wait_for
 
 RECORDER = Path(__file__).with_name("recorder.py")

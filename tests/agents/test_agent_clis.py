@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from reactor.tmux import sanitise
+from reactor.tmux.client import sanitise
 from tests.agents.standin import Reply, Usage
 from tests.reactor_proc import HOST, delivered, fast
 from tests.support import wait_for

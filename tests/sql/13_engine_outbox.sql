@@ -1,7 +1,7 @@
 -- claim_prompts / complete_prompt: leases, lease expiry, attempts capped, expiry of recovered
 -- problems, release on shutdown, and clear refusals.
 BEGIN;
-SELECT plan(37);
+SELECT plan(38);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -123,6 +123,14 @@ SELECT results_eq($$SELECT project::text FROM claim_prompts('hA', 'w9', 2, 60, p
   $$VALUES ('c3'), ('c4')$$, 'a batch of two skips the two closed prompts and takes the next two');
 SELECT is((SELECT state::text FROM prompts WHERE project = 'c1' AND created_at = pg_temp.at(5000)), 'failed',
   'the prompt out of attempts failed');
+
+-- a critical prompt waits for an idle pane at most critical_max_defer (the reactor gets it as its max_defer)
+SELECT set_setting('max_defer', '10 minutes', 'cap'), set_setting('critical_max_defer', '45 seconds', 'cap');
+SELECT register_session('cap', 'cli', '%70', 'hCap', NULL, NULL, pg_temp.at(6000));
+SELECT start_spawn('cap', 'k', 'impl', NULL, NULL, NULL, NULL, pg_temp.at(6000));
+SELECT finish_spawn('cap', 'k', 1, 'err', pg_temp.at(6000));
+SELECT is((SELECT severity::text || ' ' || max_defer_seconds::int FROM claim_prompts('hCap', 'w1', 10, 60, pg_temp.at(6001))),
+  'critical 45', 'a critical prompt''s wait is capped by critical_max_defer, not max_defer');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,106 @@
+"""Record delivery outcomes as they happen: a thread that batches whatever is waiting."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reactor.errors import DatabaseUnavailable, PsHealthError
+from reactor.process.link import Link
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+# While the database is away, try again this often (the Link reconnects by itself).
+RETRY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """One outcome to record with complete_prompt."""
+
+    prompt_id: int
+    outcome: str
+    detail: str
+
+
+class Completer:
+    """Sends outcomes to complete_prompt as soon as they arrive, many per round trip.
+
+    Outcomes that find the database away are kept and sent when it is back; on_recorded(ids)
+    is called for every prompt whose outcome was recorded or refused (lease lost).
+    """
+
+    def __init__(self, link: Link, worker: str, on_recorded: Callable[[list[int]], None]):
+        self._link = link
+        self._worker = worker
+        self._on_recorded = on_recorded
+        self._queue: queue.SimpleQueue[Result | None] = queue.SimpleQueue()
+        self._waiting: list[Result] = []
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="completer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, result: Result) -> None:
+        """Queue one outcome; returns at once."""
+        self._queue.put(result)
+
+    def close(self, timeout: float) -> int:
+        """Send what is queued (one last try if the database is away); return outcomes left unsent."""
+        self._closing.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+        return len(self._waiting) + self._queue.qsize()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=None if not self._waiting else RETRY_SECONDS)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._waiting.append(item)
+            while len(self._waiting) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is not None:
+                    self._waiting.append(more)
+            if self._waiting:
+                self._send()
+            if self._closing.is_set() and self._queue.empty():
+                return
+
+    def _send(self) -> None:
+        batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+        try:
+            self._record(batch)
+        except DatabaseUnavailable as exc:
+            log.debug("outcomes of %d prompts wait for the database: %s", len(batch), exc)
+            self._waiting = batch + self._waiting
+        except PsHealthError:
+            # One refused outcome (a lost lease) fails the whole batch: record them one by one.
+            for result in batch:
+                try:
+                    self._record([result])
+                except DatabaseUnavailable:
+                    self._waiting.append(result)
+                except PsHealthError as exc:
+                    log.warning("prompt %s: outcome %s not recorded: %s [%s]", result.prompt_id,
+                                result.outcome, exc, exc.sqlstate)
+                    self._on_recorded([result.prompt_id])
+
+    def _record(self, batch: list[Result]) -> None:
+        self._link.call("complete", {
+            "worker": self._worker,
+            "ids": [r.prompt_id for r in batch],
+            "outcomes": [r.outcome for r in batch],
+            "details": [r.detail for r in batch],
+        })
+        self._on_recorded([r.prompt_id for r in batch])

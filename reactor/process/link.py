@@ -1,0 +1,141 @@
+"""A database connection shared by threads: opened on first use, dropped on an outage."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from reactor import db
+from reactor.db.queries import query
+from reactor.errors import AlreadyRunning, BadInput, DatabaseUnavailable, PsHealthError, is_outage
+
+TOPIC = "reactor"
+CHANNEL = "ps_health"
+# TCP keepalives notice a silently dropped network path (ignored on Unix sockets).
+_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+
+def conninfo(dsn: str) -> str:
+    """The DSN with keepalives added (the DSN's own values win)."""
+    given = psycopg.conninfo.conninfo_to_dict(dsn)
+    return make_conninfo(dsn, **{k: v for k, v in _KEEPALIVE.items() if k not in given})
+
+
+def open_connection(dsn: str, name: str) -> psycopg.Connection:
+    """An autocommit connection; any failure to connect is DatabaseUnavailable."""
+    try:
+        return db.connect(conninfo(dsn), autocommit=True, application_name=name)
+    except PsHealthError as exc:
+        raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
+
+
+class Link:
+    """One autocommit connection behind a lock; reconnects on the next call after an outage."""
+
+    def __init__(self, dsn: str, name: str):
+        self._dsn = dsn
+        self._name = name
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection | None = None
+
+    def call(self, name: str, params: dict | None = None) -> list[dict]:
+        """Run a named reactor query; DatabaseUnavailable when the database is out of reach."""
+        with self._lock:
+            # A connection kept from before an outage (or one the server ended) fails its first
+            # call although the database is back: try once more on a fresh one before calling it
+            # an outage, so a reconnect is never delayed by a whole backoff step.
+            stale = self._conn is not None
+            while True:
+                conn = self._open()
+                try:
+                    return db.fetch(conn, TOPIC, name, params)
+                except PsHealthError as exc:
+                    if not is_outage(exc, conn):
+                        raise
+                    self._drop()
+                    if not stale:
+                        raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
+                    stale = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _open(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = open_connection(self._dsn, self._name)
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # closing a broken socket may fail; it is gone either way
+                pass
+            self._conn = None
+
+
+class Listener:
+    """The dedicated LISTEN connection (autocommit), holding the host's lock; its failures are
+    DatabaseUnavailable, except AlreadyRunning when another reactor serves the host."""
+
+    def __init__(self, dsn: str, name: str, host: str, worker: str):
+        self._dsn = dsn
+        self._name = name
+        self._host, self._worker = host, worker
+        self._conn: psycopg.Connection | None = None
+
+    def open(self) -> None:
+        """(Re)connect, take the host's lock and LISTEN on the ps_health channel."""
+        self.close()
+        conn = open_connection(self._dsn, self._name)
+        try:
+            with db.mapped_errors():
+                started = db.fetch_one(conn, TOPIC, "reactor_start", {"host": self._host, "worker": self._worker})
+                if not started["started"]:
+                    raise DatabaseUnavailable(f"an older connection of {self._worker} still holds host "
+                                              f"{self._host}; waiting for the server to end it")
+                conn.execute(sql.SQL(query(TOPIC, "listen")).format(channel=sql.Identifier(CHANNEL)))
+        except (AlreadyRunning, BadInput):
+            conn.close()
+            raise  # another reactor serves the host, or this login may not: retrying changes nothing
+        except PsHealthError as exc:
+            conn.close()
+            raise DatabaseUnavailable(f"LISTEN failed: {exc}", exc.sqlstate) from exc
+        self._conn = conn
+
+    def wait(self, timeout: float) -> list[str]:
+        """Payloads of the notifications that arrive within timeout (returns at the first batch)."""
+        try:
+            with db.mapped_errors():
+                return [note.payload for note in self._conn.notifies(timeout=timeout, stop_after=1)]
+        except PsHealthError as exc:
+            raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
+
+    def ping(self) -> None:
+        """A round trip, so a dead idle connection is noticed."""
+        try:
+            with db.mapped_errors():
+                self._conn.execute(query(TOPIC, "ping"))
+        except PsHealthError as exc:
+            raise DatabaseUnavailable(f"listener ping failed: {exc}", exc.sqlstate) from exc
+
+    def release(self) -> None:
+        """A clean stop: remove this reactor's row (the host's lock goes when the connection closes)."""
+        if self._conn is None:
+            return
+        try:
+            db.fetch(self._conn, TOPIC, "reactor_stop", {"worker": self._worker})
+        except PsHealthError:  # the row stays, but without the host's lock it no longer counts
+            pass
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # a broken socket may fail to close; it is gone either way
+                pass
+            self._conn = None

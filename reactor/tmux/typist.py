@@ -1,0 +1,328 @@
+"""Type a prompt into a pane only while it is fit for it: the checks before every keystroke, then verified."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from reactor.tmux.client import Look, Outcome, PaneRefused, Tmux, TmuxError, sanitise
+from reactor.tmux.pane import (
+    EMPTY,
+    FOREIGN,
+    OURS,
+    STALE,
+    UNSEEN,
+    Profile,
+    accepted,
+    classify,
+    describe,
+    foreground_argv,
+    squash,
+)
+
+log = logging.getLogger(__name__)
+
+# Compare this many trailing characters: the pane shows only the end of a long text.
+_TAIL_CHARS = 30
+# How long an agent may take to show its input line again after a submit, before the next prompt of
+# the same pane is deferred (and tried again after prompt_defer_delay).
+_REDRAW_LIMIT = 2.0
+# A prompt right after another in the same pane looks this often until the agent took the one before.
+_SETTLE_POLL = 0.005
+# A prompt claimed before is looked for this far back in the pane's history before it is typed.
+_HISTORY_LINES = 500
+
+
+@dataclass
+class Trust:
+    """What must hold before the reactor types into a pane, from SQL with each prompt.
+
+    identity: the pane the session registered, as first seen (None: not seen yet, then bind(seen)
+    records it and returns the identity the session is bound to, None if the pane is not the session's,
+    '' if it cannot be bound before a probe round); programs: the accepted agent
+    programs; profiles: how their input lines look ('*' the default); marker_pattern: how every
+    prompt's text starts; claimed_before: an earlier claim of this prompt may have typed it.
+    """
+
+    identity: str | None
+    programs: tuple[str, ...]
+    profiles: dict
+    marker_pattern: str | None = None
+    bind: Callable[[str], str | None] | None = None
+    claimed_before: bool = False
+    reset: bool = False
+
+
+class Typist:
+    """Delivers prompts through one tmux server; remembers the line it last submitted in each pane, and
+    the text it pasted there while the agent shows it collapsed."""
+
+    def __init__(self, tmux: Tmux):
+        self.tmux = tmux
+        self._submitted: dict[str, str] = {}  # pane -> the input line as it was submitted there (squashed)
+        self._left: dict[str, str] = {}  # pane -> the text (squashed) typed or pasted there and not submitted
+
+    def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3, *,
+                trust: Trust) -> Outcome:
+        """Type text into the pane if trust holds, wait submit_delay, check it is on screen, press Enter.
+
+        Before every keystroke the pane must be the one the session registered, run an accepted agent
+        program, be in no mode, and its input line must hold nothing the reactor did not type;
+        otherwise nothing is typed and the outcome says why. Never raises.
+        """
+        start = time.monotonic()
+        attempts = max(1, attempts)
+        clean = sanitise(text)
+        if not clean and not trust.reset:
+            return Outcome("failed", "nothing left to send after sanitising", 0.0)
+        try:
+            marker = re.compile(trust.marker_pattern) if trust.marker_pattern else None
+        except re.error as exc:
+            return Outcome("failed", f"bad marker pattern: {exc}", 0.0)
+        try:
+            return self._deliver(target, clean, marker, submit_delay, attempts, trust, start)
+        except PaneRefused:
+            return self._refused(target, trust, start)
+        except TmuxError as exc:
+            return self._error(exc, start)
+
+    def _deliver(self, target: str, clean: str, marker: re.Pattern | None, submit_delay: float,
+                 attempts: int, trust: Trust, start: float) -> Outcome:
+        look = self.tmux.look(target)
+        checked = self._checked(target, look, trust, start)
+        if isinstance(checked, Outcome):
+            return checked
+        profile = checked
+        note = ""
+        if not clean:  # the handoff cycle's reset step: the reset command of the agent in the pane
+            if not profile.reset_command:
+                return _deferred(f"agent profile {profile.name!r} has no reset command (set reset_command)", start)
+            clean, note = sanitise(profile.reset_command), f" ({profile.reset_command}, the reset command of " \
+                                                              f"agent profile {profile.name!r})"
+        tail = squash(clean)[-_TAIL_CHARS:]
+        if not tail:  # text made only of frame characters: nothing to recognise on screen
+            return Outcome("failed", "text has nothing visible to verify", 0.0)
+        look = self._taken(target, look, profile, submit_delay)
+        held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
+        if held == EMPTY and self._left.get(target) == squash(clean):
+            # This very text was typed here and is not shown: the agent may not have drawn it yet.
+            look, held = self._drawn(target, look, trust, clean, marker, profile, start)
+            if isinstance(look, Outcome):
+                return look
+        blocked = _screen_refusal(profile, look.screen)
+        if blocked:
+            return _deferred(f"{blocked}; nothing typed", start)
+        if held == OURS:
+            # Typed before and never submitted (by a reactor that was stopped): submit it, once.
+            self.tmux.send_keys(target, trust.identity, "Enter")
+            self._submitted[target] = squash(profile.input_line(look.screen) or clean)
+            self._left.pop(target, None)
+            return Outcome("delivered", f"submitted the text typed by an earlier attempt{note}", _ms_since(start))
+        if held == STALE:
+            if not profile.clear_keys:
+                return _deferred(f"the input line holds an earlier prompt and agent profile {profile.name!r} "
+                                 "has no keys to clear it", start)
+            self.tmux.send_keys(target, trust.identity, *profile.clear_keys)
+            self._left.pop(target, None)
+            deadline = time.monotonic() + max(submit_delay, _SETTLE_POLL)
+            while True:  # until the agent shows the line cleared
+                look = self.tmux.look(target)
+                checked = self._checked(target, look, trust, start)
+                if isinstance(checked, Outcome):
+                    return checked
+                held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
+                if held == EMPTY or time.monotonic() >= deadline:
+                    break
+                time.sleep(_SETTLE_POLL)
+        if held != EMPTY:
+            return _deferred({STALE: "could not clear an earlier prompt from the input line",
+                              FOREIGN: "the input line holds text the reactor did not type",
+                              UNSEEN: f"no input line recognised on screen (agent profile {profile.name!r})",
+                              }[held], start)
+        if trust.claimed_before and self._submitted_before(target, clean, marker, profile):
+            # A reactor that was stopped between Enter and recording it: typing it again would repeat it.
+            return Outcome("delivered", "already submitted by an earlier attempt (its marker is on screen); "
+                                        "not typed again", _ms_since(start))
+        full = squash(clean)
+        pasting = profile.pastes(clean)
+        self._left[target] = full
+        if pasting:
+            # Typed in one burst the agent would collapse or split it: one bracketed paste arrives whole.
+            self.tmux.paste(target, trust.identity, clean)
+            note += f"; pasted ({len(clean.encode('utf-8'))} bytes, bracketed)"
+        else:
+            self.tmux.send_literal(target, trust.identity, clean, clean=True)
+        latency = _ms_since(start)
+        before = None
+        for attempt in range(1, attempts + 1):
+            # Retries only look again: typing the text twice would be worse than failing.
+            time.sleep(submit_delay)
+            # The pane's identity and mode are checked by tmux as it sends the Enter; its program here.
+            screen = self.tmux._screen(target)
+            agent = self._agent(look.pane_pid, trust, start)
+            if isinstance(agent, Outcome):
+                return replace(agent, detail=f"{agent.detail}; typed, not submitted", latency_ms=latency)
+            if profile.dialog_open(screen):
+                # Enter would answer it (its first option is usually "Yes").
+                return Outcome("deferred", "a dialog, menu or selection list opened while the reactor typed; "
+                                           "Enter not pressed", latency)
+            line = profile.input_line(screen)
+            if not (pasting and profile.collapsed(line)):  # a collapsed paste shown: the text arrived
+                typed = squash(line) if line is not None else None
+                if typed != full:  # not the whole prompt on the input line: look for its end on the screen
+                    if typed and not full.startswith(typed):
+                        return Outcome("deferred", "the input line holds text the reactor did not type beside "
+                                                   "the prompt; typed, not submitted", latency)
+                    before = squash(look.screen) if before is None else before  # the screen before the keys
+                    after = squash(screen)
+                    if not (after.count(tail) > before.count(tail) or (tail in after and after != before)):
+                        continue
+            self.tmux.send_keys(target, trust.identity, "Enter")
+            log.debug("delivered %d chars to %s (attempt %d)", len(clean), target, attempt)
+            self._submitted[target] = squash(line) if line else full
+            self._left.pop(target, None)
+            return Outcome("delivered", f"submitted on attempt {attempt}{note}", latency)
+        log.warning("prompt to %s failed: text not visible in pane after %d attempts", target, attempts)
+        return Outcome("failed", f"text not visible in pane after {attempts} attempts{note}", latency)
+
+    def _held(self, target: str, line: str | None, clean: str, marker: re.Pattern | None, profile: Profile) -> str:
+        """What the input line holds; a collapsed paste is ours only if this typist pasted this very text."""
+        if profile.collapsed(line):
+            left = self._left.get(target)
+            if left is None:
+                return FOREIGN  # somebody's paste: what it holds cannot be read
+            return OURS if left == squash(clean) else STALE
+        return classify(line, clean, marker)
+
+    def _drawn(self, target: str, look: Look, trust: Trust, clean: str, marker: re.Pattern | None,
+               profile: Profile, start: float) -> tuple[Look | Outcome, str]:
+        """Look again until the input line shows something, at most _REDRAW_LIMIT: (look, what it holds). Still
+        empty then, the text typed before was lost (and may be typed again)."""
+        deadline = time.monotonic() + _REDRAW_LIMIT
+        held = EMPTY
+        while held == EMPTY and time.monotonic() < deadline:
+            time.sleep(_SETTLE_POLL * 10)
+            look = self.tmux.look(target)
+            checked = self._checked(target, look, trust, start)
+            if isinstance(checked, Outcome):
+                return checked, held
+            held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
+        if held == EMPTY:
+            self._left.pop(target, None)
+        return look, held
+
+    def profile_at(self, target: str, trust: Trust | None) -> tuple[Look, Profile | None] | None:
+        """A look at the pane and the profile of the accepted agent in it (None: not known); None on errors."""
+        try:
+            look = self.tmux.look(target)
+        except TmuxError:
+            return None
+        if trust is None:
+            return look, None
+        profile = self._agent(look.pane_pid, trust, time.monotonic())
+        return look, (profile if isinstance(profile, Profile) else None)
+
+    def _submitted_before(self, target: str, clean: str, marker: re.Pattern | None, profile: Profile) -> bool:
+        """Whether this prompt's marker shows above the agent's input line (screen and recent scrollback)."""
+        own = marker.match(clean) if marker is not None else None
+        if own is None:
+            return False
+        lines = self.tmux._run(("capture-pane", "-p", "-J", "-S", f"-{_HISTORY_LINES}", "-t", target))
+        last = max((i for i, line in enumerate(lines) if profile.input_pattern.search(line)), default=len(lines))
+        return any(own.group(0) in line for line in lines[:last])
+
+    def _taken(self, target: str, look: Look, profile: Profile, limit: float) -> Look:
+        """A look once the agent has taken the line the reactor submitted last in this pane (at most `limit`
+        later): a prompt that follows at once must not find the one before still on the input line."""
+        last = self._submitted.pop(target, None)
+        deadline = time.monotonic() + max(limit, _REDRAW_LIMIT)
+        while last is not None and time.monotonic() < deadline:
+            line = profile.input_line(look.screen)
+            # gone (the agent is redrawing) or still the one submitted: not taken yet
+            if line is not None and squash(line) != last:
+                break
+            time.sleep(_SETTLE_POLL)
+            look = self.tmux.look(target)
+        return look
+
+    def _checked(self, target: str, look: Look, trust: Trust, start: float) -> Profile | Outcome:
+        """The agent profile to read the pane with if it may be typed into; else the outcome saying why not."""
+        if trust.identity is None:
+            try:
+                trust.identity = trust.bind(look.identity) if trust.bind is not None else look.identity
+            except Exception as exc:  # the database is away: look again later
+                return _deferred(f"could not record the pane's identity: {exc}", start)
+            if trust.identity == "":
+                trust.identity = None
+                return _deferred("another project's session on this host names a pane not identified yet (it may "
+                                 "be this one): the pane is bound at the next probe round", start)
+            if trust.identity is None:
+                return Outcome("target_changed", f"pane {target} ({look.identity}) is not this session's pane "
+                                                 "(another project's, or the session moved)", _ms_since(start))
+        if look.identity != trust.identity:
+            return Outcome("target_changed", f"pane {target} is not the pane the session registered "
+                                             f"({trust.identity}, now {look.identity}): its tmux server "
+                                             "restarted or the pane was replaced", _ms_since(start))
+        if look.dead:
+            return _deferred("the pane's program has exited", start)
+        if look.in_mode:
+            return _deferred(f"the pane is in {look.mode or 'a mode'}", start)
+        return self._agent(look.pane_pid, trust, start)
+
+    @staticmethod
+    def _agent(pane_pid: int, trust: Trust, start: float) -> Profile | Outcome:
+        """The profile of the accepted agent program in the pane's foreground; else the outcome saying why not."""
+        argv = foreground_argv(pane_pid)
+        if argv is None:
+            return _deferred("cannot tell the pane's foreground program", start)
+        program = accepted(argv, trust.programs, trust.profiles)
+        if program is None:
+            return _deferred(f"the pane runs {describe(argv)}, not an accepted agent program "
+                             f"({', '.join(trust.programs) or 'none accepted'})", start)
+        data = trust.profiles.get(program) or trust.profiles.get("*")
+        if data is None:
+            return _deferred(f"no agent profile for {program!r} and no generic '*' profile", start)
+        try:
+            return Profile.parse(program if program in trust.profiles else "*", data)
+        except ValueError as exc:
+            return _deferred(str(exc), start)
+
+    def _refused(self, target: str, trust: Trust, start: float) -> Outcome:
+        """Keys were refused by the guard: say why from a fresh look (nothing, or only part, was sent)."""
+        try:
+            look = self.tmux.look(target)
+        except TmuxError as exc:
+            return self._error(exc, start)
+        checked = self._checked(target, look, trust, start)
+        if isinstance(checked, Outcome):
+            return checked
+        return _deferred("the pane changed while the reactor typed", start)
+
+    @staticmethod
+    def _error(exc: TmuxError, start: float, latency: float | None = None) -> Outcome:
+        """Map a tmux failure to target_missing or failed, keeping tmux's message."""
+        ms = latency if latency is not None else _ms_since(start)
+        if exc.missing:
+            return Outcome("target_missing", str(exc), ms)
+        log.warning("tmux error: %s", exc)
+        return Outcome("failed", str(exc), ms)
+
+
+def _screen_refusal(profile: Profile, screen: str) -> str | None:
+    """Why the agent's screen takes no typing now (a dialog, or no input box shown), or None."""
+    if profile.dialog_open(screen):
+        return f"a dialog, menu or selection list is open (agent profile {profile.name!r})"
+    if profile.box_hidden(screen):
+        return f"the agent does not show its input box (agent profile {profile.name!r})"
+    return None
+
+
+def _deferred(reason: str, start: float) -> Outcome:
+    return Outcome("deferred", reason, _ms_since(start))
+
+
+def _ms_since(start: float) -> float:
+    return (time.monotonic() - start) * 1000.0
