@@ -166,6 +166,23 @@ def test_a_changed_delta_is_refused_and_a_failing_one_changes_nothing(empty_db, 
                          "AND column_name = 'note'").fetchone()[0] == 0
 
 
+def test_a_delta_creates_a_new_table_as_declared_and_refuses_one_not_declared(empty_db, tmp_path):
+    folder = tmp_path / "migrations"
+    shutil.copytree(SQL_DIR / "migrations", folder)
+    load_legacy(empty_db)
+    (folder / "0008_new_table.sql").write_text("-- create table: ps_health.no_such_table\n")
+    with pytest.raises(MigrationError, match="rolled back.*declares table ps_health.no_such_table"):
+        quiet(empty_db, migrate.discover(folder)).migrate()
+    with psycopg.connect(empty_db) as c:
+        assert c.execute("SELECT max(version) FROM ps_health_meta.migrations").fetchone()[0] == 6, "nothing applied"
+    (folder / "0008_new_table.sql").unlink()
+    quiet(empty_db, migrate.discover(folder)).migrate()
+    with psycopg.connect(empty_db) as c:  # 0007 created it from 12_access_tables.sql: the declared columns
+        assert [r[0] for r in c.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                                        "'ps_health' AND table_name = 'reactor_hosts' ORDER BY ordinal_position")] \
+            == ["login", "host"]
+
+
 def test_dry_run_changes_nothing(empty_db):
     res = run_cli(empty_db, "migrate", "--dry-run")
     assert res.returncode == 0, res.stderr

@@ -25,6 +25,8 @@ from reactor.errors import MigrationError, from_psycopg
 
 UP_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 SCHEMA_NAME = re.compile(r"^(\d{2})_([a-z0-9_]+)\.sql$")
+# In a delta, a line naming a table new in its version, created as the state files declare it.
+CREATE_LINE = re.compile(r"^-- create table: (ps_health\.[a-z_][a-z0-9_]*)$", re.M)
 # Schema files numbered below this hold state (tables); from it up, code that is reloaded.
 FIRST_CODE_FILE = 20
 # The migrations of the releases before the declared schema; a database that ran them is brought
@@ -66,6 +68,20 @@ class Schema:
 
     def code(self) -> list[Path]:
         return [p for p in self.files() if int(p.name[:2]) >= FIRST_CODE_FILE]
+
+    def table(self, name: str) -> str:
+        """The CREATE TABLE statement of table `name` (schema-qualified) as the state files declare it."""
+        pattern = re.compile(rf"^CREATE TABLE {re.escape(name)} \(\n.*?^\);$", re.M | re.S)
+        for path in self.state():
+            found = pattern.search(path.read_text())
+            if found:
+                return found.group(0)
+        raise MigrationError(f"no state file of {self.folder} declares table {name}")
+
+    def expand(self, delta: str) -> str:
+        """A delta's text with each `-- create table: NAME` line replaced by the table's declared CREATE TABLE:
+        a table new in a version is written once, in the state files."""
+        return CREATE_LINE.sub(lambda m: self.table(m.group(1)), delta)
 
     def code_checksum(self) -> str:
         digest = hashlib.sha256()
@@ -238,7 +254,7 @@ class Runner:
                 conn.execute(query("migrate", "ensure_tracking"))
                 for f in pending:
                     step = time.perf_counter()
-                    conn.execute(f.path.read_text())
+                    conn.execute(self.schema.expand(f.path.read_text()))
                     self._stamp(conn, f.version, "delta", step, f)
                     done.append(f"applied {f.name} in {_ms(step):.1f} ms")
                 load_code(conn, self.schema)
