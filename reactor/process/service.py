@@ -26,6 +26,8 @@ from reactor.tmux.typist import Trust, Typist
 
 log = logging.getLogger(__name__)
 
+FINISHED = "finished"  # a held prompt whose attempt ended (see Service._held)
+
 # The main loop wakes at least this often to notice a stop request.
 _TICK = 0.25
 # An idle listener is pinged this often, so a dead connection is noticed without traffic.
@@ -66,7 +68,10 @@ class Reactor:
         self._spool = SpoolIngest(opts.dsn, opts.spool_dir, opts.host, opts.poll_interval,
                                   opts.probe_interval or opts.poll_interval) if opts.spool_dir else None
         self._stop = threading.Event()
-        self._held: dict[int, bool] = {}  # claimed, outcome not yet recorded: id -> handed to a deliverer
+        # claimed, outcome not yet recorded: id -> False (queued), True (handed to a deliverer) or FINISHED (its
+        # outcome is on the way: claimed again meanwhile, e.g. a retry, it is a new attempt to deliver)
+        self._held: dict[int, bool | str] = {}
+        self._recording: dict[int, int] = {}  # id -> outcomes handed to the completer, not yet recorded
         self._held_lock = threading.Lock()
         self._listener = Listener(opts.dsn, "ps-health-reactor:listen", opts.host, opts.worker)
         self._down_since: float | None = None
@@ -230,7 +235,7 @@ class Reactor:
     def _submit(self, row: dict) -> int:
         """Hand one claimed prompt to the deliverer of its channel; 0 if it is already ours."""
         with self._held_lock:
-            if row["id"] in self._held:
+            if self._held.get(row["id"], FINISHED) is not FINISHED:
                 return 0  # our own lease ran out and we claimed it again: it is already queued
             self._held[row["id"]] = False
             self.metrics.held.set(len(self._held))
@@ -240,17 +245,17 @@ class Reactor:
             try:
                 job = self._job(row)
             except (TypeError, ValueError) as exc:  # only this prompt fails, with the reason
-                self._completer.put(Result(row["id"], "failed", f"unusable delivery settings: {exc}"))
+                self._record(Result(row["id"], "failed", f"unusable delivery settings: {exc}"))
                 return 1
             handed = self._dispatcher.submit(job)
         else:
             outcome = ("target_missing", "the prompt has no tmux target") if row["channel"] == "tmux" else \
                 ("failed", f"this reactor cannot deliver channel {row['channel']!r}")
-            self._completer.put(Result(row["id"], *outcome))
+            self._record(Result(row["id"], *outcome))
             return 1
         if handed:
             with self._held_lock:
-                if row["id"] in self._held:  # unless it already ran and was recorded
+                if self._held.get(row["id"]) is False:  # unless it already ran
                     self._held[row["id"]] = True
         return 1
 
@@ -274,7 +279,14 @@ class Reactor:
         self.metrics.delivery(outcome.outcome, outcome.latency_ms)
         log.info("prompt %s to %s: %s in %.1f ms (%s)", prompt_id, where, outcome.outcome, outcome.latency_ms,
                  outcome.detail)
-        self._completer.put(Result(prompt_id, outcome.outcome, outcome.detail))
+        self._record(Result(prompt_id, outcome.outcome, outcome.detail))
+
+    def _record(self, result: Result) -> None:
+        """Hand an attempt's outcome to the completer; the prompt may be claimed again before it is recorded."""
+        with self._held_lock:
+            self._held[result.prompt_id] = FINISHED
+            self._recording[result.prompt_id] = self._recording.get(result.prompt_id, 0) + 1
+        self._completer.put(result)
 
     def _bind(self, project: str, target: str, seen: str) -> str | None:
         """Record the identity of a pane seen for the first time; the identity its session is bound to."""
@@ -287,7 +299,11 @@ class Reactor:
     def _recorded(self, ids: list[int]) -> None:
         with self._held_lock:
             for prompt_id in ids:
-                self._held.pop(prompt_id, None)
+                left = self._recording.pop(prompt_id, 1) - 1
+                if left > 0:
+                    self._recording[prompt_id] = left
+                elif self._held.get(prompt_id) is FINISHED:  # not claimed again meanwhile
+                    del self._held[prompt_id]
             self.metrics.held.set(len(self._held))
 
     def _extend(self) -> None:
@@ -308,7 +324,7 @@ class Reactor:
         if self._spool:
             self._spool.stop(self.opts.shutdown_timeout)
         with self._held_lock:
-            untyped.update(pid for pid, handed in self._held.items() if not handed)
+            untyped.update(pid for pid, handed in self._held.items() if handed is False)
         ids = sorted(untyped)
         released = 0
         if ids:
