@@ -381,3 +381,50 @@ def test_a_pane_two_projects_name_two_ways_is_typed_into_for_neither_until_one_e
     received = submitted(pane)
     assert f"[ps-health #{own}]".encode() in received and b"PWNED" not in received
     assert _state(conn, "beta")["target_identity"] is not None
+
+
+@pytest.fixture
+def other_reactor(server, db):
+    """A connection as a reactor login granted host-b only (needs this run's own server)."""
+    admin_dsn, cluster = server
+    if cluster is None:
+        pytest.skip("logins need the test run's own PostgreSQL server")
+    role, password = f"reactor_b_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    create_login(admin_dsn, role, password, "ps_health_reactor")
+    with psycopg.connect(db, autocommit=True) as c:
+        c.execute("SELECT ps_health.grant_reactor(%s, 'host-b')", (role,))
+    other = psycopg.connect(make_conninfo(db, user=role, password=password), autocommit=True, row_factory=dict_row)
+    yield other
+    other.close()
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_reactor_of_another_host_cannot_bind_a_pane_here_so_an_agent_can_take_it(
+        conn, tmux_server, reactors, agent_logins, other_reactor):
+    fast(conn, prompt_defer_delay="1 second")
+    conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"recorder\"]')")
+    pane = tmux_server.recorder(session="beta-ps")
+    alpha, beta = agent_logins("alpha"), agent_logins("beta")
+    beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
+    # host-b's reactor login records a made-up identity for beta's pane on host-a ...
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match='may not act for project "beta"'):
+        other_reactor.execute("SELECT ps_health.bind_target('beta', %s, %s, '1 1 %%999 1')", (HOST, pane.target))
+    assert _state(conn, "beta")["target_identity"] is None
+    # (had it been recorded, alpha's agent naming the same pane another way would find it held by nobody, be bound
+    # to it, and get its text typed into beta's pane while beta's session went gone)
+    alpha.execute("SELECT ps_health.register_session('alpha', 'cli', 'beta-ps:0.0', %s)", (HOST,))
+    alpha.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
+    alpha.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, 'PWNED')")
+    evil = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'alpha'").fetchone()["id"]
+    reactors.start()
+
+    wait_for(lambda: "another project's session on this host names a pane not identified yet" in _action(conn, evil),
+             what="alpha's prompt deferred")
+    assert pane.received() == b""
+    alpha.execute("SELECT ps_health.end_session('alpha')")
+    own = failed_spawn(conn, "beta", "b1", "beta's own error")
+    delivered(conn, own, timeout=30)
+    assert b"PWNED" not in submitted(pane)
+    assert _state(conn, "beta")["target_identity"].split()[2] == pane.target
