@@ -428,3 +428,30 @@ def test_a_reactor_of_another_host_cannot_bind_a_pane_here_so_an_agent_can_take_
     delivered(conn, own, timeout=30)
     assert b"PWNED" not in submitted(pane)
     assert _state(conn, "beta")["target_identity"].split()[2] == pane.target
+
+
+def test_a_pane_whose_session_ended_is_not_taken_by_another_projects_agent_before_its_own_returns(
+        conn, tmux_server, reactors, agent_logins):
+    fast(conn, prompt_defer_delay="1 second")
+    conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"recorder\"]')")
+    pane = tmux_server.recorder(session="beta-ps")
+    alpha, beta = agent_logins("alpha"), agent_logins("beta")
+    beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
+    reactors.start()
+    wait_for(lambda: _state(conn, "beta")["target_identity"], what="beta's pane identified")
+    # beta's agent exits (its session ends); alpha's agent registers that pane at once, by its own id
+    beta.execute("SELECT ps_health.end_session('beta')")
+    alpha.execute("SELECT ps_health.register_session('alpha', 'cli', %s, %s)", (pane.target, HOST))
+    alpha.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
+    alpha.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, 'PWNED')")
+    evil = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'alpha'").fetchone()["id"]
+
+    wait_for(lambda: _state(conn, "alpha")["target_state"] == "gone", what="alpha refused the pane beta had")
+    assert _pane_checks(conn, "alpha")[-1].startswith(f'pane {pane.target} on host {HOST} is the pane of project '
+                                                      f'"beta", whose session ended there')
+    assert prompt(conn, evil)["state"] == "waiting"
+    # beta's agent starts again in its pane: its hooks register it, and its own prompt reaches it
+    beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
+    own = failed_spawn(conn, "beta", "b1", "beta's own error")
+    delivered(conn, own, timeout=30)
+    assert b"PWNED" not in submitted(pane)
