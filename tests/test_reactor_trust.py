@@ -449,7 +449,7 @@ def test_a_pane_whose_session_ended_is_not_taken_by_another_projects_agent_befor
     wait_for(lambda: _state(conn, "alpha")["target_state"] == "gone", what="alpha refused the pane beta had")
     assert _pane_checks(conn, "alpha")[-1].startswith(f'pane {pane.target} on host {HOST} is the pane of project '
                                                       f'"beta", whose session ended there')
-    assert prompt(conn, evil)["state"] == "waiting"
+    wait_for(lambda: prompt(conn, evil)["state"] == "waiting", what="alpha's prompt waiting")
     # beta's agent starts again in its pane: its hooks register it, and its own prompt reaches it
     beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
     own = failed_spawn(conn, "beta", "b1", "beta's own error")
