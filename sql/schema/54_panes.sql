@@ -225,7 +225,9 @@ END;
 $$;
 
 -- _bind_pane: record the identity the reactor first saw at a session's target, unless that pane
--- belongs to another project's live session its registrant may not act for. NULL when bound, else why not.
+-- belongs to another project's live session its registrant may not act for, or is the very pane (same
+-- pane process) such a project's session had when it ended: its agent may start there again, and an
+-- agent that named the pane in between would have its text typed into it. NULL when bound, else why not.
 CREATE FUNCTION ps_health._bind_pane(s ps_health.ps_sessions, p_identity text)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -233,6 +235,15 @@ DECLARE
 BEGIN
     IF v_holder IS NOT NULL THEN
         RETURN format('pane %s on host %s belongs to the live session of project "%s"',
+                      split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
+    END IF;
+    SELECT x.project INTO v_holder FROM ps_health.ps_sessions x
+     WHERE x.target_identity = p_identity AND x.host = s.host AND x.ended_at IS NOT NULL AND x.project <> s.project
+       AND NOT ps_health._login_may_act(s.registered_by, x.project)
+     ORDER BY x.project LIMIT 1;
+    IF v_holder IS NOT NULL THEN
+        RETURN format('pane %s on host %s is the pane of project "%s", whose session ended there (its agent may '
+                      'start there again); another project''s agent may use a pane of its own',
                       split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
     END IF;
     UPDATE ps_health.ps_sessions SET target_identity = p_identity WHERE id = s.id;
@@ -258,6 +269,9 @@ BEGIN
     PERFORM ps_health._check_text('identity', p_identity);
     PERFORM ps_health._check_identity(p_identity);
     PERFORM ps_health._check_time('p_now', p_now);
+    -- only a reactor of the session's host sees its panes: another may not bind one (nor read the binding)
+    PERFORM ps_health._authorize(p_project, p_host);
+    PERFORM ps_health._lock_project(p_project);
     SELECT * INTO s FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;
     IF NOT FOUND OR s.ended_at IS NOT NULL OR s.target_state = 'gone'
        OR s.host IS DISTINCT FROM p_host OR s.tmux_target IS DISTINCT FROM p_target THEN
