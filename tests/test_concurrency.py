@@ -24,7 +24,7 @@ def _call(rnd: random.Random, conn: psycopg.Connection, n: int, i: int) -> None:
     task = f"t{n}-{i % 5}"
     op = rnd.choice(["register", "heartbeat", "context", "start", "finish", "output", "end", "respond", "handoff"])
     if op == "register":
-        conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, 'h1')", (project, f"%{project}"))
+        conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, 'h1')", (project, f"{project}-ps"))
     elif op == "heartbeat":
         conn.execute("SELECT ps_health.heartbeat_session(%s)", (project,))
     elif op == "context":
@@ -102,7 +102,7 @@ class Mix:
 def _setup(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for project in PROJECTS:
-            conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, 'h1')", (project, f"%{project}"))
+            conn.execute("SELECT ps_health.register_session(%s, 'cli', %s, 'h1')", (project, f"{project}-ps"))
 
 
 def _sweep(conn) -> None:

@@ -460,27 +460,24 @@ def test_a_pane_whose_session_ended_is_not_taken_by_another_projects_agent_befor
     assert b"PWNED" not in submitted(pane)
 
 
-@pytest.mark.xfail(strict=True, reason="the probe resolves only %N, sess and sess:W.P; a session whose target tmux "
-                   "resolves otherwise (sess:W, sess:name, =sess:W.P, a session-name prefix) is invisible to the "
-                   "probe round that binds the other project's exact name first")
-@pytest.mark.parametrize("beta_target", ["beta-ps:0", "beta-ps:win", "=beta-ps:0.0"])
-def test_a_pane_named_in_a_form_the_probe_cannot_resolve_is_not_given_to_another_projects_exact_name(
-        conn, tmux_server, reactors, agent_logins, beta_target):
-    fast(conn, prompt_defer_delay="1 second")
-    conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"recorder\"]')")
-    pane = tmux_server.recorder(session="beta-ps")
-    tmux_server.run("rename-window", "-t", pane.target, "win")
-    alpha, beta = agent_logins("alpha"), agent_logins("beta")
-    # beta's pane by a name tmux resolves (the reactor types there through it); alpha's agent names it by its id
-    beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (beta_target, HOST))
-    alpha.execute("SELECT ps_health.register_session('alpha', 'cli', %s, %s)", (pane.target, HOST))
-    alpha.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
-    alpha.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, 'PWNED')")
-    evil = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'alpha'").fetchone()["id"]
-    reactors.start()
+@pytest.mark.parametrize("beta_target", ["beta-ps:0", "beta-ps:win", "=beta-ps:0.0", "%01", "{last}", "@1"])
+def test_a_pane_is_registered_only_by_a_name_the_probe_resolves_exactly(conn, agent_logins, beta_target):
+    # tmux resolves these names too, but the probe round, which tells two projects' sessions on one pane
+    # apart, cannot: another project's agent naming the pane by its id would be given it
+    beta = agent_logins("beta")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=re.escape(f'got "{beta_target}"')):
+        beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (beta_target, HOST))
+    assert _state(conn, "beta") is None
 
-    own = failed_spawn(conn, "beta", "b1", "beta's own error")
-    # one of the two is given the pane (or alpha's session is refused it)
-    wait_for(lambda: "delivered" in (prompt(conn, evil)["state"], prompt(conn, own)["state"])
-             or _state(conn, "alpha")["target_state"] == "gone", timeout=30, what="the pane given to one project")
-    assert b"PWNED" not in pane.received()
+
+def test_a_pane_tmux_finds_only_by_a_partial_name_is_never_typed_into(conn, tmux_server, reactors):
+    fast(conn)
+    pane = tmux_server.recorder(session="beta-ps")
+    session(conn, "beta", "beta")  # no session is named "beta": tmux would take beta-ps, its prefix
+    reactors.start()
+    own = failed_spawn(conn, "beta", "b1", "an error")
+    wait_for(lambda: prompt(conn, own)["outcome"] == "target_missing", what="the prompt not typed")
+    assert "no pane is named beta exactly" in prompt(conn, own)["detail"]
+    wait_for(lambda: any("pane beta was not found" in r for r in _pane_checks(conn, "beta")),
+             what="the probe saying the target is not there")
+    assert pane.received() == b""

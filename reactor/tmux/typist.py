@@ -250,6 +250,11 @@ class Typist:
 
     def _checked(self, target: str, look: Look, trust: Trust, start: float) -> Profile | Outcome:
         """The agent profile to read the pane with if it may be typed into; else the outcome saying why not."""
+        if not look.named(target):
+            # tmux found a pane by a name that is not exactly one of its own (a session-name prefix, a window
+            # name): the probe, which resolves exact names only, cannot tell whose pane that is
+            return Outcome("target_missing", f"no pane is named {target} exactly (tmux would take {look.names[0]}, "
+                                             f"{look.names[1]}, by a partial name)", _ms_since(start))
         if trust.identity is None:
             try:
                 trust.identity = trust.bind(look.identity) if trust.bind is not None else look.identity

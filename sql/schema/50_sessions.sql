@@ -82,6 +82,7 @@ DECLARE
 BEGIN
     PERFORM ps_health._check_text('project', p_project);
     PERFORM ps_health._check_text('tmux_target', p_tmux_target, 255, false);
+    PERFORM ps_health._check_target(p_tmux_target);
     PERFORM ps_health._check_text('host', p_host, 255, false);
     PERFORM ps_health._check_text('session_id', p_session_id, 255, false);
     PERFORM ps_health._check_text('transcript_path', p_transcript_path, 4096, false);

@@ -183,6 +183,25 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
                                AND ps_health._login_may_act(x.registered_by, s.project)))
 $$;
 
+-- _check_target: a pane is named only in the forms every part of ps-health resolves exactly and alike: its
+-- id (%N), session:window.pane by index, or a session name (its active pane). tmux resolves other forms
+-- too (a window name, =exact, a session-name prefix, {last}, @N, $N), but the probe round cannot tell
+-- which pane they name, so two projects could name one pane without either knowing.
+CREATE FUNCTION ps_health._check_target(p_target text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_session text := regexp_replace(p_target, ':(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,4})$', '');
+BEGIN
+    IF p_target IS NOT NULL AND p_target !~ '^%(0|[1-9][0-9]{0,9})$'
+       AND (v_session = '' OR v_session ~ '[]:.*?{}#[]' OR v_session ~ '^[%=$@!~+-]' OR v_session ~ '^[[:space:]]') THEN
+        RAISE EXCEPTION 'tmux_target must be a pane id (%%3), session:window.pane (work:0.1) or a session name, got "%"',
+            left(regexp_replace(p_target, '[[:cntrl:]]', '?', 'g'), 80) USING ERRCODE = '22023',
+            HINT = 'Inside the pane, $TMUX_PANE is its id.';
+    END IF;
+    RETURN p_target;
+END;
+$$;
+
 -- _check_identity: refuse anything but "SERVER_PID SERVER_START PANE_ID PANE_PID" as tmux prints it.
 CREATE FUNCTION ps_health._check_identity(p_identity text)
 RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$

@@ -1,7 +1,7 @@
 -- What the reactor may type into: the pane a session registered (identity bound at first sight, a
 -- changed pane makes the session gone), prompts deferred without losing an attempt, one project per pane.
 BEGIN;
-SELECT plan(60);
+SELECT plan(63);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -148,7 +148,7 @@ SELECT lives_ok($$SELECT ps_health.register_session('gamma', 'cli', 'work:0.0', 
 SELECT is(bind_target('gamma', 'h1', 'work:0.0', '5 1700000000 %3 60'), '5 1700000000 %3 60', 'and the reactor binds it');
 
 -- one pane, two names, two projects whose agents may not act for each other, neither identified yet (an
--- agent registered another's pane as %07 just as that project's hooks registered it again as %7): the
+-- agent registered another's pane as w7:0.0 just as that project's hooks registered it again as %7): the
 -- pane is bound to neither, nothing is typed there, and once one ends the other gets it
 CREATE ROLE agent_beta LOGIN IN ROLE ps_health_agent;
 SELECT grant_agent('agent_beta', 'beta');
@@ -156,12 +156,12 @@ SET SESSION AUTHORIZATION agent_beta;
 SELECT register_session('beta', 'cli', '%7', 'h3');
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION agent_alpha;
-SELECT register_session('alpha', 'cli', '%07', 'h3');
+SELECT register_session('alpha', 'cli', 'w7:0.0', 'h3');
 RESET SESSION AUTHORIZATION;
-SELECT is(bind_target('alpha', 'h3', '%07', '6 1700000000 %7 61'), '',
+SELECT is(bind_target('alpha', 'h3', 'w7:0.0', '6 1700000000 %7 61'), '',
   'the reactor about to type for one of them binds nothing: it waits for a probe round');
 SELECT is(bind_target('beta', 'h3', '%7', '6 1700000000 %7 61'), '', 'for the other too');
-SELECT report_session_panes(ARRAY['alpha', 'beta'], ARRAY['seen', 'seen'], ARRAY['%07', '%7'],
+SELECT report_session_panes(ARRAY['alpha', 'beta'], ARRAY['seen', 'seen'], ARRAY['w7:0.0', '%7'],
                             ARRAY['6 1700000000 %7 61', '6 1700000000 %7 61']);
 SELECT is(ARRAY[pg_temp.session('alpha', 'target_identity'), pg_temp.session('beta', 'target_identity')],
   ARRAY[NULL, NULL]::text[], 'the probe round sees both name one pane: bound to neither');
@@ -185,6 +185,24 @@ SELECT report_session_panes(ARRAY['alpha', 'beta'], ARRAY['seen', 'seen'], ARRAY
                             ARRAY['6 1700000000 %8 62', '6 1700000000 %7 61']);
 SELECT is(ARRAY[pg_temp.session('alpha', 'target_identity'), pg_temp.session('beta', 'target_identity')],
   ARRAY['6 1700000000 %8 62', '6 1700000000 %7 61'], 'two panes: each bound to its own');
+
+-- a pane is named by its id, session:window.pane or a session name; nothing else tmux would resolve
+SELECT is(ARRAY(SELECT ps_health._check_target(t) FROM unnest(ARRAY['%0', '%3', '%1234', 'work:0.1', 'work', 'my work',
+                'api-2:10.0', 'café']) t), ARRAY['%0', '%3', '%1234', 'work:0.1', 'work', 'my work', 'api-2:10.0', 'café'],
+  'pane ids, session:window.pane and session names are accepted');
+CREATE FUNCTION pg_temp.refused(t text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM ps_health._check_target(t);
+  RETURN false;
+EXCEPTION WHEN invalid_parameter_value THEN
+  RETURN true;
+END $$;
+SELECT is(ARRAY(SELECT t FROM unnest(ARRAY['%03', '%', 'work:0', 'work:win', 'work:0.01', '=work', '{last}', '@1', '$1',
+                '!', '~', '+', '-', 'a.b', 'a*', 'a?', 'a[1]', ' work', '', 'work:0.1:2', '#{pane_id}']) t
+                WHERE NOT pg_temp.refused(t)), '{}'::text[], 'every other form is refused');
+SELECT throws_ok($$SELECT register_session('form', 'cli', 'work:win', 'h1')$$, '22023',
+  'tmux_target must be a pane id (%3), session:window.pane (work:0.1) or a session name, got "work:win"',
+  'register_session says which forms it takes');
 
 SELECT * FROM finish();
 ROLLBACK;
