@@ -63,7 +63,7 @@ DECLARE
     r record;
     v_reason text;
     v_refused text[] := '{}';
-    v_contested text[];
+    v_contested text[] := '{}';
     v_n integer := 0;
     v_len integer := coalesce(cardinality(p_projects), 0);
 BEGIN
@@ -81,16 +81,38 @@ BEGIN
     PERFORM ps_health._lock_projects(p_projects);
     -- a pane that sessions of two projects name (by different names), where one registrant may not act for
     -- the other's project and neither is bound to it yet, is contested: bound to neither
-    WITH seen AS (
-        SELECT s.project, s.registered_by, s.target_identity, f.identity
-          FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
-          JOIN ps_health.ps_sessions s ON s.project = f.project
-         WHERE f.state = 'seen' AND f.identity IS NOT NULL AND s.ended_at IS NULL AND s.target_state <> 'gone'
-           AND (f.target IS NULL OR f.target = s.tmux_target))
-    SELECT coalesce(array_agg(DISTINCT a.identity), '{}') INTO v_contested
-      FROM seen a JOIN seen b ON b.identity = a.identity AND b.project <> a.project
-     WHERE NOT (ps_health._login_may_act(a.registered_by, b.project) AND ps_health._login_may_act(b.registered_by, a.project))
-       AND NOT EXISTS (SELECT 1 FROM seen c WHERE c.identity = a.identity AND c.target_identity = a.identity);
+    -- (only an agent login's session can contest a pane: with none among these, there is nothing to find)
+    IF EXISTS (SELECT 1 FROM (SELECT DISTINCT s.registered_by FROM ps_health.ps_sessions s
+                               WHERE s.project = ANY (p_projects) AND s.registered_by IS NOT NULL) l
+                WHERE ps_health._restricted(l.registered_by)) THEN
+        WITH seen AS (
+            SELECT s.project, s.registered_by, s.target_identity, f.identity
+              FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
+              JOIN ps_health.ps_sessions s ON s.project = f.project
+             WHERE f.state = 'seen' AND f.identity IS NOT NULL AND s.ended_at IS NULL AND s.target_state <> 'gone'
+               AND (f.target IS NULL OR f.target = s.tmux_target)),
+        agents AS (  -- each registering login once: only an agent login's session can contest a pane
+            SELECT l.login FROM (SELECT DISTINCT registered_by AS login FROM seen WHERE registered_by IS NOT NULL) l
+             WHERE ps_health._restricted(l.login)),
+        panes AS (  -- panes some agent login's session names, none of the sessions bound to them
+            SELECT identity FROM seen GROUP BY identity
+            HAVING count(DISTINCT project) > 1 AND bool_or(registered_by IN (SELECT login FROM agents))
+               AND NOT bool_or(target_identity IS NOT DISTINCT FROM identity))
+        SELECT coalesce(array_agg(identity), '{}') INTO v_contested FROM panes;
+        IF v_contested <> '{}' THEN  -- of those, the panes two projects name whose registrants may not act for both
+            SELECT coalesce(array_agg(DISTINCT fa.identity), '{}') INTO v_contested
+              FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) fa
+              JOIN ps_health.ps_sessions a ON a.project = fa.project
+              JOIN ps_health._reported(p_projects, p_states, p_targets, p_identities) fb ON fb.identity = fa.identity
+              JOIN ps_health.ps_sessions b ON b.project = fb.project AND b.project <> a.project
+             WHERE fa.identity = ANY (v_contested) AND fa.state = 'seen' AND fb.state = 'seen'
+               AND a.ended_at IS NULL AND b.ended_at IS NULL
+               AND a.target_state <> 'gone' AND b.target_state <> 'gone'
+               AND (fa.target IS NULL OR fa.target = a.tmux_target) AND (fb.target IS NULL OR fb.target = b.tmux_target)
+               AND NOT (ps_health._login_may_act(a.registered_by, b.project)
+                        AND ps_health._login_may_act(b.registered_by, a.project));
+        END IF;
+    END IF;
     -- a pane seen for the first time is bound; one that is not the bound pane, or is another project's, is
     -- not this session's: gone at once (the edge-triggered 'pane' check says why, once)
     FOR r IN

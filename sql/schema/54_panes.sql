@@ -176,11 +176,23 @@ $$;
 -- round, which resolves every target of the host at once and binds no pane two such sessions name.
 CREATE FUNCTION ps_health._pane_unsettled(s ps_health.ps_sessions)
 RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM ps_health.ps_sessions x
-                    WHERE x.host = s.host AND x.project <> s.project AND x.tmux_target IS NOT NULL
-                      AND x.target_identity IS NULL AND x.ended_at IS NULL AND x.target_state <> 'gone'
-                      AND NOT (ps_health._login_may_act(s.registered_by, x.project)
-                               AND ps_health._login_may_act(x.registered_by, s.project)))
+    SELECT CASE WHEN s.registered_by IS NULL OR NOT ps_health._restricted(s.registered_by) THEN
+        -- a registrant that may act for every project is kept from a pane only by the session of an agent
+        -- login granted some projects (not this one): look only at those (few) logins' unidentified sessions
+        EXISTS (SELECT 1 FROM (SELECT DISTINCT a.login FROM ps_health.agent_projects a) l
+                 WHERE ps_health._restricted(l.login) AND NOT ps_health._login_may_act(l.login, s.project)
+                   AND EXISTS (SELECT 1 FROM ps_health.ps_sessions x
+                                WHERE x.registered_by = l.login AND x.host = s.host AND x.project <> s.project
+                                  AND x.tmux_target IS NOT NULL AND x.target_identity IS NULL AND x.ended_at IS NULL
+                                  AND x.target_state <> 'gone'))
+    ELSE
+        EXISTS (SELECT 1 FROM ps_health.ps_sessions x
+                 WHERE x.host = s.host AND x.project <> s.project AND x.tmux_target IS NOT NULL
+                   AND x.target_identity IS NULL AND x.ended_at IS NULL AND x.target_state <> 'gone'
+                   AND x.registered_by IS DISTINCT FROM s.registered_by  -- one login registered both: it may act for both
+                   AND NOT (ps_health._login_may_act(s.registered_by, x.project)
+                            AND ps_health._login_may_act(x.registered_by, s.project)))
+    END
 $$;
 
 -- _check_target: a pane is named only in the forms every part of ps-health resolves exactly and alike: its
@@ -250,20 +262,24 @@ $$;
 CREATE FUNCTION ps_health._bind_pane(s ps_health.ps_sessions, p_identity text)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    v_holder text := ps_health._pane_holder(s.project, s.host, s.tmux_target, p_identity, s.registered_by);
+    v_holder text;
 BEGIN
-    IF v_holder IS NOT NULL THEN
-        RETURN format('pane %s on host %s belongs to the live session of project "%s"',
-                      split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
-    END IF;
-    SELECT x.project INTO v_holder FROM ps_health.ps_sessions x
-     WHERE x.target_identity = p_identity AND x.host = s.host AND x.ended_at IS NOT NULL AND x.project <> s.project
-       AND NOT ps_health._login_may_act(s.registered_by, x.project)
-     ORDER BY x.project LIMIT 1;
-    IF v_holder IS NOT NULL THEN
-        RETURN format('pane %s on host %s is the pane of project "%s", whose session ended there (its agent may '
-                      'start there again); another project''s agent may use a pane of its own',
-                      split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
+    -- (a login that may act for every project may put several projects on one pane)
+    IF s.registered_by IS NOT NULL AND ps_health._restricted(s.registered_by) THEN
+        v_holder := ps_health._pane_holder(s.project, s.host, s.tmux_target, p_identity, s.registered_by);
+        IF v_holder IS NOT NULL THEN
+            RETURN format('pane %s on host %s belongs to the live session of project "%s"',
+                          split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
+        END IF;
+        SELECT x.project INTO v_holder FROM ps_health.ps_sessions x
+         WHERE x.target_identity = p_identity AND x.host = s.host AND x.ended_at IS NOT NULL AND x.project <> s.project
+           AND NOT ps_health._login_may_act(s.registered_by, x.project)
+         ORDER BY x.project LIMIT 1;
+        IF v_holder IS NOT NULL THEN
+            RETURN format('pane %s on host %s is the pane of project "%s", whose session ended there (its agent may '
+                          'start there again); another project''s agent may use a pane of its own',
+                          split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
+        END IF;
     END IF;
     UPDATE ps_health.ps_sessions SET target_identity = p_identity WHERE id = s.id;
     RETURN NULL;
