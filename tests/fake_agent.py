@@ -22,25 +22,13 @@ import os
 import select
 import signal
 import sys
-import termios
 import time
+
+from recorder import raw_but_interruptible as _raw  # (run as a script beside it)
+from recorder import write_all as _write
 
 ESC, ENTER, CTRL_U = 0x1B, 0x0D, 0x15
 PASTE_START, PASTE_END = b"\x1b[200~", b"\x1b[201~"
-
-
-def _raw(fd: int) -> None:
-    attrs = termios.tcgetattr(fd)
-    attrs[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.ISTRIP)
-    attrs[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)  # ISIG kept
-    attrs[6][termios.VMIN] = 1
-    attrs[6][termios.VTIME] = 0
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
-
-
-def _write(data: bytes) -> None:
-    while data:
-        data = data[os.write(1, data):]
 
 
 class Agent:

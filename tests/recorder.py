@@ -28,7 +28,7 @@ PROMPT = b"> "
 ENTER, CTRL_U, BACKSPACES = 0x0D, 0x15, (0x08, 0x7F)
 
 
-def _raw_but_interruptible(fd: int) -> None:
+def raw_but_interruptible(fd: int) -> None:
     attrs = termios.tcgetattr(fd)
     # Input flags off so \r stays \r and no byte is translated or swallowed.
     attrs[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON
@@ -39,7 +39,7 @@ def _raw_but_interruptible(fd: int) -> None:
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
-def _write_all(data: bytes) -> None:
+def write_all(data: bytes) -> None:
     while data:
         data = data[os.write(1, data):]
 
@@ -76,7 +76,7 @@ class Editor:
                 self.line.append(byte)
                 if self._echo:
                     out.append(byte)
-        _write_all(bytes(out))
+        write_all(bytes(out))
 
     def _erase(self) -> bytes:
         """Move to the prompt's row, clear from there to the end of the screen, show the prompt again."""
@@ -104,12 +104,12 @@ def main(argv: list[str]) -> None:
     tick = float(argv[argv.index("--tick") + 1]) if "--tick" in argv else None
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # die at once, like a real CLI would
     fd = sys.stdin.fileno()
-    _raw_but_interruptible(fd)
+    raw_but_interruptible(fd)
     count = 0
     next_tick = time.monotonic() + tick if tick else None
     with open(path + ".lines", "ab", buffering=0) as lines:
         editor = Editor(lines, rules, "--no-echo" not in argv)
-        _write_all(PROMPT)
+        write_all(PROMPT)
         with open(path, "ab", buffering=0) as out:
             while True:
                 wait = max(0.0, next_tick - time.monotonic()) if next_tick else None
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> None:
                     editor.feed(data)
                 if next_tick and time.monotonic() >= next_tick:
                     count += 1
-                    _write_all(f"\r\ntick {count}\r\n".encode() + editor.redraw())
+                    write_all(f"\r\ntick {count}\r\n".encode() + editor.redraw())
                     next_tick += tick
 
 

@@ -355,12 +355,16 @@ def test_an_agent_cannot_point_its_session_at_another_projects_pane(conn, tmux_s
     assert _state(conn, "beta")["target_state"] == "seen"
 
 
-def test_a_pane_two_projects_name_two_ways_is_typed_into_for_neither_until_one_ends(
-        conn, tmux_server, reactors, agent_logins):
+def _beta_pane_and_two_agents(conn, tmux_server, agent_logins):
+    """A recorder pane in session beta-ps, and the agent logins of projects alpha and beta (each its own only)."""
     fast(conn, prompt_defer_delay="1 second")
     conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"recorder\"]')")
-    pane = tmux_server.recorder(session="beta-ps")
-    alpha, beta = agent_logins("alpha"), agent_logins("beta")
+    return tmux_server.recorder(session="beta-ps"), agent_logins("alpha"), agent_logins("beta")
+
+
+def test_a_pane_two_projects_name_two_ways_is_typed_into_for_neither_until_one_ends(
+        conn, tmux_server, reactors, agent_logins):
+    pane, alpha, beta = _beta_pane_and_two_agents(conn, tmux_server, agent_logins)
     # beta's hooks register its pane (as at every /clear); alpha's agent names the same pane another way
     beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
     alpha.execute("SELECT ps_health.register_session('alpha', 'cli', 'beta-ps:0.0', %s)", (HOST,))
@@ -406,10 +410,7 @@ def other_reactor(server, db):
 
 def test_a_reactor_of_another_host_cannot_bind_a_pane_here_so_an_agent_can_take_it(
         conn, tmux_server, reactors, agent_logins, other_reactor):
-    fast(conn, prompt_defer_delay="1 second")
-    conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"recorder\"]')")
-    pane = tmux_server.recorder(session="beta-ps")
-    alpha, beta = agent_logins("alpha"), agent_logins("beta")
+    pane, alpha, beta = _beta_pane_and_two_agents(conn, tmux_server, agent_logins)
     beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
     # host-b's reactor login records a made-up identity for beta's pane on host-a ...
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match='may not act for project "beta"'):
@@ -435,10 +436,7 @@ def test_a_reactor_of_another_host_cannot_bind_a_pane_here_so_an_agent_can_take_
 
 def test_a_pane_whose_session_ended_is_not_taken_by_another_projects_agent_before_its_own_returns(
         conn, tmux_server, reactors, agent_logins):
-    fast(conn, prompt_defer_delay="1 second")
-    conn.execute("SELECT ps_health.set_setting('agent_programs', '[\"recorder\"]')")
-    pane = tmux_server.recorder(session="beta-ps")
-    alpha, beta = agent_logins("alpha"), agent_logins("beta")
+    pane, alpha, beta = _beta_pane_and_two_agents(conn, tmux_server, agent_logins)
     beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
     reactors.start()
     wait_for(lambda: _state(conn, "beta")["target_identity"], what="beta's pane identified")
