@@ -140,7 +140,7 @@ def test_facts_written_while_the_database_is_down_arrive_when_it_is_back(conn, d
             admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
     wait_for(lambda: session(conn)["ended_at"] is not None, timeout=20, what="the facts forwarded after the outage")
     assert spawn(conn, "toolu_01")["status"] == "completed"
-    assert "agent facts flow again" in proc.text()
+    wait_for(lambda: "agent facts flow again" in proc.text(), what="the recovery logged")  # (logged just after)
 
 
 def test_a_refused_fact_is_logged_and_later_facts_still_arrive(conn, reactors, agent):
