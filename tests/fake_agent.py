@@ -1,6 +1,6 @@
 """Test helper run in a tmux pane: an agent CLI with the screens that matter to the reactor.
 
-Usage: fake_agent.py FILE [--dialog] [--busy SECONDS] [--collapse N] [--lag SECONDS]
+Usage: fake_agent.py FILE [--dialog] [--busy SECONDS] [--collapse N] [--lag SECONDS] [--enter-window SECONDS]
 
 It draws a full screen like an agent CLI: a title, a status line, and the input box "> text".
 Every byte read is appended to FILE and each submitted line (Enter) to FILE.lines; Ctrl-U
@@ -13,6 +13,8 @@ empties the line. Its agent profile (tests/test_agent_profiles.py) reads these s
   --collapse N  bracketed paste is on; a paste, or one burst of typed input, over N characters
                 shows as "[Pasted text #K]" (its text is kept and submitted by Enter).
   --lag S       the screen is redrawn S seconds after the input changed (a slow agent).
+  --enter-window S  an Enter within S seconds of the text before it is taken as part of a paste burst
+                (a newline, not a submit), as Codex CLI and Gemini CLI may when they read both at once.
 FILE exists once the tty is set up: its existence means "ready". Exits only on a signal.
 """
 
@@ -40,6 +42,8 @@ class Agent:
         self.busy_until = time.monotonic() + float(argv[argv.index("--busy") + 1]) if "--busy" in argv else 0.0
         self.collapse = int(argv[argv.index("--collapse") + 1]) if "--collapse" in argv else None
         self.lag = float(argv[argv.index("--lag") + 1]) if "--lag" in argv else 0.0
+        self.enter_window = float(argv[argv.index("--enter-window") + 1]) if "--enter-window" in argv else 0.0
+        self.last_text = 0.0  # when text last arrived
         self.text = ""  # what Enter submits
         self.shown = ""  # what the input line shows
         self.pastes = 0
@@ -72,6 +76,8 @@ class Agent:
             self._add(data.decode("utf-8", "replace"), collapsed=True)  # a burst: shown as a paste
             return
         for byte in data:
+            if byte == ENTER and time.monotonic() - self.last_text < self.enter_window:
+                continue  # taken as a newline inside the burst: nothing submitted
             if byte == ENTER:
                 with open(self.path + ".lines", "ab") as lines:
                     lines.write(self.text.encode() + b"\n")
@@ -90,6 +96,7 @@ class Agent:
                 return
             self._utf8 = b""
         self.text += text
+        self.last_text = time.monotonic()
         if collapsed:
             self.pastes += 1
             self.shown += f"[Pasted text #{self.pastes}]"

@@ -118,6 +118,18 @@ def test_a_retry_submits_the_text_already_in_the_input_box_and_never_types_it_ag
     assert pane.received().count(b"\x1b[200~") == 1, "pasted once"
 
 
+def test_an_enter_the_agent_took_for_a_newline_is_pressed_again_and_the_prompt_submitted_once(conn, agent, reactors):
+    # The agent reads the text and the Enter 100 ms later as one burst, the Enter a newline in it: the
+    # reactor sees the text still on the input line and presses Enter once more.
+    fast(conn)
+    pane = agent("shop", "--enter-window", "0.5")
+    reactors.start()
+    prompt_id = failed_spawn(conn, "shop")
+    text = sanitise(delivered(conn, prompt_id, timeout=30)["text"])
+    wait_for(lambda: pane.submitted(), what="the prompt submitted")
+    assert pane.submitted() == [text.encode()]
+
+
 def test_the_handoff_cycle_types_the_reset_command_of_the_agent_in_the_pane(conn, agent, reactors, tmp_path):
     fast(conn)
     for project in ("shop", "mill"):

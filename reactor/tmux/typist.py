@@ -117,8 +117,11 @@ class Typist:
             return _deferred(f"{blocked}; nothing typed", start)
         if held == OURS:
             # Typed before and never submitted (by a reactor that was stopped): submit it, once.
-            self.tmux.send_keys(target, trust.identity, "Enter")
-            self._submitted[target] = squash(profile.input_line(look.screen) or clean)
+            shown = squash(profile.input_line(look.screen) or clean)
+            missed = self._enter(target, trust, profile, shown)
+            if missed:
+                return Outcome("failed", f"{missed}{note}", _ms_since(start))
+            self._submitted[target] = shown
             self._left.pop(target, None)
             return Outcome("delivered", f"submitted the text typed by an earlier attempt{note}", _ms_since(start))
         if held == STALE:
@@ -180,13 +183,40 @@ class Typist:
                     after = squash(screen)
                     if not (after.count(tail) > before.count(tail) or (tail in after and after != before)):
                         continue
-            self.tmux.send_keys(target, trust.identity, "Enter")
+            shown = squash(line) if line else full
+            missed = self._enter(target, trust, profile, shown)
+            if missed:
+                return Outcome("failed", f"{missed}{note}", latency)
             log.debug("delivered %d chars to %s (attempt %d)", len(clean), target, attempt)
-            self._submitted[target] = squash(line) if line else full
+            self._submitted[target] = shown
             self._left.pop(target, None)
             return Outcome("delivered", f"submitted on attempt {attempt}{note}", latency)
         log.warning("prompt to %s failed: text not visible in pane after %d attempts", target, attempts)
         return Outcome("failed", f"text not visible in pane after {attempts} attempts{note}", latency)
+
+    def _enter(self, target: str, trust: Trust, profile: Profile, shown: str) -> str | None:
+        """Press Enter and see the agent take the line (`shown`, squashed); once more if it did not (an agent
+        that read the text and the Enter in one burst may take the Enter for a newline). None when taken,
+        else why not: the text stays on the input line, remembered as typed here, for the next attempt."""
+        presses = 0
+        while presses < 2:
+            self.tmux.send_keys(target, trust.identity, "Enter")
+            presses += 1
+            deadline = time.monotonic() + _REDRAW_LIMIT
+            while True:
+                try:
+                    screen = self.tmux._screen(target)
+                except TmuxError:
+                    return None  # the Enter went out, and the pane cannot be looked at now (its server went away)
+                line = profile.input_line(screen)
+                if line is None or squash(line) != shown or profile.box_hidden(screen) or profile.is_busy(screen):
+                    return None
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(_SETTLE_POLL * 2)
+            if profile.dialog_open(screen):
+                break
+        return f"Enter pressed {presses} times and the text is still on the agent's input line"
 
     def _held(self, target: str, line: str | None, clean: str, marker: re.Pattern | None, profile: Profile) -> str:
         """What the input line holds; a collapsed paste is ours only if this typist pasted this very text."""

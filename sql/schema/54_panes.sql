@@ -40,13 +40,14 @@ SELECT d.program::varchar(64) AS program, d.input_pattern, d.ignore_pattern, d.c
    'Gemini CLI: the input box " > text" is the last frame on screen, above the footer (framed by ▄ and ▀ '
    'rows in a true-colour terminal; its grey placeholder counts as empty); '
    '"(esc to cancel, 3s)" while busy; tool confirmations are boxes with "Allow execution of" and a "●" '
-   'option list; pastes over about 800 characters show as [Pasted Text: N chars]; context from its chat '
+   'option list; keys read in one burst are its own paste (an Enter among them a newline), so text is always '
+   'pasted; pastes over about 800 characters show as [Pasted Text: N chars]; context from its chat '
    'file (tokens of each reply) against a 1,048,576-token window',
    '(^|/)gemini(\.js)?$|@google/gemini-cli', '/clear',
    '^ >( .*)?\n(   .*\n)*(▀{20,})?(\n.*){0,3}\Z',
    '\(esc to cancel, (\d+[hm] )*\d+s\)',
    '^│ Allow execution of |^│ ● \d+\. |^│ Apply this change\?',
-   700, '^\[Pasted Text: \d+ chars\]$', 'gemini-chat', 1048576),
+   0, '^\[Pasted Text: \d+ chars\]$', 'gemini-chat', 1048576),
   ('aider', '^(\w+ )?(architect|ask|code|help|context|multi)?> ', NULL, '{C-u}',
    'Aider (from its documentation, not run here): prompt_toolkit input "> " (or "ask> ", "architect> " by '
    'mode); confirmations end in "(Y)es/(N)o ... [Yes]:"; /clear drops the chat history',

@@ -184,8 +184,17 @@ def _trust_hooks(agent) -> None:
     """Codex runs hooks only once trusted: the person chooses "Trust all and continue" at its start."""
     agent.wait(lambda s: "Hooks need review" in s and "Trust all and continue" in s, timeout=60,
                what="Codex's hooks review")
-    agent.keys("Down")
-    agent.wait(lambda s: "› 2. Trust all" in s, what="the trust option selected")
+    last = [0.0]
+
+    def selected(screen: str) -> bool:
+        if "› 2. Trust all" in screen:
+            return True
+        if "› 1." in screen and time.monotonic() - last[0] >= 2:  # a Down read before the dialog took keys is lost
+            agent.keys("Down")
+            last[0] = time.monotonic()
+        return False
+
+    agent.wait(selected, what="the trust option selected")
     agent.keys("Enter")
 
 
@@ -204,7 +213,9 @@ def _context(conn, name: str, tokens: int, window: int, not_path: str | None = N
 @pytest.mark.parametrize("cli", CLIS)
 def test_the_handoff_cycle_resets_the_conversation_and_the_context_follows_the_agent(
         cli, launch, conn, reactors, standin, tmp_path):
-    fast(conn)
+    # The resume waits for a still screen after the reset, as it does with the default idle_seconds (5): an
+    # agent clearing its conversation redraws its input box, and text typed meanwhile may be dropped.
+    fast(conn, idle_seconds="1")
     agent = launch(cli, setup=True, answer=_trust_hooks if cli == "codex" else None)
     name = project(agent)
     reactors.start()
