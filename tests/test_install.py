@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,9 +16,14 @@ from tests.support import ROOT
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The bin folder of a fresh venv holding ps-health installed from this checkout (not editable)."""
-    venv = tmp_path_factory.mktemp("install") / "venv"
+    where = tmp_path_factory.mktemp("install")
+    venv, source = where / "venv", where / "source"
+    # Built from a copy: a build writes build/ and an egg-info beside the sources, and another test worker
+    # may be building at the same time.
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".agents", "build", "*.egg-info", "__pycache__", "tests", "bench", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(source)],
                          capture_output=True, text=True, timeout=900)
     assert pip.returncode == 0, pip.stderr[-3000:]
     return venv / "bin"
