@@ -168,7 +168,7 @@ class Demo:
             steps = [(row["spawn_status"] in ("stalled", "abandoned"), "stalled",
                       f"spawn {self.state['task_id']} is {row['spawn_status']}: no output for stall_after"),
                      (bool(prompt), "queued", f"prompt #{prompt.get('id')} queued: {prompt.get('text')}"),
-                     (prompt.get("state") == "delivered", "delivered",
+                     (prompt.get("state") == "delivered" or bool(answer), "delivered",  # (an answer: it was typed)
                       f"prompt #{prompt.get('id')} typed into pane {self.state['pane']} by the reactor"),
                      (bool(answer), "answer", f"answer recorded on check #{(answer or {}).get('check_id')}: "
                                               f"{(answer or {}).get('response')!r}")]

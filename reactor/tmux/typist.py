@@ -118,7 +118,7 @@ class Typist:
         if held == OURS:
             # Typed before and never submitted (by a reactor that was stopped): submit it, once.
             shown = squash(profile.input_line(look.screen) or clean)
-            missed = self._enter(target, trust, profile, shown)
+            missed = self._enter(target, trust, profile, shown, look.screen)
             if missed:
                 return Outcome("failed", f"{missed}{note}", _ms_since(start))
             self._submitted[target] = shown
@@ -184,7 +184,7 @@ class Typist:
                     if not (after.count(tail) > before.count(tail) or (tail in after and after != before)):
                         continue
             shown = squash(line) if line else full
-            missed = self._enter(target, trust, profile, shown)
+            missed = self._enter(target, trust, profile, shown, screen)
             if missed:
                 return Outcome("failed", f"{missed}{note}", latency)
             log.debug("delivered %d chars to %s (attempt %d)", len(clean), target, attempt)
@@ -194,10 +194,12 @@ class Typist:
         log.warning("prompt to %s failed: text not visible in pane after %d attempts", target, attempts)
         return Outcome("failed", f"text not visible in pane after {attempts} attempts{note}", latency)
 
-    def _enter(self, target: str, trust: Trust, profile: Profile, shown: str) -> str | None:
-        """Press Enter and see the agent take the line (`shown`, squashed); once more if it did not (an agent
-        that read the text and the Enter in one burst may take the Enter for a newline). None when taken,
-        else why not: the text stays on the input line, remembered as typed here, for the next attempt."""
+    def _enter(self, target: str, trust: Trust, profile: Profile, shown: str, before: str) -> str | None:
+        """Press Enter and see the agent take the line (`shown`, squashed, on the screen `before`); once more if
+        it did not (an agent that read the text and the Enter in one burst may take the Enter for a newline).
+        None when taken, else why not: the text stays on the input line, remembered as typed here, for the next
+        attempt. Taken: the line changed or went, the agent is busy, or it printed something under the line."""
+        below = _below(profile, before)
         presses = 0
         while presses < 2:
             self.tmux.send_keys(target, trust.identity, "Enter")
@@ -209,7 +211,8 @@ class Typist:
                 except TmuxError:
                     return None  # the Enter went out, and the pane cannot be looked at now (its server went away)
                 line = profile.input_line(screen)
-                if line is None or squash(line) != shown or profile.box_hidden(screen) or profile.is_busy(screen):
+                if line is None or squash(line) != shown or profile.box_hidden(screen) or profile.is_busy(screen) \
+                        or _below(profile, screen) != below:  # (output after the line: it was taken)
                     return None
                 if time.monotonic() >= deadline:
                     break
@@ -344,6 +347,13 @@ class Typist:
             return Outcome("target_missing", str(exc), ms)
         log.warning("tmux error: %s", exc)
         return Outcome("failed", str(exc), ms)
+
+
+def _below(profile: Profile, screen: str) -> list[str]:
+    """The non-blank lines under the input line (an agent's footer; or what a program printed after it)."""
+    lines = screen.splitlines()
+    last = max((i for i, line in enumerate(lines) if profile.input_pattern.search(line)), default=len(lines))
+    return [line.rstrip() for line in lines[last + 1:] if line.strip()]
 
 
 def _screen_refusal(profile: Profile, screen: str) -> str | None:
