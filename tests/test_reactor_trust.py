@@ -355,6 +355,13 @@ def test_an_agent_cannot_point_its_session_at_another_projects_pane(conn, tmux_s
     assert _state(conn, "beta")["target_state"] == "seen"
 
 
+def _alpha_fails(conn, alpha, error: str) -> int:
+    """Alpha's agent reports a spawn failed with `error` (its text of choice): the prompt it queues, by id."""
+    alpha.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
+    alpha.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, %s)", (error,))
+    return conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'alpha'").fetchone()["id"]
+
+
 def _beta_pane_and_two_agents(conn, tmux_server, agent_logins):
     """A recorder pane in session beta-ps, and the agent logins of projects alpha and beta (each its own only)."""
     fast(conn, prompt_defer_delay="1 second")
@@ -368,9 +375,7 @@ def test_a_pane_two_projects_name_two_ways_is_typed_into_for_neither_until_one_e
     # beta's hooks register its pane (as at every /clear); alpha's agent names the same pane another way
     beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
     alpha.execute("SELECT ps_health.register_session('alpha', 'cli', 'beta-ps:0.0', %s)", (HOST,))
-    alpha.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
-    alpha.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, 'PWNED; rm -rf ~')")
-    evil = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'alpha'").fetchone()["id"]
+    evil = _alpha_fails(conn, alpha, "PWNED; rm -rf ~")
     reactors.start()
 
     wait_for(lambda: "another project's session on this host names a pane not identified yet" in _action(conn, evil),
@@ -419,9 +424,7 @@ def test_a_reactor_of_another_host_cannot_bind_a_pane_here_so_an_agent_can_take_
     # (had it been recorded, alpha's agent naming the same pane another way would find it held by nobody, be bound
     # to it, and get its text typed into beta's pane while beta's session went gone)
     alpha.execute("SELECT ps_health.register_session('alpha', 'cli', 'beta-ps:0.0', %s)", (HOST,))
-    alpha.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
-    alpha.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, 'PWNED')")
-    evil = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'alpha'").fetchone()["id"]
+    evil = _alpha_fails(conn, alpha, "PWNED")
     reactors.start()
 
     wait_for(lambda: "another project's session on this host names a pane not identified yet" in _action(conn, evil),
@@ -443,9 +446,7 @@ def test_a_pane_whose_session_ended_is_not_taken_by_another_projects_agent_befor
     # beta's agent exits (its session ends); alpha's agent registers that pane at once, by its own id
     beta.execute("SELECT ps_health.end_session('beta')")
     alpha.execute("SELECT ps_health.register_session('alpha', 'cli', %s, %s)", (pane.target, HOST))
-    alpha.execute("SELECT ps_health.start_spawn('alpha', 'evil', 'impl')")
-    alpha.execute("SELECT ps_health.finish_spawn('alpha', 'evil', 1, 'PWNED')")
-    evil = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'alpha'").fetchone()["id"]
+    evil = _alpha_fails(conn, alpha, "PWNED")
 
     wait_for(lambda: _state(conn, "alpha")["target_state"] == "gone", what="alpha refused the pane beta had")
     assert _pane_checks(conn, "alpha")[-1].startswith(f'pane {pane.target} on host {HOST} is the pane of project '
