@@ -1,6 +1,6 @@
 """Test helper run in a tmux pane: a small line editor that records every byte typed into it.
 
-Usage: recorder.py FILE [--tick SECONDS] [--no-echo] [--on TEXT COMMAND]...
+Usage: recorder.py FILE [--tick SECONDS] [--no-echo] [--times] [--on TEXT COMMAND]...
 
 It shows a "> " prompt and the input line after it, like an agent CLI's input box: printable
 input is added to the line and shown, Backspace deletes a character, Ctrl-U empties the line
@@ -10,8 +10,9 @@ is non-canonical and does not echo, but keeps ISIG, so a raw Ctrl-C typed into t
 this program (which is how a test sees unsanitised input). With --tick, a counter is printed
 every SECONDS to make the pane look busy (the prompt and line are shown again after it); with
 --no-echo the line is never shown. With --on, the program plays a PS: once a submitted line
-contains TEXT it runs COMMAND (sh -c, test-supplied) once. FILE is created only once the tty
-is set up: its existence means "ready". Exits only on a signal.
+contains TEXT it runs COMMAND (sh -c, test-supplied) once. With --times, each read is also
+logged to FILE.times as "MONOTONIC HEXBYTES". FILE is created only once the tty is set up: its
+existence means "ready". Exits only on a signal.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def main(argv: list[str]) -> None:
     with open(path + ".lines", "ab", buffering=0) as lines:
         editor = Editor(lines, rules, "--no-echo" not in argv)
         write_all(PROMPT)
+        times = open(path + ".times", "a", buffering=1) if "--times" in argv else None
         with open(path, "ab", buffering=0) as out:
             while True:
                 wait = max(0.0, next_tick - time.monotonic()) if next_tick else None
@@ -118,6 +120,8 @@ def main(argv: list[str]) -> None:
                     data = os.read(fd, 65536)
                     if not data:
                         return  # the pane is gone
+                    if times is not None:
+                        times.write(f"{time.monotonic()!r} {data.hex()}\n")
                     out.write(data)
                     editor.feed(data)
                 if next_tick and time.monotonic() >= next_tick:

@@ -21,6 +21,8 @@ from reactor.tmux.typist import Trust, Typist
 from tests.support import wait_for
 from tests.tmux_server import RECORDER, TmuxServer
 
+FAKE_AGENT = RECORDER.with_name("fake_agent.py")
+
 SUBMIT_DELAY = 0.2
 # What the reactor gets from SQL with a prompt: here the recorder is the accepted program, and its
 # input line starts after its "> " prompt.
@@ -90,6 +92,23 @@ def test_prompt_reaches_the_right_pane_once_and_is_submitted(server, client):
     assert other.received() == b""
 
 
+def test_enter_goes_out_a_whole_submit_delay_after_the_text(server, client):
+    # The last look at the pane is taken within the delay, and Enter waits for the rest of it.
+    pane = server.recorder("--times")
+    delay = 0.3
+
+    outcome = Typist(client).deliver(pane.target, "check the spawn queue", delay, trust=trust())
+
+    assert outcome.outcome == "delivered", outcome
+    wait_for(lambda: pane.received().endswith(b"\r"), what="Enter in the recorder")
+    reads = pane.reads()
+    text_at = reads[0][0]
+    enter_at = next(stamp for stamp, data in reads if b"\r" in data)
+    assert b"".join(data for _, data in reads) == b"check the spawn queue\r"
+    # (the text and the Enter each take one hop from tmux to the pane: allow that much skew)
+    assert enter_at - text_at >= delay * 0.95, (enter_at - text_at)
+
+
 LONG = "start" + "".join(f" {i:05d}é" for i in range(2000))[:9_995]
 
 HOSTILE = {
@@ -140,6 +159,36 @@ def test_text_not_shown_fails_without_typing_twice_or_submitting(server):
     assert outcome.outcome == "failed"
     assert outcome.detail == "text not visible in pane after 3 attempts"
     assert pane.received() == b"are you there?"
+
+
+class SlowLooks(Tmux):
+    """A tmux whose looks at a pane's screen take 0.4 s (a machine under load)."""
+
+    def _screen(self, target: str) -> str:
+        time.sleep(0.4)
+        return super()._screen(target)
+
+
+def test_each_retry_gives_a_slow_agent_a_whole_submit_delay_even_when_looks_are_slow(server, tmp_path):
+    # The agent draws typed text 1.55 s after it arrives; each look takes 0.4 s and the delay is 0.2 s. Looks
+    # spaced a delay apart (ending at ~0.6, ~1.2, ~1.8 s) find the text at the third; looks one right after the
+    # other (ending at ~0.6, ~1.0, ~1.4 s) would miss it three times and fail the prompt.
+    record = tmp_path / "slow.bin"
+    target, pid = server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id} #{pane_pid}",
+                             sys.executable, str(FAKE_AGENT), str(record), "--lag", "1.55").split()
+    wait_for(record.exists, what="the fake agent to set up its tty")
+    tmux = SlowLooks(socket_name=server.name)
+    profile = {"input_pattern": r"^>( |$)", "ready_pattern": r"^>( |$)", "clear_keys": ["C-u"]}
+    try:
+        outcome = Typist(tmux).deliver(target, "look at the build", 0.2, 3, trust=trust(
+            programs=("fake_agent",), profiles={"fake_agent": profile}))
+    finally:
+        tmux.close()
+
+    assert outcome.outcome == "delivered", outcome
+    assert outcome.detail.startswith("submitted on attempt 3"), outcome
+    wait_for(lambda: record.read_bytes().endswith(b"\r"), what="Enter in the fake agent")
+    assert record.read_bytes() == b"look at the build\r"
 
 
 def test_text_of_only_control_characters_is_not_sent(server):

@@ -30,6 +30,12 @@ class Pane:
     def received(self) -> bytes:
         return self.record.read_bytes()
 
+    def reads(self) -> list[tuple[float, bytes]]:
+        """(monotonic time, bytes) of each read, for a recorder started with --times."""
+        path = self.record.with_name(self.record.name + ".times")
+        return [(float(stamp), bytes.fromhex(data)) for stamp, data in
+                (line.split(" ") for line in path.read_text().splitlines())]
+
     def submitted(self) -> list[bytes]:
         """The lines the recorder's line editor submitted (Enter), in order."""
         path = self.record.with_name(self.record.name + ".lines")

@@ -41,7 +41,7 @@ def sanitise(text: str) -> str:
     return _SPACE_RUNS.sub(" ", text).strip()
 
 
-def _chunks(text: str) -> list[str]:
+def chunks(text: str) -> list[str]:
     """Split text into pieces whose UTF-8 form fits in one tmux command."""
     if len(text.encode("utf-8")) + 3 * text.count("'") <= _CHUNK_BYTES:
         return [text]  # the usual prompt: one piece, without looking at each character
@@ -238,7 +238,7 @@ class Tmux:
         mode; raise PaneRefused or TmuxError. An agent that asked for bracketed paste gets it whole, between
         ESC[200~ and ESC[201~, as if pasted from a clipboard."""
         name = f"ps-health-{os.getpid()}-{next(self._buffers)}"
-        for n, piece in enumerate(_chunks(text)):
+        for n, piece in enumerate(chunks(text)):
             self._run(("set-buffer", *(["-a"] if n else []), "-b", name, "--", piece))
         paste = " ".join(["paste-buffer", "-p", "-d", "-b", quote(name), "-t", quote(target)])
         try:
@@ -259,7 +259,7 @@ class Tmux:
 
     def send_literal(self, target: str, identity: str, text: str, clean: bool = False) -> None:
         """Type sanitise(text) into the pane without submitting it (clean: text is sanitised); raise TmuxError."""
-        for n, piece in enumerate(_chunks(text if clean else sanitise(text))):
+        for n, piece in enumerate(chunks(text if clean else sanitise(text))):
             try:
                 self.send_keys(target, identity, piece, literal=True)
             except TmuxError as exc:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from reactor.tmux.client import Look, Outcome, PaneRefused, Tmux, TmuxError, sanitise
+from reactor.tmux.client import Look, Outcome, PaneRefused, Tmux, TmuxError, chunks, sanitise
 from reactor.tmux.pane import (
     EMPTY,
     FOREIGN,
@@ -64,6 +64,7 @@ class Typist:
         self.tmux = tmux
         self._submitted: dict[str, str] = {}  # pane -> the input line as it was submitted there (squashed)
         self._left: dict[str, str] = {}  # pane -> the text (squashed) typed or pasted there and not submitted
+        self._look_cost = 0.0005  # seconds a look before Enter takes (screen and program), a moving average
 
     def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3, *,
                 trust: Trust) -> Outcome:
@@ -152,6 +153,7 @@ class Typist:
         full = squash(clean)
         pasting = profile.pastes(clean)
         self._left[target] = full
+        sent = time.monotonic()
         if pasting:
             # Typed in one burst the agent would collapse or split it: one bracketed paste arrives whole.
             self.tmux.paste(target, trust.identity, clean)
@@ -159,13 +161,19 @@ class Typist:
         else:
             self.tmux.send_literal(target, trust.identity, clean, clean=True)
         latency = _ms_since(start)
+        # Enter goes out submit_delay after the text (from the moment it went out, when that was one tmux
+        # command), never before; the look before it is taken in the last moments of the delay, so it does not
+        # lengthen it. A retry looks again a whole submit_delay after the look before.
+        due = (sent if not pasting and len(chunks(clean)) == 1 else time.monotonic()) + submit_delay
         before = None
         for attempt in range(1, attempts + 1):
             # Retries only look again: typing the text twice would be worse than failing.
-            time.sleep(submit_delay)
+            looked = _pause_until(due - min(submit_delay / 4, self._look_cost))
             # The pane's identity and mode are checked by tmux as it sends the Enter; its program here.
             screen = self.tmux._screen(target)
             agent = self._agent(look.pane_pid, trust, start)
+            seen = time.monotonic()
+            self._look_cost += (seen - looked - self._look_cost) / 8
             if isinstance(agent, Outcome):
                 return replace(agent, detail=f"{agent.detail}; typed, not submitted", latency_ms=latency)
             if profile.dialog_open(screen):
@@ -182,8 +190,10 @@ class Typist:
                     before = squash(look.screen) if before is None else before  # the screen before the keys
                     after = squash(screen)
                     if not (after.count(tail) > before.count(tail) or (tail in after and after != before)):
+                        due = seen + submit_delay
                         continue
             shown = squash(line) if line else full
+            _pause_until(due)
             missed = self._enter(target, trust, profile, shown, screen)
             if missed:
                 return Outcome("failed", f"{missed}{note}", latency)
@@ -205,6 +215,7 @@ class Typist:
             self.tmux.send_keys(target, trust.identity, "Enter")
             presses += 1
             deadline = time.monotonic() + _REDRAW_LIMIT
+            pause = _SETTLE_POLL / 10  # most agents redraw within a millisecond or two: look often at first
             while True:
                 try:
                     screen = self.tmux._screen(target)
@@ -216,7 +227,8 @@ class Typist:
                     return None
                 if time.monotonic() >= deadline:
                     break
-                time.sleep(_SETTLE_POLL * 2)
+                time.sleep(pause)
+                pause = min(pause * 2, _SETTLE_POLL * 2)
             if profile.dialog_open(screen):
                 break
         return f"Enter pressed {presses} times and the text is still on the agent's input line"
@@ -363,6 +375,15 @@ def _screen_refusal(profile: Profile, screen: str) -> str | None:
     if profile.box_hidden(screen):
         return f"the agent does not show its input box (agent profile {profile.name!r})"
     return None
+
+
+def _pause_until(moment: float) -> float:
+    """Sleep until the monotonic clock reaches moment (no sleep if it has); the time then."""
+    now = time.monotonic()
+    if moment > now:
+        time.sleep(moment - now)
+        now = time.monotonic()
+    return now
 
 
 def _deferred(reason: str, start: float) -> Outcome:
