@@ -191,7 +191,8 @@ def _claim_and_complete(dsn: str, worker: str, batch: int) -> int:
     """Claim and complete until the outbox is empty, through the reactor's own named queries."""
     link, done = Link(dsn, f"bench {worker}"), 0
     try:
-        while rows := link.call("claim", {"host": HOST, "worker": worker, "limit": batch, "lease": 60}):
+        while rows := link.call("claim", {"host": HOST, "worker": worker, "limit": batch, "lease": 60,
+                                          "profiles_version": None}):
             link.call("complete", {"worker": worker, "ids": [r["id"] for r in rows],
                                    "outcomes": ["delivered"] * len(rows), "details": ["bench"] * len(rows)})
             done += len(rows)

@@ -130,6 +130,23 @@ def test_an_enter_the_agent_took_for_a_newline_is_pressed_again_and_the_prompt_s
     assert pane.submitted() == [text.encode()]
 
 
+def test_a_profile_changed_while_the_reactor_runs_is_the_one_the_next_prompt_is_read_by(conn, agent, reactors):
+    # A claim sends the profiles only when they changed since the reactor's last: a change must still reach it.
+    fast(conn, prompt_defer_delay="1 second")
+    pane = agent("shop")
+    reactors.start()
+    first = sanitise(delivered(conn, failed_spawn(conn, "shop"), timeout=30)["text"])
+    wait_for(lambda: pane.submitted(), what="the first prompt submitted")
+    conn.execute("UPDATE ps_health.agent_profiles SET dialog_pattern = '^>( |$)' WHERE program = 'fake_agent'")
+
+    waiting = failed_spawn(conn, "shop", task="t2")
+
+    wait_for(lambda: "deferred" in _action(conn, waiting), what="the second prompt deferred")
+    assert "a dialog, menu or selection list is open (agent profile 'fake_agent'); nothing typed" in \
+        _action(conn, waiting)
+    assert pane.submitted() == [first.encode()]
+
+
 def test_the_handoff_cycle_types_the_reset_command_of_the_agent_in_the_pane(conn, agent, reactors, tmp_path):
     fast(conn)
     for project in ("shop", "mill"):

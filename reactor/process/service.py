@@ -77,6 +77,9 @@ class Reactor:
         self._down_since: float | None = None
         self._backlog = False  # the last drain stopped at max_held with prompts possibly left
         self._refused: str | None = None  # why the last claim was refused, until one succeeds
+        # (version, agent profiles, marker pattern) as the last claim that carried them gave them: a claim
+        # sends them only when their version changed since
+        self._profiles: tuple[str | None, str | None, str | None] = (None, None, None)
 
     def request_stop(self, *_: object) -> None:
         """Stop claiming and shut down (safe from a signal handler)."""
@@ -143,6 +146,7 @@ class Reactor:
     def _went_away(self, exc: Exception) -> None:
         self.metrics.listener.set(0)
         self._listener.close()
+        self._profiles = (None, None, None)  # the database that comes back may be another one: ask again
         if self._down_since is None:
             self._down_since = time.monotonic()
             reason = " ".join(str(exc).split())  # libpq messages span lines; the log wants one
@@ -207,7 +211,8 @@ class Reactor:
             limit = min(self.opts.batch, room)
             try:
                 rows = self._work.call("claim", {"host": self.opts.host, "worker": self.opts.worker,
-                                                 "limit": limit, "lease": self.opts.lease})
+                                                 "limit": limit, "lease": self.opts.lease,
+                                                 "profiles_version": self._profiles[0]})
             except DatabaseUnavailable:
                 raise
             except PsHealthError as exc:
@@ -216,10 +221,21 @@ class Reactor:
                 break
             self._refused = None
             for row in rows:
-                total += self._submit(row)
+                total += self._submit(self._with_profiles(row))
             if len(rows) < limit:
                 break
         return total
+
+    def _with_profiles(self, row: dict) -> dict:
+        """The row with the agent profiles and marker of its version: those it carries (a version new to this
+        reactor, then kept), else the ones kept."""
+        if row["channel"] != "tmux":
+            return row
+        if row["profiles_version"] != self._profiles[0]:
+            self._profiles = (row["profiles_version"], row["agent_profiles"], row["marker_pattern"])
+        else:
+            row["agent_profiles"], row["marker_pattern"] = self._profiles[1], self._profiles[2]
+        return row
 
     def _claim_refused(self, exc: PsHealthError) -> None:
         """Log a refused claim once per distinct reason (it is retried every poll)."""

@@ -37,7 +37,8 @@ def sanitise(text: str) -> str:
     text = _LINE_BREAKS.sub(" ", text)
     text = _CONTROLS.sub("", text)
     # format characters (bidi overrides, zero-width spaces) make the pane show other than what is typed
-    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    if not text.isascii():  # (none is ASCII)
+        text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return _SPACE_RUNS.sub(" ", text).strip()
 
 

@@ -209,11 +209,12 @@ class Typist:
         it did not (an agent that read the text and the Enter in one burst may take the Enter for a newline).
         None when taken, else why not: the text stays on the input line, remembered as typed here, for the next
         attempt. Taken: the line changed or went, the agent is busy, or it printed something under the line."""
-        below = _below(profile, before)
+        below = None
         presses = 0
         while presses < 2:
             self.tmux.send_keys(target, trust.identity, "Enter")
             presses += 1
+            below = _below(profile, before) if below is None else below  # (after the Enter: it waits for nothing)
             deadline = time.monotonic() + _REDRAW_LIMIT
             pause = _SETTLE_POLL / 10  # most agents redraw within a millisecond or two: look often at first
             while True:
@@ -336,7 +337,7 @@ class Typist:
         if data is None:
             return _deferred(f"no agent profile for {program!r} and no generic '*' profile", start)
         try:
-            return Profile.parse(program if program in trust.profiles else "*", data)
+            return Profile.of(program if program in trust.profiles else "*", data)
         except ValueError as exc:
             return _deferred(str(exc), start)
 

@@ -20,11 +20,12 @@ SELECT 1 AS ok
 
 -- name: claim
 -- Take up to %(limit)s deliverable prompts of this host under a lease, with how to deliver each and
--- what must hold before typing into a pane.
+-- what must hold before typing into a pane. The agent profiles and the marker come only when their
+-- version is not %(profiles_version)s (the one the reactor holds).
 SELECT id, project, target, severity, text, attempts, submit_delay_ms, idle_seconds, max_defer_seconds,
        channel, kind, command, timeout_seconds, check_id, check_type, check_status, identity,
-       agent_programs::text, agent_profiles::text, marker_pattern
-  FROM ps_health.claim_prompts(%(host)s, %(worker)s, %(limit)s, %(lease)s)
+       agent_programs::text, agent_profiles::text, marker_pattern, profiles_version
+  FROM ps_health.claim_prompts(%(host)s, %(worker)s, %(limit)s, %(lease)s, now(), %(profiles_version)s)
 
 -- name: bind_target
 -- The identity of a pane seen for the first time; returns the one its session is bound to (NULL: not its pane).

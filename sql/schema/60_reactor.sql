@@ -15,18 +15,34 @@ BEGIN
 END;
 $$;
 
+-- _profiles_version: a text that changes whenever an agent profile or the marker template changes
+-- (any insert or update makes a row version with a new xmin and ctid; a delete drops one).
+CREATE FUNCTION ps_health._profiles_version()
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT coalesce(string_agg(v.x, ',' ORDER BY v.x), 'none') FROM (
+              SELECT a.xmin::text || '@' || a.ctid::text AS x FROM ps_health.agent_profiles a
+              UNION ALL
+              SELECT 'm' || t.xmin::text || '@' || t.ctid::text FROM ps_health.prompt_templates t
+               WHERE t.key = 'marker') v);
+END;
+$$;
+
 -- claim_prompts: hand out up to p_limit deliverable prompts of one host under a lease
 -- (FOR UPDATE SKIP LOCKED, so reactors never get the same row). Expired leases are claimable
 -- again; a prompt out of attempts fails; a prompt whose problems all recovered expires. With each
 -- pane prompt comes what the reactor checks before typing: the pane's identity as first seen (NULL:
 -- not yet), the programs it may type into, how their input lines look, and the prompts' marker.
+-- The agent profiles and the marker come with their version; a caller that gives the version it
+-- already holds (p_profiles_version) gets them as NULL while it is still the current one.
 CREATE FUNCTION ps_health.claim_prompts(p_host text, p_worker text, p_limit integer DEFAULT 10,
-                                        p_lease_seconds integer DEFAULT 60, p_now timestamptz DEFAULT now())
+                                        p_lease_seconds integer DEFAULT 60, p_now timestamptz DEFAULT now(),
+                                        p_profiles_version text DEFAULT NULL)
 RETURNS TABLE (id bigint, project varchar, target varchar, severity varchar, text text, attempts integer,
                submit_delay_ms integer, idle_seconds numeric, max_defer_seconds numeric, check_ids integer[],
                channel varchar, kind varchar, command jsonb, timeout_seconds numeric,
                check_id integer, check_type varchar, check_status varchar, identity varchar,
-               agent_programs jsonb, agent_profiles jsonb, marker_pattern text)
+               agent_programs jsonb, agent_profiles jsonb, marker_pattern text, profiles_version text)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_left integer := p_limit;
@@ -34,11 +50,12 @@ DECLARE
     v_n integer;
     v_profiles jsonb;
     v_marker text;
+    v_version text;
+    v_retried boolean;
 BEGIN
-    PERFORM ps_health._check_text('host', p_host);
-    PERFORM ps_health._check_text('worker', p_worker);
-    PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize(NULL, p_host);
+    -- (one statement: a claim is on the way of every prompt, and each statement costs)
+    PERFORM ps_health._check_text('host', p_host), ps_health._check_text('worker', p_worker),
+            ps_health._check_time('p_now', p_now), ps_health._authorize(NULL, p_host);
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be between 1 and 1000, got %', p_limit USING ERRCODE = '22023';
     END IF;
@@ -58,8 +75,8 @@ BEGIN
     -- recovered, claim the rest; again while closed ones left room. Only the rows taken are looked
     -- at, so a claim costs the same with ten or ten thousand prompts waiting.
     LOOP
-        SELECT array_agg(q.id ORDER BY q.id) INTO v_ids FROM (
-            SELECT p.id FROM ps_health.prompts p
+        SELECT array_agg(q.id ORDER BY q.id), bool_or(q.attempts > 0) INTO v_ids, v_retried FROM (
+            SELECT p.id, p.attempts FROM ps_health.prompts p
              WHERE (p.host = p_host OR (p.host IS NULL AND p.channel = 'escalation' AND p.state IN ('pending', 'claimed')))
                AND ((p.state = 'pending' AND p.not_before <= p_now) OR (p.state = 'claimed' AND p.lease_until < p_now))
                -- a step of the handoff cycle waits until the step before it was delivered
@@ -69,16 +86,21 @@ BEGIN
              LIMIT v_left
              FOR UPDATE SKIP LOCKED) q;
         EXIT WHEN v_ids IS NULL;
-        IF v_marker IS NULL THEN  -- once per claim, and only when there is something to claim
-            v_profiles := ps_health._agent_profiles();
-            v_marker := ps_health._marker_pattern();
+        IF v_version IS NULL THEN  -- once per claim, and only when there is something to claim
+            v_version := ps_health._profiles_version();
+            IF v_version IS DISTINCT FROM p_profiles_version THEN  -- (not held by the caller yet)
+                v_profiles := ps_health._agent_profiles();
+                v_marker := ps_health._marker_pattern();
+            END IF;
         END IF;
 
-        UPDATE ps_health.prompts p
-           SET state = 'failed', outcome = 'failed', completed_at = p_now, lease_until = NULL,
-               detail = format('gave up after %s attempts; last: %s', p.attempts, coalesce(p.detail, 'lease expired'))
-         WHERE p.id = ANY (v_ids)
-           AND p.attempts >= (ps_health._settings_of(p.project, '{prompt_max_attempts}')->>'prompt_max_attempts')::integer;
+        IF v_retried THEN  -- (a prompt never claimed has attempts left: at least 1 is allowed)
+            UPDATE ps_health.prompts p
+               SET state = 'failed', outcome = 'failed', completed_at = p_now, lease_until = NULL,
+                   detail = format('gave up after %s attempts; last: %s', p.attempts, coalesce(p.detail, 'lease expired'))
+             WHERE p.id = ANY (v_ids)
+               AND p.attempts >= (ps_health._settings_of(p.project, '{prompt_max_attempts}')->>'prompt_max_attempts')::integer;
+        END IF;
         PERFORM ps_health._fail_unsettled(v_ids, p_now);
         UPDATE ps_health.prompts p
            SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
@@ -101,24 +123,28 @@ BEGIN
                (st.v->>'idle_seconds')::numeric,
                extract(epoch FROM (st.v->>CASE c.severity WHEN 'critical' THEN 'critical_max_defer'
                                                           ELSE 'max_defer' END)::interval)::numeric,
-               ARRAY(SELECT i.check_id FROM ps_health.prompt_items i WHERE i.prompt_id = c.id ORDER BY i.check_id),
+               coalesce(items.ids, '{}'),
                c.channel, c.kind,
                CASE c.channel WHEN 'command' THEN (st.v->>'command_channel')::jsonb
                               WHEN 'escalation' THEN (st.v->>'escalation_command')::jsonb END,
                extract(epoch FROM (st.v->>'command_timeout')::interval)::numeric,
-               first.id, first.check_type, first.status,
+               items.first_id, items.first_type, items.first_status,
                CASE WHEN s.host = c.host AND s.tmux_target = c.target AND s.ended_at IS NULL THEN s.target_identity END,
                CASE c.channel WHEN 'tmux' THEN (st.v->>'agent_programs')::jsonb END,
-               CASE c.channel WHEN 'tmux' THEN v_profiles END, CASE c.channel WHEN 'tmux' THEN v_marker END
+               CASE c.channel WHEN 'tmux' THEN v_profiles END, CASE c.channel WHEN 'tmux' THEN v_marker END,
+               v_version
           FROM claimed c
           CROSS JOIN LATERAL (SELECT ps_health._settings_of(c.project, ARRAY['submit_delay', 'idle_seconds',
                                   'max_defer', 'critical_max_defer', 'command_channel', 'escalation_command',
                                   'command_timeout', 'agent_programs']) AS v OFFSET 0) st  -- once per row
           LEFT JOIN ps_health.ps_sessions s ON s.project = c.project  -- its identity if it is the session's pane
-          LEFT JOIN LATERAL (SELECT h.id, h.check_type, h.status FROM ps_health.prompt_items i
-                               JOIN ps_health.health_checks h ON h.id = i.check_id
-                              WHERE i.prompt_id = c.id
-                              ORDER BY (h.status = 'critical') DESC, h.id LIMIT 1) first ON true
+          -- its checks, and the first of them (a critical one first): one look at its items
+          CROSS JOIN LATERAL (SELECT array_agg(h.id ORDER BY h.id) AS ids,
+                                     (array_agg(h.id ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_id,
+                                     (array_agg(h.check_type ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_type,
+                                     (array_agg(h.status ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_status
+                                FROM ps_health.prompt_items i JOIN ps_health.health_checks h ON h.id = i.check_id
+                               WHERE i.prompt_id = c.id) items
          ORDER BY c.id;
         GET DIAGNOSTICS v_n = ROW_COUNT;
         EXIT WHEN v_n = cardinality(v_ids) OR cardinality(v_ids) < v_left;

@@ -2,7 +2,7 @@
 -- rows; the handoff cycle's reset is the agent's own unless a project set reset_command; a session
 -- knows its agent, and the probes read its transcript in that agent's format.
 BEGIN;
-SELECT plan(20);
+SELECT plan(25);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -27,6 +27,31 @@ SELECT is((SELECT agent_profiles->'claude'->>'paste_above' FROM c1), '700', 'wit
 SELECT ok((SELECT agent_profiles->'codex' ? 'dialog_pattern' AND agent_profiles->'codex' ? 'command_pattern' FROM c1),
   'and how to recognise the CLI and its dialogs');
 SELECT ok((SELECT NOT (agent_profiles->'*' ? 'busy_pattern') FROM c1), 'what a profile does not say is left out');
+
+-- a caller holding the current version of the profiles and the marker is not sent them again; any change
+-- to a profile or the marker template makes a new version, sent again
+CREATE FUNCTION pg_temp.again(p_version text) RETURNS TABLE (profiles boolean, marker boolean, version text)
+LANGUAGE sql AS $$
+    UPDATE ps_health.prompts SET state = 'pending', lease_until = NULL, worker = NULL, attempts = 0 WHERE project = 'p';
+    SELECT agent_profiles IS NOT NULL, marker_pattern IS NOT NULL, profiles_version
+      FROM ps_health.claim_prompts('hA', 'w1', 10, 60, '2026-01-01 12:00:02+00', p_version);
+$$;
+SELECT ok((SELECT marker_pattern IS NOT NULL AND profiles_version IS NOT NULL FROM c1), 'and the marker, with their version');
+SELECT results_eq($$SELECT profiles, marker, version FROM pg_temp.again((SELECT profiles_version FROM c1))$$,
+  $$SELECT false, false, profiles_version FROM c1$$, 'a caller that gives the version it holds gets neither again');
+CREATE TEMP TABLE v AS SELECT profiles_version AS held FROM c1;
+UPDATE agent_profiles SET busy_pattern = busy_pattern WHERE program = 'aider';
+SELECT results_eq($$SELECT profiles, marker, version <> (SELECT held FROM v) FROM pg_temp.again((SELECT held FROM v))$$,
+  $$VALUES (true, true, true)$$, 'a profile updated: a new version, sent again');
+UPDATE v SET held = (SELECT version FROM pg_temp.again(NULL));
+UPDATE prompt_templates SET body = body WHERE key = 'marker';
+SELECT results_eq($$SELECT profiles, marker, version <> (SELECT held FROM v) FROM pg_temp.again((SELECT held FROM v))$$,
+  $$VALUES (true, true, true)$$, 'the marker template updated: sent again');
+INSERT INTO agent_profiles (program, input_pattern) VALUES ('short-lived', '^> ');
+UPDATE v SET held = (SELECT version FROM pg_temp.again(NULL));
+DELETE FROM agent_profiles WHERE program = 'short-lived';
+SELECT results_eq($$SELECT profiles, marker, version <> (SELECT held FROM v) FROM pg_temp.again((SELECT held FROM v))$$,
+  $$VALUES (true, true, true)$$, 'a profile deleted: sent again');
 
 -- users edit and add profiles; bad patterns are refused
 UPDATE agent_profiles SET busy_pattern = 'Working|Thinking' WHERE program = 'codex';
