@@ -98,7 +98,7 @@ def test_the_reactor_keeps_serving_when_its_claims_are_refused(db, conn, tmux_se
     fast(conn)
     pane = tmux_server.recorder()
     session(conn, "alpha", pane.target)
-    grant = "ON FUNCTION ps_health.claim_prompts(text, text, integer, integer, timestamptz) {} ps_health_reactor"
+    grant = "ON FUNCTION ps_health.claim_prompts(text, text, integer, integer, timestamptz, text) {} ps_health_reactor"
     conn.execute("REVOKE EXECUTE " + grant.format("FROM"))
     proc = reactors.start()
     wait_for(lambda: "claim refused" in proc.text(), what="the refused claim logged")
