@@ -42,7 +42,7 @@ def sanitise(text: str) -> str:
     return _SPACE_RUNS.sub(" ", text).strip()
 
 
-def chunks(text: str) -> list[str]:
+def _chunks(text: str) -> list[str]:
     """Split text into pieces whose UTF-8 form fits in one tmux command."""
     if len(text.encode("utf-8")) + 3 * text.count("'") <= _CHUNK_BYTES:
         return [text]  # the usual prompt: one piece, without looking at each character
@@ -134,6 +134,11 @@ class Tmux:
         """End the control-mode client, if one is attached."""
         if self._control is not None:
             self._control.close()
+
+    def last_write(self) -> float | None:
+        """When the calling thread's last command was written to the control client (time.monotonic());
+        None when commands run as processes of their own."""
+        return self._control.last_write() if self._control is not None else None
 
     def _run(self, *commands: tuple[str, ...], keys_to: str | None = None) -> list[str]:
         """Run tmux commands (one round trip) with exact argv; raise TmuxError on any failure.
@@ -239,7 +244,7 @@ class Tmux:
         mode; raise PaneRefused or TmuxError. An agent that asked for bracketed paste gets it whole, between
         ESC[200~ and ESC[201~, as if pasted from a clipboard."""
         name = f"ps-health-{os.getpid()}-{next(self._buffers)}"
-        for n, piece in enumerate(chunks(text)):
+        for n, piece in enumerate(_chunks(text)):
             self._run(("set-buffer", *(["-a"] if n else []), "-b", name, "--", piece))
         paste = " ".join(["paste-buffer", "-p", "-d", "-b", quote(name), "-t", quote(target)])
         try:
@@ -260,7 +265,7 @@ class Tmux:
 
     def send_literal(self, target: str, identity: str, text: str, clean: bool = False) -> None:
         """Type sanitise(text) into the pane without submitting it (clean: text is sanitised); raise TmuxError."""
-        for n, piece in enumerate(chunks(text if clean else sanitise(text))):
+        for n, piece in enumerate(_chunks(text if clean else sanitise(text))):
             try:
                 self.send_keys(target, identity, piece, literal=True)
             except TmuxError as exc:

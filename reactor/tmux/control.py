@@ -125,9 +125,15 @@ class ControlClient:
         self._reader: threading.Thread | None = None
         self._pending = bytearray()  # read from the pipe, not yet taken as lines (lock held)
         self._next_try = 0.0
+        self._wrote = threading.local()  # per calling thread: when its last command went to tmux
+
+    def last_write(self) -> float | None:
+        """When the calling thread's last command was written to tmux (time.monotonic()), if it was."""
+        return getattr(self._wrote, "at", None)
 
     def run(self, *commands: Sequence[str]) -> list[str] | None:
         line = " ; ".join(" ".join(quote(a) for a in args) for args in commands)
+        self._wrote.at = None  # (until this command is written: the caller may run it as a process)
         with self._lock:
             if not self._ready():
                 return None
@@ -135,6 +141,7 @@ class ControlClient:
                 ok, lines = self._send(line)
             except OSError:
                 self._close()
+                self._wrote.at = None
                 return None  # no whole line reached tmux: the caller may run it as a process
             except ControlLost:
                 self._close()
@@ -196,6 +203,7 @@ class ControlClient:
         nonce = secrets.token_hex(16)
         assert self._proc is not None and self._proc.stdin is not None
         self._pending.clear()  # idle output (notifications) the reader had no chance to drop
+        self._wrote.at = time.monotonic()
         self._proc.stdin.write(f"{command}\ndisplay-message -p {nonce}\n".encode())
         self._proc.stdin.flush()
         return self._reply(nonce)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from reactor.tmux.client import Look, Outcome, PaneRefused, Tmux, TmuxError, chunks, sanitise
+from reactor.tmux.client import Look, Outcome, PaneRefused, Tmux, TmuxError, sanitise
 from reactor.tmux.pane import (
     EMPTY,
     FOREIGN,
@@ -34,6 +34,9 @@ _REDRAW_LIMIT = 2.0
 _SETTLE_POLL = 0.005
 # A prompt claimed before is looked for this far back in the pane's history before it is typed.
 _HISTORY_LINES = 500
+# The last look before Enter is taken at most this long before the submit delay is over (the time a look
+# takes): what it saw is what Enter answers.
+_LOOK_AHEAD = 0.003
 
 
 @dataclass
@@ -153,7 +156,7 @@ class Typist:
         full = squash(clean)
         pasting = profile.pastes(clean)
         self._left[target] = full
-        sent = time.monotonic()
+        typing = time.monotonic()
         if pasting:
             # Typed in one burst the agent would collapse or split it: one bracketed paste arrives whole.
             self.tmux.paste(target, trust.identity, clean)
@@ -161,14 +164,15 @@ class Typist:
         else:
             self.tmux.send_literal(target, trust.identity, clean, clean=True)
         latency = _ms_since(start)
-        # Enter goes out submit_delay after the text (from the moment it went out, when that was one tmux
-        # command), never before; the look before it is taken in the last moments of the delay, so it does not
-        # lengthen it. A retry looks again a whole submit_delay after the look before.
-        due = (sent if not pasting and len(chunks(clean)) == 1 else time.monotonic()) + submit_delay
+        # Enter goes out submit_delay after the text went to tmux (the moment its last command was written,
+        # else now), never before; the look before it is taken in the last moments of the delay (at most
+        # _LOOK_AHEAD early), so it does not lengthen it. A retry looks again a whole delay after the look before.
+        went = self.tmux.last_write()
+        due = (went if went is not None and went >= typing else time.monotonic()) + submit_delay
         before = None
         for attempt in range(1, attempts + 1):
             # Retries only look again: typing the text twice would be worse than failing.
-            looked = _pause_until(due - min(submit_delay / 4, self._look_cost))
+            looked = _pause_until(due - min(submit_delay / 4, self._look_cost, _LOOK_AHEAD))
             # The pane's identity and mode are checked by tmux as it sends the Enter; its program here.
             screen = self.tmux._screen(target)
             agent = self._agent(look.pane_pid, trust, start)

@@ -16,11 +16,13 @@ END;
 $$;
 
 -- _profiles_version: a text that changes whenever an agent profile or the marker template changes
--- (any insert or update makes a row version with a new xmin and ctid; a delete drops one).
+-- (any insert or update makes a row version with a new xmin and ctid; a delete drops one), and
+-- whenever the functions that hand them out are loaded again (an upgrade: they get new oids).
 CREATE FUNCTION ps_health._profiles_version()
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN (SELECT coalesce(string_agg(v.x, ',' ORDER BY v.x), 'none') FROM (
+    RETURN (SELECT 'f' || to_regproc('ps_health._agent_profiles')::oid || '.' || to_regproc('ps_health._marker_pattern')::oid
+                   || ',' || coalesce(string_agg(v.x, ',' ORDER BY v.x), '') FROM (
               SELECT a.xmin::text || '@' || a.ctid::text AS x FROM ps_health.agent_profiles a
               UNION ALL
               SELECT 'm' || t.xmin::text || '@' || t.ctid::text FROM ps_health.prompt_templates t

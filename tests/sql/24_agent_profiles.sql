@@ -2,7 +2,7 @@
 -- rows; the handoff cycle's reset is the agent's own unless a project set reset_command; a session
 -- knows its agent, and the probes read its transcript in that agent's format.
 BEGIN;
-SELECT plan(25);
+SELECT plan(26);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -52,6 +52,17 @@ UPDATE v SET held = (SELECT version FROM pg_temp.again(NULL));
 DELETE FROM agent_profiles WHERE program = 'short-lived';
 SELECT results_eq($$SELECT profiles, marker, version <> (SELECT held FROM v) FROM pg_temp.again((SELECT held FROM v))$$,
   $$VALUES (true, true, true)$$, 'a profile deleted: sent again');
+UPDATE v SET held = (SELECT version FROM pg_temp.again(NULL));
+DO $$
+DECLARE
+    v_def text := pg_get_functiondef('ps_health._marker_pattern'::regproc);
+BEGIN
+    DROP FUNCTION ps_health._marker_pattern();
+    EXECUTE v_def;
+END;
+$$;
+SELECT results_eq($$SELECT profiles, marker, version <> (SELECT held FROM v) FROM pg_temp.again((SELECT held FROM v))$$,
+  $$VALUES (true, true, true)$$, 'the functions that hand them out loaded again (an upgrade): sent again');
 
 -- users edit and add profiles; bad patterns are refused
 UPDATE agent_profiles SET busy_pattern = 'Working|Thinking' WHERE program = 'codex';
