@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,9 @@ def test_an_odd_file_stops_no_probe_and_no_sweep(conn, tmux_server, reactors, tm
     output = tmp_path / "spawn.out"
     conn.execute("SELECT ps_health.start_spawn('alpha', 'w1', 'impl', NULL, %s)", (str(output),))
     output.write_text("starting\n")
+    # (a new file's time may be stamped up to a timer tick in the past, before the spawn's start: say when)
+    written = time.time()
+    os.utime(output, (written, written))
     proc = reactors.start("--run-checks-every", "0.3", probe="0.3")
 
     wait_for(lambda: _state(conn, "alpha") == "seen", what="alpha's pane seen")

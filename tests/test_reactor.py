@@ -27,13 +27,25 @@ def _metric(port: int, name: str) -> float:
     raise AssertionError(f"metric {name} not served")
 
 
+def _serving_metrics(reactors):
+    """A reactor serving its metrics on a free port, and the port. Another test worker may take the port between
+    its pick and the reactor's bind (the reactor then exits saying so): pick another."""
+    for _ in range(5):
+        port = free_port()
+        proc = reactors.start("--metrics-port", str(port))
+        wait_for(lambda: not proc.running() or "listening on channel" in proc.text(), what="the reactor up or gone")
+        if proc.running():
+            return proc, port
+        assert "Address already in use" in proc.text(), proc.text()
+    raise AssertionError("no free port for the metrics server in 5 tries")
+
+
 def test_prompt_reaches_the_right_pane_once_and_is_submitted(conn, tmux_server, reactors, reactor_login):
     fast(conn)
     pane, other = tmux_server.recorder(), tmux_server.recorder()
     session(conn, "alpha", pane.target)
     session(conn, "beta", other.target)
-    port = free_port()
-    proc = reactors.start("--metrics-port", str(port))
+    proc, port = _serving_metrics(reactors)
 
     prompt_id = failed_spawn(conn, "alpha", error="tests crashed")
 
