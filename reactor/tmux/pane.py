@@ -99,18 +99,10 @@ def describe(argv: list[str]) -> str:
 
 def view(screen: str) -> str:
     """The screen as profiles' patterns see it: each line without trailing spaces, no blank lines at the end."""
-    global _last_view
-    last = _last_view  # (one look is read by several patterns in a row: made once)
-    if last[0] is screen:
-        return last[1]
     lines = [line.rstrip() for line in screen.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
-    _last_view = (screen, "\n".join(lines))
-    return _last_view[1]
-
-
-_last_view: tuple[str | None, str] = (None, "")
+    return "\n".join(lines)
 
 
 def _pattern(name: str, data: dict, field: str, flags: int = 0) -> re.Pattern | None:
@@ -139,18 +131,6 @@ class Profile:
     paste_above: int | None = None
     placeholder: re.Pattern | None = None
     reset_command: str | None = None
-
-    @classmethod
-    def of(cls, name: str, data: dict) -> Profile:
-        """parse(name, data), once per profile object the claims handed out (they are never changed)."""
-        known = _parsed.get((name, id(data)))
-        if known is not None and known[0] is data:
-            return known[1]
-        profile = cls.parse(name, data)
-        if len(_parsed) >= 64:
-            _parsed.clear()
-        _parsed[(name, id(data))] = (data, profile)
-        return profile
 
     @classmethod
     def parse(cls, name: str, data: dict) -> Profile:
@@ -204,10 +184,6 @@ class Profile:
     def pastes(self, text: str) -> bool:
         """Whether text must be sent as one bracketed paste (typed, the agent would collapse or split it)."""
         return self.paste_above is not None and len(text.encode("utf-8")) > self.paste_above
-
-
-# (name, id of the profile's data) -> (that data, its Profile): the data is kept, so its id is not reused
-_parsed: dict[tuple[str, int], tuple[dict, Profile]] = {}
 
 
 def classify(line: str | None, text: str, marker: re.Pattern | None) -> str:

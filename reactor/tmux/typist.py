@@ -34,9 +34,9 @@ _REDRAW_LIMIT = 2.0
 _SETTLE_POLL = 0.005
 # A prompt claimed before is looked for this far back in the pane's history before it is typed.
 _HISTORY_LINES = 500
-# The last look before Enter is taken at most this long before the submit delay is over (the time a look
-# takes): what it saw is what Enter answers.
-_LOOK_AHEAD = 0.003
+# The last look before Enter is taken this long before the submit delay is over (about what a look takes, so
+# Enter is not late), and no earlier: what it saw is what Enter answers.
+_LOOK_AHEAD = 0.001
 
 
 @dataclass
@@ -67,7 +67,6 @@ class Typist:
         self.tmux = tmux
         self._submitted: dict[str, str] = {}  # pane -> the input line as it was submitted there (squashed)
         self._left: dict[str, str] = {}  # pane -> the text (squashed) typed or pasted there and not submitted
-        self._look_cost = 0.0005  # seconds a look before Enter takes (screen and program), a moving average
 
     def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3, *,
                 trust: Trust) -> Outcome:
@@ -166,18 +165,17 @@ class Typist:
         latency = _ms_since(start)
         # Enter goes out submit_delay after the text went to tmux (the moment its last command was written,
         # else now), never before; the look before it is taken in the last moments of the delay (at most
-        # _LOOK_AHEAD early), so it does not lengthen it. A retry looks again a whole delay after the look before.
+        # _LOOK_AHEAD before its end), so it does not lengthen it. A retry looks again a whole delay after the look before.
         went = self.tmux.last_write()
         due = (went if went is not None and went >= typing else time.monotonic()) + submit_delay
         before = None
         for attempt in range(1, attempts + 1):
             # Retries only look again: typing the text twice would be worse than failing.
-            looked = _pause_until(due - min(submit_delay / 4, self._look_cost, _LOOK_AHEAD))
+            _pause_until(due - min(submit_delay / 4, _LOOK_AHEAD))
             # The pane's identity and mode are checked by tmux as it sends the Enter; its program here.
             screen = self.tmux._screen(target)
             agent = self._agent(look.pane_pid, trust, start)
             seen = time.monotonic()
-            self._look_cost += (seen - looked - self._look_cost) / 8
             if isinstance(agent, Outcome):
                 return replace(agent, detail=f"{agent.detail}; typed, not submitted", latency_ms=latency)
             if profile.dialog_open(screen):
@@ -341,7 +339,7 @@ class Typist:
         if data is None:
             return _deferred(f"no agent profile for {program!r} and no generic '*' profile", start)
         try:
-            return Profile.of(program if program in trust.profiles else "*", data)
+            return Profile.parse(program if program in trust.profiles else "*", data)
         except ValueError as exc:
             return _deferred(str(exc), start)
 
@@ -382,13 +380,11 @@ def _screen_refusal(profile: Profile, screen: str) -> str | None:
     return None
 
 
-def _pause_until(moment: float) -> float:
-    """Sleep until the monotonic clock reaches moment (no sleep if it has); the time then."""
-    now = time.monotonic()
-    if moment > now:
-        time.sleep(moment - now)
-        now = time.monotonic()
-    return now
+def _pause_until(moment: float) -> None:
+    """Sleep until the monotonic clock reaches moment (no sleep if it has)."""
+    left = moment - time.monotonic()
+    if left > 0:
+        time.sleep(left)
 
 
 def _deferred(reason: str, start: float) -> Outcome:
