@@ -33,7 +33,8 @@ def _serving_metrics(reactors):
     for _ in range(5):
         port = free_port()
         proc = reactors.start("--metrics-port", str(port))
-        wait_for(lambda: not proc.running() or "listening on channel" in proc.text(), what="the reactor up or gone")
+        wait_for(lambda proc=proc: not proc.running() or "listening on channel" in proc.text(),
+                 what="the reactor up or gone")
         if proc.running():
             return proc, port
         assert "Address already in use" in proc.text(), proc.text()

@@ -165,7 +165,8 @@ class Typist:
         latency = _ms_since(start)
         # Enter goes out submit_delay after the text went to tmux (the moment its last command was written,
         # else now), never before; the look before it is taken in the last moments of the delay (at most
-        # _LOOK_AHEAD before its end), so it does not lengthen it. A retry looks again a whole delay after the look before.
+        # _LOOK_AHEAD before its end), so it does not lengthen it. A retry looks again a whole delay after the
+        # look before.
         went = self.tmux.last_write()
         due = (went if went is not None and went >= typing else time.monotonic()) + submit_delay
         before = None

@@ -54,30 +54,41 @@ DECLARE
     v_marker text;
     v_version text;
     v_retried boolean;
+    v_unsettled boolean;  -- a stored setting is not allowed (rare: written around set_setting)
 BEGIN
-    -- (one statement: a claim is on the way of every prompt, and each statement costs)
-    PERFORM ps_health._check_text('host', p_host), ps_health._check_text('worker', p_worker),
-            ps_health._check_time('p_now', p_now), ps_health._authorize(NULL, p_host);
+    -- (the reactor's call, with now() and plain names, runs no statement to check them: each one costs on
+    -- the way of every prompt; any other call gets the full checks and their errors)
+    IF p_now IS DISTINCT FROM now() THEN
+        PERFORM ps_health._check_time('p_now', p_now);
+    END IF;
+    IF NOT coalesce(length(p_host) BETWEEN 1 AND 255 AND length(p_worker) BETWEEN 1 AND 255
+                    AND p_host || p_worker !~ ps_health._unsafe_chars(), false) THEN
+        PERFORM ps_health._check_text('host', p_host), ps_health._check_text('worker', p_worker);
+    END IF;
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be between 1 and 1000, got %', p_limit USING ERRCODE = '22023';
     END IF;
     IF p_lease_seconds IS NULL OR p_lease_seconds < 1 OR p_lease_seconds > 86400 THEN
         RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
     END IF;
-    -- a worker id is its first login's: another login claiming with it is refused (the owner excepted)
-    INSERT INTO ps_health.reactors AS r (worker, host, last_seen, login) VALUES (p_worker, p_host, p_now, session_user)
+    -- The login must be one that may act on the host, and a worker id is its first login's: another login
+    -- claiming with it is refused (the owner excepted). Nothing written: one of the two said no, and says why.
+    INSERT INTO ps_health.reactors AS r (worker, host, last_seen, login)
+    SELECT p_worker, p_host, p_now, session_user WHERE ps_health._may_act(NULL, p_host)
     ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen,
                                        login = coalesce(r.login, EXCLUDED.login)
      WHERE r.login IS NULL OR r.login = EXCLUDED.login OR ps_health._is_owner();
     IF NOT FOUND THEN
-        PERFORM ps_health._authorize_worker(p_worker);
+        PERFORM ps_health._authorize(NULL, p_host), ps_health._authorize_worker(p_worker);
     END IF;
 
     -- Rounds: lock the next deliverable prompts, close those out of attempts or whose problems all
     -- recovered, claim the rest; again while closed ones left room. Only the rows taken are looked
     -- at, so a claim costs the same with ten or ten thousand prompts waiting.
     LOOP
-        SELECT array_agg(q.id ORDER BY q.id), bool_or(q.attempts > 0) INTO v_ids, v_retried FROM (
+        SELECT array_agg(q.id ORDER BY q.id), bool_or(q.attempts > 0),
+               EXISTS (SELECT 1 FROM ps_health.settings WHERE NOT valid)
+          INTO v_ids, v_retried, v_unsettled FROM (
             SELECT p.id, p.attempts FROM ps_health.prompts p
              WHERE (p.host = p_host OR (p.host IS NULL AND p.channel = 'escalation' AND p.state IN ('pending', 'claimed')))
                AND ((p.state = 'pending' AND p.not_before <= p_now) OR (p.state = 'claimed' AND p.lease_until < p_now))
@@ -103,7 +114,9 @@ BEGIN
              WHERE p.id = ANY (v_ids)
                AND p.attempts >= (ps_health._settings_of(p.project, '{prompt_max_attempts}')->>'prompt_max_attempts')::integer;
         END IF;
-        PERFORM ps_health._fail_unsettled(v_ids, p_now);
+        IF v_unsettled THEN
+            PERFORM ps_health._fail_unsettled(v_ids, p_now);
+        END IF;
         UPDATE ps_health.prompts p
            SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
          WHERE p.id = ANY (v_ids) AND p.state = 'pending' AND p.kind = 'alert'
@@ -158,15 +171,12 @@ $$;
 -- _fail_unsettled: of the prompts being claimed, fail those whose delivery needs a setting stored
 -- with a value that is not allowed (written around set_setting), with the reason on the prompt and
 -- in the checks' action_taken; the claim goes on with every other prompt. Looked up once per
--- project and channel, and only while some stored value is not allowed.
+-- project and channel; the claim calls it only while some stored value is not allowed.
 CREATE FUNCTION ps_health._fail_unsettled(p_ids bigint[], p_now timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_failed ps_health.prompts;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM ps_health.settings WHERE NOT valid) THEN
-        RETURN;
-    END IF;
     FOR v_failed IN
         WITH problems AS (
             SELECT x.project, x.channel, ps_health._setting_problem(x.project,
