@@ -56,20 +56,14 @@ DECLARE
     v_retried boolean;
     v_unsettled boolean;  -- a stored setting is not allowed (rare: written around set_setting)
 BEGIN
-    -- (the reactor's call, with now() and plain names, runs no statement to check them: each one costs on
-    -- the way of every prompt; any other call gets the full checks and their errors)
-    IF p_now IS DISTINCT FROM now() THEN
-        PERFORM ps_health._check_time('p_now', p_now);
-    END IF;
+    -- (the reactor's call, with plain names and now(), runs no statement to check them: each one costs on
+    -- the way of every prompt; any other call gets the full checks, their errors and their order)
     IF NOT coalesce(length(p_host) BETWEEN 1 AND 255 AND length(p_worker) BETWEEN 1 AND 255
                     AND p_host || p_worker !~ ps_health._unsafe_chars(), false) THEN
         PERFORM ps_health._check_text('host', p_host), ps_health._check_text('worker', p_worker);
     END IF;
-    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
-        RAISE EXCEPTION 'limit must be between 1 and 1000, got %', p_limit USING ERRCODE = '22023';
-    END IF;
-    IF p_lease_seconds IS NULL OR p_lease_seconds < 1 OR p_lease_seconds > 86400 THEN
-        RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
+    IF p_now IS DISTINCT FROM now() THEN
+        PERFORM ps_health._check_time('p_now', p_now);
     END IF;
     -- The login must be one that may act on the host, and a worker id is its first login's: another login
     -- claiming with it is refused (the owner excepted). Nothing written: one of the two said no, and says why.
@@ -80,6 +74,14 @@ BEGIN
      WHERE r.login IS NULL OR r.login = EXCLUDED.login OR ps_health._is_owner();
     IF NOT FOUND THEN
         PERFORM ps_health._authorize(NULL, p_host), ps_health._authorize_worker(p_worker);
+    END IF;
+
+    -- (after the login's rights: a login that may not claim here learns only that; this aborts what was written)
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
+        RAISE EXCEPTION 'limit must be between 1 and 1000, got %', p_limit USING ERRCODE = '22023';
+    END IF;
+    IF p_lease_seconds IS NULL OR p_lease_seconds < 1 OR p_lease_seconds > 86400 THEN
+        RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
     END IF;
 
     -- Rounds: lock the next deliverable prompts, close those out of attempts or whose problems all

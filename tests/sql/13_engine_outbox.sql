@@ -1,7 +1,7 @@
 -- claim_prompts / complete_prompt: leases, lease expiry, attempts capped, expiry of recovered
 -- problems, release on shutdown, and clear refusals.
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -59,6 +59,8 @@ SELECT throws_ok(format('SELECT * FROM ps_health.claim_prompts(%L, ''w1'')', rep
   'a host of 256 characters');
 SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('hA', E'w\u200b1')$$, '22023', NULL, 'an invisible character in a worker');
 SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('hA', 'w1', 10, 60, NULL)$$, '22023', NULL, 'a claim without a time');
+SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts(NULL, 'w1', 10, 60, NULL)$$, '22023', 'host is required',
+  'the host is judged before the time');
 SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('hA', 'w1', 10, 0)$$, '22023',
   'lease_seconds must be between 1 and 86400, got 0', 'a bad lease');
 SELECT throws_ok($$SELECT ps_health.respond(999999, 'done')$$, 'P0002', 'unknown check id 999999', 'an unknown check id is refused');

@@ -1,7 +1,7 @@
 -- Projects and hosts cannot see or reach each other: an agent login sees only its projects, a
 -- reactor login acts only on its hosts (and for the sessions there), a worker id belongs to one login.
 BEGIN;
-SELECT plan(53);
+SELECT plan(54);
 SET LOCAL search_path = ps_health, public;
 
 -- alpha's PS is on h1, beta's on h2; each has a failed spawn (a critical prompt for its host) and a
@@ -68,6 +68,8 @@ RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION reactor_h1;
 SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('h2', 'evil', 10, 60)$$, '42501',
   'login "reactor_h1" may not act for host "h2"', 'reactor: cannot claim another host''s prompts');
+SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('h2', 'evil', 0, 60)$$, '42501',
+  'login "reactor_h1" may not act for host "h2"', 'reactor: another host''s claim is refused before its arguments are judged');
 SELECT results_eq($$SELECT project::text FROM ps_health.claim_prompts('h1', 'w1', 10, 60)$$, $$VALUES ('alpha')$$,
   'reactor: claims its own host''s prompts');
 SELECT throws_ok($$SELECT ps_health.report_session_targets(ARRAY['beta'], ARRAY['missing'])$$, '42501',
