@@ -75,6 +75,15 @@ def test_the_foreground_program_is_read_from_proc(tmux_server):
     assert foreground_argv(2 ** 22 + 12345) is None  # no such process
 
 
+def test_a_foreground_program_with_a_command_line_longer_than_one_read_is_read_whole(tmux_server):
+    # an agent started with its task on the command line (`claude -p "<a long prompt>"`): 100 kB of argv
+    # (made in the pane: a tmux command cannot carry it)
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "x" * 100_000]
+    start = f"import os, sys; os.execv(sys.executable, {argv[:3]!r} + ['x' * 100_000])"
+    pid = tmux_server.run("new-session", "-d", "-P", "-F", "#{pane_pid}", sys.executable, "-c", start)
+    assert wait_for(lambda: foreground_argv(int(pid)) == argv, what="the pane's long command line")
+
+
 @pytest.mark.parametrize("screen, line", [
     ("welcome\n> ", ""),
     ("> old line\nanswer\n> new text", "new text"),

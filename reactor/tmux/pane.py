@@ -28,20 +28,30 @@ def squash(text: str) -> str:
 def foreground_argv(pane_pid: int) -> list[str] | None:
     """The command line of the pane's foreground process group leader, from /proc; None if unknown."""
     try:
-        with open(f"/proc/{pane_pid}/stat", "rb") as fh:
-            stat = fh.read()
+        stat = _read_proc(f"/proc/{pane_pid}/stat")
         # comm may hold spaces and parentheses; after the last ')': state ppid pgrp session tty_nr tpgid
         tpgid = int(stat[stat.rfind(b")") + 1:].split()[5])
         if tpgid <= 0:
             return None
-        with open(f"/proc/{tpgid}/cmdline", "rb") as fh:
-            raw = fh.read()
+        raw = _read_proc(f"/proc/{tpgid}/cmdline")
     except (OSError, ValueError, IndexError):
         return None
     args = [arg.decode("utf-8", "replace") for arg in raw.split(b"\0")]
     while args and not args[-1]:
         args.pop()
     return args or None
+
+
+def _read_proc(path: str) -> bytes:
+    """A whole /proc file, read without Python's file objects (it is on the way of every keystroke)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        return data
+    finally:
+        os.close(fd)
 
 
 def _script(interpreter: str, args: list[str]) -> str | None:
