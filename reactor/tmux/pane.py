@@ -164,16 +164,20 @@ class Profile:
                    dialog=_pattern(name, data, "dialog_pattern", re.M), paste_above=paste,
                    placeholder=_pattern(name, data, "placeholder_pattern"), reset_command=reset or None)
 
+    def input_row(self, lines: list[str]) -> int | None:
+        """The index of the last of lines the prompt starts (the input line); None if none does."""
+        return next((i for i in range(len(lines) - 1, -1, -1) if self.input_pattern.search(lines[i])), None)
+
     def input_line(self, screen: str) -> str | None:
         """What the input line holds: the rest of the last screen line the prompt starts; None if none."""
-        for line in reversed(screen.splitlines()):
-            match = self.input_pattern.search(line)
-            if match:
-                text = line[match.end():].strip()
-                if self.ignore_pattern is not None and self.ignore_pattern.fullmatch(text):
-                    return ""  # the agent's placeholder in an empty input box
-                return text
-        return None
+        lines = screen.splitlines()
+        row = self.input_row(lines)
+        if row is None:
+            return None
+        text = lines[row][self.input_pattern.search(lines[row]).end():].strip()
+        if self.ignore_pattern is not None and self.ignore_pattern.fullmatch(text):
+            return ""  # the agent's placeholder in an empty input box
+        return text
 
     def dialog_open(self, screen: str) -> bool:
         """A dialog, menu or selection list is open: keys typed now would answer it."""

@@ -280,8 +280,8 @@ class Typist:
         if own is None:
             return False
         lines = self.tmux._run(("capture-pane", "-p", "-J", "-S", f"-{_HISTORY_LINES}", "-t", target))
-        last = max((i for i, line in enumerate(lines) if profile.input_pattern.search(line)), default=len(lines))
-        return any(own.group(0) in line for line in lines[:last])
+        row = profile.input_row(lines)
+        return any(own.group(0) in line for line in lines[:len(lines) if row is None else row])
 
     def _taken(self, target: str, look: Look, profile: Profile, limit: float) -> Look:
         """A look once the agent has taken the line the reactor submitted last in this pane (at most `limit`
@@ -368,8 +368,8 @@ class Typist:
 def _below(profile: Profile, screen: str) -> list[str]:
     """The non-blank lines under the input line (an agent's footer; or what a program printed after it)."""
     lines = screen.splitlines()
-    last = max((i for i, line in enumerate(lines) if profile.input_pattern.search(line)), default=len(lines))
-    return [line.rstrip() for line in lines[last + 1:] if line.strip()]
+    row = profile.input_row(lines)
+    return [line.rstrip() for line in lines[len(lines) if row is None else row + 1:] if line.strip()]
 
 
 def _screen_refusal(profile: Profile, screen: str) -> str | None:
