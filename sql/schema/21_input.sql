@@ -12,10 +12,20 @@ RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
            '\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]'
 $$;
 
+-- _plain_text: what _check_text accepts without a word (not empty, at most p_max characters, none
+-- of _unsafe_chars); NULL for NULL. (SQL: inlined where it is called, no call of its own.)
+CREATE FUNCTION ps_health._plain_text(p_value text, p_max integer DEFAULT 255)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT length(p_value) BETWEEN 1 AND p_max AND p_value !~ ps_health._unsafe_chars()
+$$;
+
 -- _check_text: refuse empty, over-long, control- or format-character names with the field and value.
 CREATE FUNCTION ps_health._check_text(p_field text, p_value text, p_max integer DEFAULT 255, p_required boolean DEFAULT true)
 RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
+    IF ps_health._plain_text(p_value, p_max) THEN
+        RETURN p_value;
+    END IF;
     IF p_value IS NULL OR p_value = '' THEN
         IF p_required THEN
             RAISE EXCEPTION '% is required', p_field USING ERRCODE = '22023';
