@@ -144,7 +144,7 @@ BEGIN
                CASE c.channel WHEN 'command' THEN (st.v->>'command_channel')::jsonb
                               WHEN 'escalation' THEN (st.v->>'escalation_command')::jsonb END,
                extract(epoch FROM (st.v->>'command_timeout')::interval)::numeric,
-               (items.first).id, (items.first).check_type, (items.first).status,
+               items.first_id, items.first_type, items.first_status,
                CASE WHEN s.host = c.host AND s.tmux_target = c.target AND s.ended_at IS NULL THEN s.target_identity END,
                CASE c.channel WHEN 'tmux' THEN (st.v->>'agent_programs')::jsonb END,
                CASE c.channel WHEN 'tmux' THEN v_profiles END, CASE c.channel WHEN 'tmux' THEN v_marker END,
@@ -156,7 +156,9 @@ BEGIN
           LEFT JOIN ps_health.ps_sessions s ON s.project = c.project  -- its identity if it is the session's pane
           -- its checks, and the first of them (a critical one first): one look at its items
           CROSS JOIN LATERAL (SELECT array_agg(h.id ORDER BY h.id) AS ids,
-                                     (array_agg(h ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first
+                                     (array_agg(h.id ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_id,
+                                     (array_agg(h.check_type ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_type,
+                                     (array_agg(h.status ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_status
                                 FROM ps_health.prompt_items i JOIN ps_health.health_checks h ON h.id = i.check_id
                                WHERE i.prompt_id = c.id) items
          ORDER BY c.id;
