@@ -34,6 +34,11 @@ class AlreadyRunning(PsHealthError):
     """Another reactor serves this host (it holds the host's lock)."""
 
 
+class Busy(PsHealthError):
+    """A lock the call needs stayed held by another transaction past the connection's lock_timeout
+    (55P03): nothing was written; try again later."""
+
+
 # SQLSTATE classes that mean the session is gone: connection exception, operator intervention (the
 # server shutting down or terminating the backend).
 _OUTAGE_CLASSES = ("08", "57P")
@@ -56,7 +61,7 @@ def from_psycopg(exc: psycopg.Error) -> PsHealthError:
     if state in _NOT_MIGRATED and "ps_health" in message:
         return PsHealthError(message, state, hint or MIGRATE_HINT)
     if state == "55P03":
-        return AlreadyRunning(message, state, hint)
+        return Busy(message, state, hint)
     if state and (state.startswith(_BAD_INPUT_CLASSES) or state in _BAD_INPUT_CLASSES):
         return BadInput(message, state, hint)
     if state and state.startswith(_OUTAGE_CLASSES):

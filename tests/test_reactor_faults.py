@@ -94,3 +94,51 @@ def test_server_restart_reconnects_and_delivers_what_was_queued_meanwhile(own_cl
         assert proc.stop() == 0
     finally:
         group.stop_all()
+
+
+_LOCKING_AGENT = ("ps_health_test_locking_agent", "locking-agent-pw")
+
+
+def _pane_state(conn, project: str) -> str:
+    return conn.execute("SELECT target_state FROM ps_health.ps_sessions WHERE project = %s",
+                        (project,)).fetchone()["target_state"]
+
+
+def _reactor_sweeps(conn) -> int:
+    return conn.execute("SELECT count(*) AS n FROM ps_health.sweep_runs WHERE source = 'reactor'").fetchone()["n"]
+
+
+def test_an_agent_transaction_left_open_holds_up_no_other_project(conn, db, admin_dsn, tmux_server, reactors):
+    # An agent login of alpha calls an API function and leaves its transaction open: alpha's lock stays
+    # taken. The reactor's probes, sweep and outcomes for every other project of the host go on; alpha's
+    # own outcome is recorded once the transaction ends.
+    fast(conn)
+    login, password = _LOCKING_AGENT
+    create_login(admin_dsn, login, password, "ps_health_agent")
+    conn.execute("SELECT ps_health.grant_agent(%s, 'alpha')", (login,))
+    panes = {p: tmux_server.recorder(session=f"locked-{p}") for p in ("alpha", "beta", "gamma")}
+    for project, pane in panes.items():
+        session(conn, project, pane.target)
+    alpha_prompt = failed_spawn(conn, "alpha")
+    conn.execute("UPDATE ps_health.prompts SET not_before = now() + interval '1 hour' WHERE id = %s", (alpha_prompt,))
+    proc = reactors.start("--run-checks-every", "0.3", poll="0.3", probe="0.3")
+    wait_for(lambda: all(_pane_state(conn, p) == "seen" for p in panes), what="the panes seen and bound")
+
+    agent = psycopg.connect(make_conninfo(db, user=login, password=password))  # not autocommit: stays open
+    try:
+        agent.execute("SELECT ps_health.heartbeat_session('alpha')")
+        conn.execute("UPDATE ps_health.prompts SET not_before = now() WHERE id = %s", (alpha_prompt,))
+        submitted(panes["alpha"])  # typed; its outcome waits for alpha's lock
+        wait_for(lambda: "outcome delivered waits" in proc.text(), what="alpha's outcome kept for later")
+        beta_prompt = failed_spawn(conn, "beta")
+        assert delivered(conn, beta_prompt)["outcome"] == "delivered"
+        sweeps = _reactor_sweeps(conn)
+        tmux_server.run("kill-session", "-t", "locked-gamma")
+        wait_for(lambda: _pane_state(conn, "gamma") == "gone", timeout=20, what="gamma's pane found gone")
+        wait_for(lambda: _reactor_sweeps(conn) > sweeps, what="a sweep while alpha is locked")
+        assert conn.execute("SELECT state FROM ps_health.prompts WHERE id = %s", (alpha_prompt,)
+                            ).fetchone()["state"] == "claimed"
+    finally:
+        agent.close()
+    delivered(conn, alpha_prompt, timeout=20)
+    assert proc.running()

@@ -35,14 +35,15 @@ def mapped_errors() -> Iterator[None]:
 
 
 def connect(dsn: str, *, autocommit: bool = False, application_name: str = "ps-health",
-            connect_timeout: int = 5, dict_rows: bool = True) -> psycopg.Connection:
+            connect_timeout: int = 5, dict_rows: bool = True, lock_timeout: str | None = None) -> psycopg.Connection:
     """The one way ps-health opens a connection: search_path set to ps_health, rows as dicts (or tuples),
-    every failure mapped to a PsHealthError (DatabaseUnavailable when the server is out of reach)."""
+    every failure mapped to a PsHealthError (DatabaseUnavailable when the server is out of reach).
+    lock_timeout: how long a statement waits for a lock before it fails with Busy (default: the server's)."""
+    options = "-c search_path=ps_health,public" + (f" -c lock_timeout={lock_timeout}" if lock_timeout else "")
     with mapped_errors():
         return psycopg.connect(
             dsn, autocommit=autocommit, row_factory=dict_row if dict_rows else tuple_row,
-            application_name=application_name, connect_timeout=connect_timeout,
-            options="-c search_path=ps_health,public",
+            application_name=application_name, connect_timeout=connect_timeout, options=options,
         )
 
 

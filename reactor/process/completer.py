@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reactor.errors import DatabaseUnavailable, PsHealthError
+from reactor.errors import Busy, DatabaseUnavailable, PsHealthError
 from reactor.process.link import Link
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 # While the database is away, try again this often (the Link reconnects by itself).
 RETRY_SECONDS = 1.0
+# An outcome whose project another transaction keeps locked (Busy) is tried again this often, on its own:
+# it must not hold up the outcomes of other projects.
+BUSY_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Completer:
         self._on_recorded = on_recorded
         self._queue: queue.SimpleQueue[Result | None] = queue.SimpleQueue()
         self._waiting: list[Result] = []
+        self._busy: list[Result] = []  # refused with Busy: tried again one by one, every BUSY_RETRY_SECONDS
+        self._busy_due = 0.0
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="completer", daemon=True)
 
@@ -55,12 +61,15 @@ class Completer:
         self._closing.set()
         self._queue.put(None)
         self._thread.join(timeout)
-        return len(self._waiting) + self._queue.qsize()
+        return len(self._waiting) + len(self._busy) + self._queue.qsize()
 
     def _run(self) -> None:
         while True:
+            timeout = None if not self._waiting else RETRY_SECONDS
+            if self._busy:
+                timeout = min(timeout or BUSY_RETRY_SECONDS, max(0.0, self._busy_due - time.monotonic()))
             try:
-                item = self._queue.get(timeout=None if not self._waiting else RETRY_SECONDS)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
             if item is not None:
@@ -74,6 +83,8 @@ class Completer:
                     self._waiting.append(more)
             if self._waiting:
                 self._send()
+            if self._busy and (time.monotonic() >= self._busy_due or self._closing.is_set()):
+                self._retry_busy()
             if self._closing.is_set() and self._queue.empty():
                 return
 
@@ -85,16 +96,31 @@ class Completer:
             log.debug("outcomes of %d prompts wait for the database: %s", len(batch), exc)
             self._waiting = batch + self._waiting
         except PsHealthError:
-            # One refused outcome (a lost lease) fails the whole batch: record them one by one.
+            # One refused outcome (a lost lease, a project kept locked) fails the whole batch: one by one.
             for result in batch:
-                try:
-                    self._record([result])
-                except DatabaseUnavailable:
-                    self._waiting.append(result)
-                except PsHealthError as exc:
-                    log.warning("prompt %s: outcome %s not recorded: %s [%s]", result.prompt_id,
-                                result.outcome, exc, exc.sqlstate)
-                    self._on_recorded([result.prompt_id])
+                self._one(result)
+
+    def _retry_busy(self) -> None:
+        """The outcomes a kept lock refused, once more each (those still refused wait another round)."""
+        busy, self._busy = self._busy, []
+        for result in busy:
+            self._one(result)
+
+    def _one(self, result: Result) -> None:
+        try:
+            self._record([result])
+        except DatabaseUnavailable:
+            self._waiting.append(result)
+        except Busy as exc:
+            if not self._busy:
+                self._busy_due = time.monotonic() + BUSY_RETRY_SECONDS
+            self._busy.append(result)
+            log.warning("prompt %s: outcome %s waits: %s; tried again every %g s", result.prompt_id,
+                        result.outcome, exc, BUSY_RETRY_SECONDS)
+        except PsHealthError as exc:
+            log.warning("prompt %s: outcome %s not recorded: %s [%s]", result.prompt_id,
+                        result.outcome, exc, exc.sqlstate)
+            self._on_recorded([result.prompt_id])
 
     def _record(self, batch: list[Result]) -> None:
         self._link.call("complete", {

@@ -244,6 +244,8 @@ def _guarded(name: str, task: Callable[[], object]) -> None:
     except DatabaseUnavailable as exc:
         # The listener logs the outage once; rounds just wait for the database to return.
         log.debug("%s skipped: %s", name, exc)
+    except PsHealthError as exc:  # refused, or Busy (a lock kept by another transaction): the next round tries
+        log.warning("%s round not recorded: %s [%s]", name, exc, exc.sqlstate)
     except Exception:  # a bug in one round must not end the probes for good
         log.exception("%s round failed", name)
 

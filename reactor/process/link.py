@@ -10,12 +10,15 @@ from psycopg.conninfo import make_conninfo
 
 from reactor import db
 from reactor.db.queries import query
-from reactor.errors import AlreadyRunning, BadInput, DatabaseUnavailable, PsHealthError, is_outage
+from reactor.errors import AlreadyRunning, BadInput, Busy, DatabaseUnavailable, PsHealthError, is_outage
 
 TOPIC = "reactor"
 CHANNEL = "ps_health"
 # TCP keepalives notice a silently dropped network path (ignored on Unix sockets).
 _KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+# The reactor waits at most this long for a lock another transaction holds (then Busy): a transaction
+# an agent's login leaves open must not stop the reactor's probes, sweeps or outcomes for other projects.
+LOCK_TIMEOUT = "2s"
 
 
 def conninfo(dsn: str) -> str:
@@ -27,7 +30,7 @@ def conninfo(dsn: str) -> str:
 def open_connection(dsn: str, name: str) -> psycopg.Connection:
     """An autocommit connection; any failure to connect is DatabaseUnavailable."""
     try:
-        return db.connect(conninfo(dsn), autocommit=True, application_name=name)
+        return db.connect(conninfo(dsn), autocommit=True, application_name=name, lock_timeout=LOCK_TIMEOUT)
     except PsHealthError as exc:
         raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
 
@@ -99,6 +102,11 @@ class Listener:
                     raise DatabaseUnavailable(f"an older connection of {self._worker} still holds host "
                                               f"{self._host}; waiting for the server to end it")
                 conn.execute(sql.SQL(query(TOPIC, "listen")).format(channel=sql.Identifier(CHANNEL)))
+        except Busy as exc:
+            conn.close()
+            if exc.hint:  # reactor_start's own refusal says what to do; a lock timeout has no hint
+                raise AlreadyRunning(str(exc), exc.sqlstate, exc.hint) from exc
+            raise DatabaseUnavailable(f"taking the host failed: {exc}", exc.sqlstate) from exc
         except (AlreadyRunning, BadInput):
             conn.close()
             raise  # another reactor serves the host, or this login may not: retrying changes nothing

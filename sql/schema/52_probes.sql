@@ -2,15 +2,17 @@
 -- should look at on its host. A reactor login reports and looks only at the hosts granted to it.
 
 -- _authorize_spawns: refuse a batch about spawns the login may not act for (a spawn's host, or its
--- session's when it has none, as probe_spawns lists them), then take their projects' locks.
+-- session's when it has none, as probe_spawns lists them); return the spawns whose project's lock was
+-- free and is now held. A probe never waits for a project's lock: a transaction left open by an agent
+-- would stop the probe for every project of the host. A busy project's spawns wait for the next round.
 CREATE FUNCTION ps_health._authorize_spawns(p_spawn_ids integer[])
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS integer[] LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._authorize(NULL, coalesce(sp.host, s.host))
        FROM ps_health.active_spawns sp LEFT JOIN ps_health.ps_sessions s ON s.project = sp.project
       WHERE sp.id = ANY (p_spawn_ids);
-    PERFORM ps_health._lock_projects(ARRAY(SELECT sp.project FROM ps_health.active_spawns sp
-                                            WHERE sp.id = ANY (p_spawn_ids)));
+    RETURN ARRAY(SELECT sp.id FROM ps_health.active_spawns sp
+                  WHERE sp.id = ANY (p_spawn_ids) AND ps_health._try_lock_project(sp.project));
 END;
 $$;
 
@@ -21,18 +23,19 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     r record;
     v_n integer := 0;
+    v_free integer[];
 BEGIN
     IF coalesce(cardinality(p_spawn_ids), 0) <> coalesce(cardinality(p_mtimes), 0) THEN
         RAISE EXCEPTION 'spawn_ids and mtimes must have the same length (% and %)',
             cardinality(p_spawn_ids), cardinality(p_mtimes) USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize_spawns(p_spawn_ids);
+    v_free := ps_health._authorize_spawns(p_spawn_ids);
     FOR r IN
         SELECT sp.id, least(m.mtime, p_now) AS mtime
           FROM unnest(p_spawn_ids, p_mtimes) AS m(id, mtime)
           JOIN ps_health.active_spawns sp ON sp.id = m.id
-         WHERE m.mtime IS NOT NULL AND isfinite(m.mtime)
+         WHERE m.mtime IS NOT NULL AND isfinite(m.mtime) AND sp.id = ANY (v_free)
            AND sp.status IN ('running', 'stalled', 'abandoned')
            AND m.mtime > coalesce(sp.last_output_change, sp.spawn_time)
     LOOP
@@ -78,7 +81,11 @@ BEGIN
     PERFORM ps_health._check_identity(i) FROM unnest(p_identities) i;
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(f.project) FROM unnest(p_projects) f(project);
-    PERFORM ps_health._lock_projects(p_projects);
+    -- a project whose lock another transaction holds (an agent's, perhaps left open) is left out, as if
+    -- not looked at: the probe never waits for one, so no tenant can stop it for the others (next round)
+    SELECT coalesce(array_agg(CASE WHEN ps_health._try_lock_project(f.project) THEN f.state ELSE 'unknown' END
+                              ORDER BY f.n), '{}')
+      INTO p_states FROM unnest(p_projects, p_states) WITH ORDINALITY f(project, state, n);
     -- a pane that sessions of two projects name (by different names), where one registrant may not act for
     -- the other's project and neither is bound to it yet, is contested: bound to neither
     -- (only an agent login's session can contest a pane: with none among these, there is nothing to find)
@@ -191,6 +198,7 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     r record;
     v_n integer := 0;
+    v_free integer[];
 BEGIN
     IF coalesce(cardinality(p_spawn_ids), 0) <> coalesce(cardinality(p_states), 0) THEN
         RAISE EXCEPTION 'spawn_ids and states must have the same length' USING ERRCODE = '22023';
@@ -199,12 +207,12 @@ BEGIN
         RAISE EXCEPTION 'pid states must be alive, dead or unknown' USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize_spawns(p_spawn_ids);
+    v_free := ps_health._authorize_spawns(p_spawn_ids);
     FOR r IN
         UPDATE ps_health.active_spawns sp
            SET pid_misses = CASE f.state WHEN 'alive' THEN 0 ELSE sp.pid_misses + 1 END
           FROM unnest(p_spawn_ids, p_states) AS f(id, state)
-         WHERE sp.id = f.id AND f.state <> 'unknown' AND sp.status IN ('running', 'stalled', 'abandoned')
+         WHERE sp.id = f.id AND f.state <> 'unknown' AND sp.id = ANY (v_free) AND sp.status IN ('running', 'stalled', 'abandoned')
         RETURNING sp.id, sp.project, sp.task_id, sp.pid, sp.task_type, sp.pid_misses
     LOOP
         IF r.pid_misses >= ps_health._setting('pid_missing_after', r.project)::integer THEN
