@@ -1,6 +1,7 @@
 """Test helper run in a tmux pane: an agent CLI with the screens that matter to the reactor.
 
 Usage: fake_agent.py FILE [--dialog] [--busy SECONDS] [--collapse N] [--lag SECONDS] [--enter-window SECONDS]
+                     [--submit-lag SECONDS] [--ask-after-submit] [--clock]
 
 It draws a full screen like an agent CLI: a title, a status line, and the input box "> text".
 Every byte read is appended to FILE and each submitted line (Enter) to FILE.lines; Ctrl-U
@@ -15,6 +16,9 @@ empties the line. Its agent profile (tests/test_agent_profiles.py) reads these s
   --lag S       the screen is redrawn S seconds after the input changed (a slow agent).
   --enter-window S  an Enter within S seconds of the text before it is taken as part of a paste burst
                 (a newline, not a submit), as Codex CLI and Gemini CLI may when they read both at once.
+  --submit-lag S  the screen is redrawn S seconds after a submit (typing is drawn at once).
+  --ask-after-submit  a submitted line starts a turn that asks for permission: the dialog opens.
+  --clock       a line under the input box that changes every 50 ms (a timer or token counter).
 FILE exists once the tty is set up: its existence means "ready". Exits only on a signal.
 """
 
@@ -43,6 +47,10 @@ class Agent:
         self.collapse = int(argv[argv.index("--collapse") + 1]) if "--collapse" in argv else None
         self.lag = float(argv[argv.index("--lag") + 1]) if "--lag" in argv else 0.0
         self.enter_window = float(argv[argv.index("--enter-window") + 1]) if "--enter-window" in argv else 0.0
+        self.submit_lag = float(argv[argv.index("--submit-lag") + 1]) if "--submit-lag" in argv else None
+        self.ask_after_submit = "--ask-after-submit" in argv
+        self.clock = "--clock" in argv
+        self.submitted = False  # the last input submitted a line
         self.last_text = 0.0  # when text last arrived
         self.text = ""  # what Enter submits
         self.shown = ""  # what the input line shows
@@ -59,6 +67,8 @@ class Agent:
                     "Esc to cancel")
         else:
             body = f"> {self.shown}"
+        if self.clock:
+            body += f"\r\n\r\n  {time.monotonic() % 1000:.2f} s"
         return f"\x1b[H\x1b[2Jfake agent\r\n{status}\r\n\r\n{body}".encode()
 
     def feed(self, data: bytes) -> None:
@@ -82,6 +92,10 @@ class Agent:
                 with open(self.path + ".lines", "ab") as lines:
                     lines.write(self.text.encode() + b"\n")
                 self.text = self.shown = ""
+                self.submitted = True
+                if self.ask_after_submit:
+                    self.dialog = True
+                    return  # the rest goes to the dialog
             elif byte == CTRL_U:
                 self.text = self.shown = ""
             elif byte >= 0x20:
@@ -132,7 +146,8 @@ def main(argv: list[str]) -> None:
     was_busy = agent.busy()
     with open(path, "ab", buffering=0) as out:
         while True:
-            waits = [t - time.monotonic() for t in (redraw_at, agent.busy_until if was_busy else None) if t]
+            tick = time.monotonic() + 0.05 if agent.clock else None
+            waits = [t - time.monotonic() for t in (redraw_at, agent.busy_until if was_busy else None, tick) if t]
             readable, _, _ = select.select([fd], [], [], max(0.0, min(waits)) if waits else None)
             if readable:
                 data = os.read(fd, 65536)
@@ -142,10 +157,12 @@ def main(argv: list[str]) -> None:
                 if agent.busy():
                     with open(path + ".busy", "ab") as busy:
                         busy.write(data)
+                agent.submitted = False
                 agent.feed(data)
-                redraw_at = time.monotonic() + agent.lag
+                lag = agent.submit_lag if agent.submitted and agent.submit_lag is not None else agent.lag
+                redraw_at = max(redraw_at or 0.0, time.monotonic() + lag)
             now = time.monotonic()
-            if redraw_at is not None and now >= redraw_at or was_busy != agent.busy():
+            if redraw_at is not None and now >= redraw_at or was_busy != agent.busy() or (tick and now >= tick):
                 _write(agent.screen())
                 redraw_at, was_busy = None, agent.busy()
 

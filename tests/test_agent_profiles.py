@@ -120,13 +120,43 @@ def test_a_retry_submits_the_text_already_in_the_input_box_and_never_types_it_ag
 
 def test_an_enter_the_agent_took_for_a_newline_is_pressed_again_and_the_prompt_submitted_once(conn, agent, reactors):
     # The agent reads the text and the Enter 100 ms later as one burst, the Enter a newline in it: the
-    # reactor sees the text still on the input line and presses Enter once more.
-    fast(conn)
+    # reactor sees the text still on the input line; the next attempt looks at the pane afresh, finds its own
+    # text there and presses Enter once more.
+    fast(conn, prompt_retry_delay="0 seconds", prompt_defer_delay="1 second")
     pane = agent("shop", "--enter-window", "0.5")
     reactors.start()
     prompt_id = failed_spawn(conn, "shop")
-    text = sanitise(delivered(conn, prompt_id, timeout=30)["text"])
+    row = delivered(conn, prompt_id, timeout=30)
+    text = sanitise(row["text"])
     wait_for(lambda: pane.submitted(), what="the prompt submitted")
+    assert pane.submitted() == [text.encode()]
+    assert row["attempts"] == 2 and pane.received().count(text.encode()) == 1
+
+
+def test_a_slow_agent_that_opened_a_dialog_with_the_enter_never_gets_a_second_one(conn, agent, reactors, tmux_server):
+    # The agent takes the prompt and asks for a permission at once, but redraws only 2.5 s later: until then
+    # its screen still shows the text on the input line. A second Enter would answer the dialog ("1. Yes").
+    fast(conn, prompt_retry_delay="0 seconds", prompt_defer_delay="1 second")
+    pane = agent("shop", "--submit-lag", "2.5", "--ask-after-submit")
+    reactors.start()
+    prompt_id = failed_spawn(conn, "shop")
+    wait_for(lambda: pane.submitted(), what="the prompt submitted")
+    wait_for(lambda: "Esc to cancel" in tmux_server.run("capture-pane", "-p", "-t", pane.target),
+             timeout=15, what="the dialog drawn")
+    wait_for(lambda: "deferred" in _action(conn, prompt_id) or prompt(conn, prompt_id)["state"] == "delivered",
+             timeout=20, what="the next attempt")
+    assert not Path(str(pane.record) + ".approved").exists(), "a second Enter answered the dialog"
+    assert pane.received().count(b"\r") == 1
+
+
+def test_a_footer_that_changes_in_place_is_no_sign_the_agent_took_the_line(conn, agent, reactors):
+    # A timer under the input box changes every 50 ms; the agent takes an Enter that follows the text within
+    # 0.5 s for a newline. The prompt counts as delivered only once it was really submitted.
+    fast(conn, prompt_retry_delay="0 seconds", prompt_defer_delay="1 second")
+    pane = agent("shop", "--clock", "--enter-window", "0.5")
+    reactors.start()
+    prompt_id = failed_spawn(conn, "shop")
+    text = sanitise(delivered(conn, prompt_id, timeout=30)["text"])
     assert pane.submitted() == [text.encode()]
 
 

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from reactor.tmux.client import sanitise
+from reactor.tmux.client import PaneRefused, sanitise
 from reactor.tmux.typist import Trust, Typist
 from tests.reactor_proc import HOST, create_login, delivered, failed_spawn, fast, prompt, session, submitted
 from tests.support import wait_for
@@ -290,6 +290,99 @@ def test_a_prompt_already_submitted_by_an_earlier_attempt_is_not_typed_again(tmu
     assert again.outcome == "delivered" and "not typed again" in again.detail
     assert pane.submitted() == [text.encode()]
     assert pane.received() == text.encode() + b"\r"
+
+
+def test_a_pane_with_synchronize_panes_on_gets_nothing_and_no_pane_beside_it_does(tmux_server, tmp_path):
+    # With synchronize-panes on, tmux copies every key sent to the pane into the other panes of its window: a
+    # shell beside the agent would run the prompt. Nothing is typed while it is on; once it is off, the pane
+    # alone gets the prompt.
+    pane = tmux_server.recorder()
+    beside = tmux_server.run("split-window", "-d", "-t", pane.target, "-P", "-F", "#{pane_id}",
+                             sys.executable, str(RECORDER), str(tmp_path / "beside.bin"))
+    wait_for((tmp_path / "beside.bin").exists, what="the pane beside set up")
+    tmux_server.run("set-option", "-w", "-t", pane.target, "synchronize-panes", "on")
+    text = "[ps-health #7] alpha: spawn t1 failed"
+    typist, checks = Typist(tmux_server.tmux), _trust()
+
+    refused = typist.deliver(pane.target, text, 0.1, trust=checks)
+
+    assert refused.outcome == "deferred" and "synchronize-panes is on" in refused.detail, refused
+    tmux_server.run("set-option", "-w", "-t", pane.target, "synchronize-panes", "off")
+    assert typist.deliver(pane.target, text, 0.1, trust=checks).outcome == "delivered"
+    wait_for(lambda: pane.submitted() == [text.encode()], what="the prompt submitted in its pane")
+    assert (tmp_path / "beside.bin").read_bytes() == b"", f"keys reached {beside}"
+
+
+def test_synchronize_panes_turned_on_after_the_look_stops_the_keys_at_tmux(tmux_server, tmp_path):
+    # tmux itself checks the option as it sends each key: a pane synchronized between the look and the keys
+    # gets nothing.
+    pane = tmux_server.recorder()
+    tmux_server.run("split-window", "-d", "-t", pane.target, sys.executable, str(RECORDER),
+                    str(tmp_path / "beside.bin"))
+    wait_for((tmp_path / "beside.bin").exists, what="the pane beside set up")
+    look = tmux_server.tmux.look(pane.target)
+    tmux_server.run("set-option", "-w", "-t", pane.target, "synchronize-panes", "on")
+    with pytest.raises(PaneRefused):
+        tmux_server.tmux.send_keys(pane.target, look.identity, "Enter")
+    assert pane.received() == b"" and (tmp_path / "beside.bin").read_bytes() == b""
+
+
+EXIT_AGENT = RECORDER.with_name("exit_agent.py")
+
+
+def test_an_agent_that_exits_to_a_shell_while_the_last_prompt_is_taken_gets_nothing_more(tmux_server, tmp_path):
+    # A prompt follows another into the same pane: the reactor waits for the agent to take the first, and
+    # meanwhile the agent exits to a shell whose prompt looks like an agent's input line ("❯ "). The program
+    # in the pane is checked again on that look, so nothing is typed into the shell.
+    record = tmp_path / "agent.bin"
+    target = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}",
+                             "env", "PS1=❯ ", "bash", "--norc", "--noprofile")
+    wait_for(lambda: "❯" in tmux_server.run("capture-pane", "-p", "-t", target), what="the shell's prompt")
+    tmux_server.run("send-keys", "-t", target, "-l", f"{sys.executable} {EXIT_AGENT} {record} 0.3")
+    tmux_server.run("send-keys", "-t", target, "Enter")
+    wait_for(record.exists, what="the agent up")
+    checks = Trust(identity=None, programs=("exit_agent",), marker_pattern=MARKER,
+                   profiles={"*": {"input_pattern": r"^\s*[>❯](\s|$)", "clear_keys": ["C-u"]}})
+    typist = Typist(tmux_server.tmux)
+
+    first = typist.deliver(target, "[ps-health #1] first", 0.1, trust=checks)
+    second = typist.deliver(target, "[ps-health #2] second: x; touch nothing", 0.1, trust=checks)
+
+    assert first.outcome == "delivered", first
+    assert second.outcome == "deferred" and "not an accepted agent program" in second.detail, second
+    assert "[ps-health #2]" not in tmux_server.run("capture-pane", "-p", "-t", target)
+
+
+def test_text_the_user_typed_beside_an_unsubmitted_prompt_is_never_cleared(tmux_server):
+    # The prompt was typed, and before its Enter the user typed more on the same line: it is not submitted;
+    # the next attempt finds the prompt and the user's words and touches neither.
+    pane = tmux_server.recorder()
+    text = "[ps-health #7] alpha: spawn t1 failed"
+    tmux_server.run("send-keys", "-t", pane.target, "-l", text + " -- and rerun the migration")
+
+    outcome = Typist(tmux_server.tmux).deliver(pane.target, text, 0.1, trust=_trust())
+
+    assert outcome.outcome == "deferred" and "did not type" in outcome.detail, outcome
+    assert b"\x15" not in pane.received() and pane.submitted() == []
+
+
+def test_a_program_the_agent_started_on_its_terminal_gets_nothing(tmux_server, tmp_path):
+    # The agent opens a program on its own terminal (a pager, $EDITOR): the agent still leads the foreground
+    # process group, but the keys would go to the program. Here the program is cat, and a line of it looks
+    # like an input line.
+    agent = tmp_path / "opener_agent.py"
+    agent.write_text("import subprocess, sys\nprint('> ', flush=True)\nchild = subprocess.Popen(['cat'])\n"
+                     "open(sys.argv[1], 'w').close()\nchild.wait()\n")
+    ready = tmp_path / "ready"
+    target = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}",
+                             sys.executable, str(agent), str(ready))
+    wait_for(ready.exists, what="the agent's program started")
+    checks = Trust(identity=None, programs=("opener_agent",), marker_pattern=MARKER,
+                   profiles={"*": {"input_pattern": r"^>( |$)", "clear_keys": ["C-u"]}})
+    outcome = Typist(tmux_server.tmux).deliver(target, "[ps-health #1] spawn failed", 0.1, trust=checks)
+
+    assert outcome.outcome == "deferred" and outcome.detail.startswith("cat, started by the agent, reads"), outcome
+    assert "[ps-health #1]" not in tmux_server.run("capture-pane", "-p", "-t", target)
 
 
 # ---------------------------------------------------------------- one project per pane

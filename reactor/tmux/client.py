@@ -96,6 +96,7 @@ class Look:
     dead: bool
     screen: str
     names: tuple[str, ...] = ()  # the names that name exactly this pane: its id, session:window.pane, the session
+    synchronized: bool = False  # synchronize-panes is on: tmux would copy keys to the window's other panes
 
     def named(self, target: str) -> bool:
         """Whether target names this pane exactly (not a window name, a session-name prefix or another form)."""
@@ -104,10 +105,12 @@ class Look:
 
 # display-message shows these fields (all set by tmux, none by the pane's program) before the screen.
 _LOOK_FORMAT = ("#{pid} #{start_time} #{pane_id} #{pane_pid} #{pane_in_mode} #{pane_dead} "
-                "#{window_active}#{pane_active} #{window_index}.#{pane_index} #{pane_mode}|#{session_name}")
-_LOOK_LINE = re.compile(r"(\d+ \d+ (%\d+) (\d+)) ([01]) ([01]) ([01])([01]) (\d+\.\d+) (\S*)\|(.*)")
-# Keys are sent only if the pane still shows this when tmux runs them (same server, same pane, no mode).
-_GUARD = "#{==:#{pid} #{start_time} #{pane_id} #{pane_pid} #{pane_in_mode},%s 0}"
+                "#{window_active}#{pane_active} #{window_index}.#{pane_index} #{?pane_synchronized,1,0} "
+                "#{pane_mode}|#{session_name}")
+_LOOK_LINE = re.compile(r"(\d+ \d+ (%\d+) (\d+)) ([01]) ([01]) ([01])([01]) (\d+\.\d+) ([01]) (\S*)\|(.*)")
+# Keys are sent only if the pane still shows this when tmux runs them (same server, same pane, no mode, and
+# synchronize-panes off: with it on, tmux copies every key to the other panes of the window).
+_GUARD = "#{==:#{pid} #{start_time} #{pane_id} #{pane_pid} #{pane_in_mode} #{?pane_synchronized,1,0},%s 0 0}"
 _REFUSED = "ps-health:refused"
 
 
@@ -222,10 +225,11 @@ class Tmux:
             # Through the control client the capture's own block follows (after any notifications).
             begin = next((i for i, line in enumerate(screen) if line.startswith("%begin ")), len(screen))
             screen = screen[begin + 1:]
-        pane_id, session = match.group(2), match.group(10)
+        pane_id, session = match.group(2), match.group(11)
         names = (pane_id, f"{session}:{match.group(8)}") + ((session,) if match.group(6, 7) == ("1", "1") else ())
         return Look(identity=match.group(1), pane_pid=int(match.group(3)), in_mode=match.group(4) == "1",
-                    dead=match.group(5) == "1", mode=match.group(9), screen="\n".join(screen), names=names)
+                    dead=match.group(5) == "1", mode=match.group(10), screen="\n".join(screen), names=names,
+                    synchronized=match.group(9) == "1")
 
     def send_keys(self, target: str, identity: str, *keys: str, literal: bool = False) -> None:
         """Send keys only while the pane is `identity` and in no mode, checked by tmux as it sends them.

@@ -27,19 +27,54 @@ def squash(text: str) -> str:
 
 def foreground_argv(pane_pid: int) -> list[str] | None:
     """The command line of the pane's foreground process group leader, from /proc; None if unknown."""
+    found = foreground(pane_pid)
+    return found[1] if found else None
+
+
+def foreground(pane_pid: int) -> tuple[int, list[str]] | None:
+    """The pane's foreground process group leader and its command line, from /proc; None if unknown."""
     try:
         stat = _read_proc(f"/proc/{pane_pid}/stat")
         # comm may hold spaces and parentheses; after the last ')': state ppid pgrp session tty_nr tpgid
         tpgid = int(stat[stat.rfind(b")") + 1:].split()[5])
         if tpgid <= 0:
             return None
-        raw = _read_proc(f"/proc/{tpgid}/cmdline")
+        args = _argv(_read_proc(f"/proc/{tpgid}/cmdline"))
     except (OSError, ValueError, IndexError):
         return None
+    return (tpgid, args) if args else None
+
+
+def terminal_child(leader: int) -> list[str] | None:
+    """The command line of a process the foreground leader started that reads the leader's terminal (its stdin
+    is the same tty): a pager, an editor or a shell opened by the agent, which would take typed keys as its
+    own. None when there is none, or it cannot be told (no /proc children lists: nothing more is known)."""
+    try:
+        tty = os.readlink(f"/proc/{leader}/fd/0")
+        tasks = os.listdir(f"/proc/{leader}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            children = _read_proc(f"/proc/{leader}/task/{task}/children").split()
+        except OSError:
+            continue
+        for child in children:
+            pid = child.decode()
+            try:
+                if os.readlink(f"/proc/{pid}/fd/0") != tty:
+                    continue
+                return _argv(_read_proc(f"/proc/{pid}/cmdline")) or [f"process {pid}"]
+            except OSError:
+                continue  # gone meanwhile, or not ours to look at
+    return None
+
+
+def _argv(raw: bytes) -> list[str]:
     args = [arg.decode("utf-8", "replace") for arg in raw.split(b"\0")]
     while args and not args[-1]:
         args.pop()
-    return args or None
+    return args
 
 
 def _read_proc(path: str) -> bytes:

@@ -19,8 +19,9 @@ from reactor.tmux.pane import (
     accepted,
     classify,
     describe,
-    foreground_argv,
+    foreground,
     squash,
+    terminal_child,
 )
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ _TAIL_CHARS = 30
 # How long an agent may take to show its input line again after a submit, before the next prompt of
 # the same pane is deferred (and tried again after prompt_defer_delay).
 _REDRAW_LIMIT = 2.0
+# Enter is pressed again on text still on the input line only this long after the Enter before it in the pane.
+_ENTER_SETTLE = 2 * _REDRAW_LIMIT
 # A prompt right after another in the same pane looks this often until the agent took the one before.
 _SETTLE_POLL = 0.005
 # A prompt claimed before is looked for this far back in the pane's history before it is typed.
@@ -67,6 +70,7 @@ class Typist:
         self.tmux = tmux
         self._submitted: dict[str, str] = {}  # pane -> the input line as it was submitted there (squashed)
         self._left: dict[str, str] = {}  # pane -> the text (squashed) typed or pasted there and not submitted
+        self._entered: dict[str, float] = {}  # pane -> when this typist last pressed Enter there (monotonic)
 
     def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3, *,
                 trust: Trust) -> Outcome:
@@ -108,7 +112,12 @@ class Typist:
         tail = squash(clean)[-_TAIL_CHARS:]
         if not tail:  # text made only of frame characters: nothing to recognise on screen
             return Outcome("failed", "text has nothing visible to verify", 0.0)
-        look = self._taken(target, look, profile, submit_delay)
+        taken = self._taken(target, look, profile, submit_delay)
+        if taken is not look:  # looked again while the agent took the line before: all of it holds again
+            checked = self._checked(target, taken, trust, start)
+            if isinstance(checked, Outcome):
+                return checked
+            look, profile = taken, checked
         held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
         if held == EMPTY and self._left.get(target) == squash(clean):
             # This very text was typed here and is not shown: the agent may not have drawn it yet.
@@ -119,7 +128,13 @@ class Typist:
         if blocked:
             return _deferred(f"{blocked}; nothing typed", start)
         if held == OURS:
-            # Typed before and never submitted (by a reactor that was stopped): submit it, once.
+            # Typed before and never submitted (by a reactor that was stopped, or an Enter the agent did not
+            # take): submit it, once. An Enter pressed here a moment ago may still be on its way through a slow
+            # agent, which may have opened a dialog with it: wait until it has had time to show, look again.
+            settle = self._entered.get(target, -_ENTER_SETTLE) + _ENTER_SETTLE - time.monotonic()
+            if settle > 0:
+                time.sleep(settle)
+                return self._deliver(target, clean, marker, submit_delay, attempts, trust, start)
             shown = squash(profile.input_line(look.screen) or clean)
             missed = self._enter(target, trust, profile, shown, look.screen)
             if missed:
@@ -208,43 +223,49 @@ class Typist:
         return Outcome("failed", f"text not visible in pane after {attempts} attempts{note}", latency)
 
     def _enter(self, target: str, trust: Trust, profile: Profile, shown: str, before: str) -> str | None:
-        """Press Enter and see the agent take the line (`shown`, squashed, on the screen `before`); once more if
-        it did not (an agent that read the text and the Enter in one burst may take the Enter for a newline).
-        None when taken, else why not: the text stays on the input line, remembered as typed here, for the next
-        attempt. Taken: the line changed or went, the agent is busy, or it printed something under the line."""
-        below = None
-        presses = 0
-        while presses < 2:
-            self.tmux.send_keys(target, trust.identity, "Enter")
-            presses += 1
-            below = _below(profile, before) if below is None else below  # (after the Enter: it waits for nothing)
-            deadline = time.monotonic() + _REDRAW_LIMIT
-            pause = _SETTLE_POLL / 10  # most agents redraw within a millisecond or two: look often at first
-            while True:
-                try:
-                    screen = self.tmux._screen(target)
-                except TmuxError:
-                    return None  # the Enter went out, and the pane cannot be looked at now (its server went away)
-                line = profile.input_line(screen)
-                if line is None or squash(line) != shown or profile.box_hidden(screen) or profile.is_busy(screen) \
-                        or _below(profile, screen) != below:  # (output after the line: it was taken)
-                    return None
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(pause)
-                pause = min(pause * 2, _SETTLE_POLL * 2)
-            if profile.dialog_open(screen):
-                break
-        return f"Enter pressed {presses} times and the text is still on the agent's input line"
+        """Press Enter once and see the agent take the line (`shown`, squashed, on the screen `before`). None when
+        taken, else why not: the text stays on the input line, remembered as typed here, and the next attempt
+        looks at the pane afresh before it presses Enter again. Never a second Enter blind: an agent that is only
+        slow to redraw may have opened a dialog with the first, and a second would answer it. Taken: the line
+        changed or went, the agent is busy, or it printed lines under the input line (a footer that only changes
+        in place, a clock or a counter, says nothing)."""
+        self.tmux.send_keys(target, trust.identity, "Enter")
+        self._entered[target] = time.monotonic()
+        below = len(_below(profile, before))
+        deadline = time.monotonic() + _REDRAW_LIMIT
+        pause = _SETTLE_POLL / 10  # most agents redraw within a millisecond or two: look often at first
+        while True:
+            try:
+                screen = self.tmux._screen(target)
+            except TmuxError:
+                return None  # the Enter went out, and the pane cannot be looked at now (its server went away)
+            line = profile.input_line(screen)
+            if line is None or squash(line) != shown or profile.box_hidden(screen) or profile.is_busy(screen) \
+                    or len(_below(profile, screen)) > below:  # (more lines after the input line: it was taken)
+                return None
+            if time.monotonic() >= deadline:
+                return (f"Enter pressed and the text is still on the agent's input line after {_REDRAW_LIMIT:g} s "
+                        "(a slow agent, or one that took the Enter for a newline); the next attempt looks again")
+            time.sleep(pause)
+            pause = min(pause * 2, _SETTLE_POLL * 2)
 
     def _held(self, target: str, line: str | None, clean: str, marker: re.Pattern | None, profile: Profile) -> str:
-        """What the input line holds; a collapsed paste is ours only if this typist pasted this very text."""
+        """What the input line holds; a collapsed paste is ours only if this typist pasted this very text. A
+        prompt's text with anything added or changed is not ours to clear: this prompt's own marker with other
+        text after it, or another prompt's when this typist knows what it left there and the line differs."""
+        left = self._left.get(target)
         if profile.collapsed(line):
-            left = self._left.get(target)
             if left is None:
                 return FOREIGN  # somebody's paste: what it holds cannot be read
             return OURS if left == squash(clean) else STALE
-        return classify(line, clean, marker)
+        held = classify(line, clean, marker)
+        if held == STALE:
+            own = marker.match(clean)
+            if own is not None and marker.match(line).group(0) == own.group(0):
+                return FOREIGN  # this very prompt, and text somebody typed beside it
+            if left is not None and squash(line) != left:
+                return FOREIGN  # an earlier prompt typed here, and text somebody typed beside it
+        return held
 
     def _drawn(self, target: str, look: Look, trust: Trust, clean: str, marker: re.Pattern | None,
                profile: Profile, start: float) -> tuple[Look | Outcome, str]:
@@ -324,18 +345,26 @@ class Typist:
             return _deferred("the pane's program has exited", start)
         if look.in_mode:
             return _deferred(f"the pane is in {look.mode or 'a mode'}", start)
+        if look.synchronized:
+            return _deferred("synchronize-panes is on for the pane: tmux would type the keys into every pane of "
+                             "its window", start)
         return self._agent(look.pane_pid, trust, start)
 
     @staticmethod
     def _agent(pane_pid: int, trust: Trust, start: float) -> Profile | Outcome:
         """The profile of the accepted agent program in the pane's foreground; else the outcome saying why not."""
-        argv = foreground_argv(pane_pid)
-        if argv is None:
+        found = foreground(pane_pid)
+        if found is None:
             return _deferred("cannot tell the pane's foreground program", start)
+        leader, argv = found
         program = accepted(argv, trust.programs, trust.profiles)
         if program is None:
             return _deferred(f"the pane runs {describe(argv)}, not an accepted agent program "
                              f"({', '.join(trust.programs) or 'none accepted'})", start)
+        child = terminal_child(leader)
+        if child is not None:
+            return _deferred(f"{describe(child)}, started by the agent, reads the pane's terminal (a pager, an "
+                             "editor or a shell would take the keys as its own)", start)
         data = trust.profiles.get(program) or trust.profiles.get("*")
         if data is None:
             return _deferred(f"no agent profile for {program!r} and no generic '*' profile", start)
