@@ -4,6 +4,7 @@ value that is not allowed failing only the prompts that need it, secrets only fo
 from __future__ import annotations
 
 import json
+import threading
 
 import psycopg
 import pytest
@@ -51,6 +52,39 @@ def test_cross_checks_hold_for_the_project_changed_and_every_project_a_global_ch
     err = _refused(db, "context_warning", "0.82")
     assert 'context_warning: "0.82" must be less than context_critical, which is 0.8 for project "alpha"' in err
     assert _overrides(conn) == [("context_critical", "alpha", "0.8")]
+
+
+def test_a_change_waits_for_one_in_flight_and_is_checked_against_it(db, conn):
+    first = psycopg.connect(db)  # its transaction stays open until the second change waits
+    second = psycopg.connect(db, autocommit=True)
+    outcome: dict = {}
+
+    def change():
+        try:
+            outcome["value"] = second.execute("SELECT ps_health.set_setting('context_warning', '0.8')").fetchone()[0]
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=change)
+    try:
+        first.execute("SELECT ps_health.set_setting('context_critical', '0.75', 'alpha')")
+        worker.start()
+        wait_for(lambda: outcome or conn.execute(
+            "SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' AS waits FROM pg_stat_activity WHERE pid = %s",
+            (second.info.backend_pid,)).fetchone()["waits"], what="the second change to finish or wait")
+        assert not outcome, f"the second change did not wait for the first: {outcome}"
+        first.commit()
+        worker.join(10)
+        assert not worker.is_alive()
+    finally:
+        first.close()  # a failure above rolls the first change back and frees the second
+        if worker.is_alive():
+            worker.join(10)
+        second.close()
+    assert isinstance(outcome.get("error"), psycopg.errors.InvalidParameterValue), outcome
+    assert ('setting context_warning: "0.8" must be less than context_critical, which is 0.75 for project "alpha"'
+            in str(outcome["error"]))
+    assert _overrides(conn) == [("context_critical", "alpha", "0.75")]
 
 
 def test_settings_show_gives_each_range_and_flags_a_stored_value_that_is_ignored(db, conn):

@@ -289,6 +289,14 @@ RETURNS text LANGUAGE sql STABLE AS $$
      LIMIT 1
 $$;
 
+-- _lock_settings: the transaction lock every writer of settings takes first, so changes queue: a
+-- change's cross-check (each later statement of READ COMMITTED sees what the one before it
+-- committed) is never made against values another change is replacing at the same time.
+CREATE FUNCTION ps_health._lock_settings()
+RETURNS void LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(hashtext('ps_health.settings'), 0)
+$$;
+
 -- set_setting: change a setting globally (p_project NULL) or for one project; a NULL value resets
 -- it. The value must be of the setting's kind and inside its range, and the change must keep every
 -- setting_rules pair in order wherever it reaches; otherwise 22023 and nothing is written.
@@ -298,6 +306,7 @@ DECLARE
     v_scope text := coalesce(nullif(p_project, '*'), '*');
     v_error text;
 BEGIN
+    PERFORM ps_health._lock_settings();
     IF NOT EXISTS (SELECT 1 FROM ps_health.setting_definitions WHERE key = p_key) THEN
         PERFORM ps_health._unknown_setting(p_key);
     END IF;

@@ -25,6 +25,7 @@ BEGIN
     GET DIAGNOSTICS v_spawns = ROW_COUNT;
     DELETE FROM ps_health.mutes WHERE project = p_project;
     GET DIAGNOSTICS v_mutes = ROW_COUNT;
+    PERFORM ps_health._lock_settings();
     DELETE FROM ps_health.settings WHERE project = p_project;
     GET DIAGNOSTICS v_settings = ROW_COUNT;
     DELETE FROM ps_health.ps_sessions WHERE project = p_project;
