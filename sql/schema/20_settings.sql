@@ -76,13 +76,19 @@ END;
 $$;
 
 -- _setting_error: why a value is not allowed for a setting (naming the value, unless it is a secret,
--- and the range), or NULL when it is allowed. Finite values inside the range only.
+-- and the range), or NULL when it is allowed. Finite values inside the range only. An interval has
+-- no negative part (months, days or time: '1 mon -29 days' is a day in March and negative in
+-- February) and is inside its range both as compared (a month is 30 days) and as the reactor
+-- counts it (extract(epoch): a year is 365.25 days).
 CREATE FUNCTION ps_health._setting_error(p_key text, p_value text)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
     d record;
     v_ok boolean := false;
+    v_negative boolean := false;
     v_argv jsonb;
+    v_interval interval;
+    v_shown text;
 BEGIN
     SELECT * INTO d FROM ps_health.setting_definitions WHERE key = p_key;
     IF NOT FOUND THEN
@@ -93,7 +99,14 @@ BEGIN
     END IF;
     BEGIN
         IF d.kind = 'interval' THEN
-            v_ok := p_value::interval BETWEEN d.min_value::interval AND d.max_value::interval;
+            v_interval := p_value::interval;
+            -- the three fields: months (years and months), days, time
+            v_negative := least(extract(year FROM v_interval), extract(month FROM v_interval), extract(day FROM v_interval),
+                                extract(epoch FROM v_interval - date_trunc('day', v_interval))) < 0;
+            v_ok := NOT v_negative
+                    AND v_interval BETWEEN d.min_value::interval AND d.max_value::interval
+                    AND extract(epoch FROM v_interval) BETWEEN extract(epoch FROM d.min_value::interval)
+                                                           AND extract(epoch FROM d.max_value::interval);
         ELSIF d.kind = 'numeric' THEN
             -- NaN and the infinities sort outside every range, but say so plainly
             v_ok := p_value::numeric NOT IN ('NaN', 'Infinity', '-Infinity')
@@ -125,9 +138,10 @@ BEGIN
     IF v_ok THEN
         RETURN NULL;
     END IF;
-    RETURN CASE WHEN d.secret THEN 'its value'
-                ELSE format('"%s"', left(regexp_replace(p_value, '[[:cntrl:]]', '?', 'g'), 100)) END
-           || format(' is not allowed (%s)', d.allowed);
+    v_shown := CASE WHEN d.secret THEN 'its value'
+                    ELSE format('"%s"', left(regexp_replace(p_value, '[[:cntrl:]]', '?', 'g'), 100)) END;
+    RETURN v_shown || CASE WHEN v_negative THEN format(' is not allowed (no part of it may be negative; %s)', d.allowed)
+                           ELSE format(' is not allowed (%s)', d.allowed) END;
 END;
 $$;
 

@@ -1,7 +1,7 @@
 -- Settings have a kind and a range, keep their order across keys wherever a change reaches, a
 -- stored value that is not allowed fails only the prompts that need it, and secrets stay the owner's.
 BEGIN;
-SELECT plan(50);
+SELECT plan(57);
 SET LOCAL search_path = ps_health, public;
 
 -- every default is allowed, and the defaults keep the rules
@@ -39,6 +39,33 @@ SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'reset_command', E'/clear\
 SELECT throws_ok($$SELECT set_setting('command_channel', '["curl", "-H", "Authorization: Bearer s3cret"')$$, '22023',
   'setting command_channel: its value is not allowed (command: JSON array of at most 64 strings, [] for none)',
   'a broken command is refused without echoing the secret');
+-- an interval has no negative part, and is in range both compared (a month: 30 days) and counted in
+-- seconds as the reactor counts it (a year: 365.25 days)
+SELECT throws_ok($$SELECT set_setting('submit_delay', '1 year -360 days')$$, '22023',
+  'setting submit_delay: "1 year -360 days" is not allowed (no part of it may be negative; interval from 0 seconds to 10 seconds)',
+  'a submit delay that compares as 0 s but is 5.25 days in seconds is refused');
+SELECT throws_ok($$SELECT set_setting('abandon_after', '1 mon -29 days', 'm')$$, '22023',
+  'setting abandon_after: "1 mon -29 days" is not allowed (no part of it may be negative; interval from 1 second to 30 days)',
+  'a month less 29 days (negative in March) is refused');
+SELECT throws_ok($$SELECT set_setting('escalate_after', '1 day -1 second')$$, '22023',
+  'setting escalate_after: "1 day -1 second" is not allowed (no part of it may be negative; interval from 0 seconds to 7 days)',
+  'a negative time part');
+SELECT throws_ok($$SELECT set_setting('command_timeout', '-1 mon 30 days 5 seconds')$$, '22023',
+  'setting command_timeout: "-1 mon 30 days 5 seconds" is not allowed (no part of it may be negative; interval from 1 second to 1 hour)',
+  'a negative month part');
+SELECT throws_ok($$SELECT set_setting('retention_ok', '10 years')$$, '22023',
+  'setting retention_ok: "10 years" is not allowed (interval from 1 hour to 3650 days)',
+  'ten years are 3600 days compared but 3652.5 days in seconds: refused');
+SELECT is(array_agg(_setting_error(k, v)) FILTER (WHERE _setting_error(k, v) IS NOT NULL), NULL,
+  'plain intervals, a year of retention and -0 stay allowed')
+  FROM (VALUES ('stall_after', '90 seconds'), ('stall_after', '2 hours'), ('abandon_after', '30 days'),
+               ('stall_after', '1 day 2 hours'), ('retention_ok', '1 year'), ('submit_delay', '-0'),
+               ('submit_delay', '-0 seconds')) x (k, v);
+INSERT INTO settings (key, project, value) VALUES ('abandon_after', 'm', '1 mon -29 days')
+  ON CONFLICT (key, project) DO UPDATE SET value = EXCLUDED.value;
+SELECT is(setting('abandon_after', 'm'), '60 minutes', 'a negative part written around set_setting is not used');
+DELETE FROM settings;
+
 SELECT is((SELECT count(*)::int FROM settings), 0, 'nothing refused was written');
 
 -- cross-checks, for the project changed and, for a global change, every project it reaches
