@@ -79,12 +79,14 @@ $$;
 -- and the range), or NULL when it is allowed. Finite values inside the range only. An interval has
 -- no negative part (months, days or time: '1 mon -29 days' is a day in March and negative in
 -- February) and is inside its range both as compared (a month is 30 days) and as the reactor
--- counts it (extract(epoch): a year is 365.25 days).
+-- counts it (extract(epoch): a year is 365.25 days). Text, and every string of a JSON value, holds
+-- none of _unsafe_chars, as every other stored name.
 CREATE FUNCTION ps_health._setting_error(p_key text, p_value text)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
     d record;
     v_ok boolean := false;
+    v_unsafe boolean := false;
     v_negative boolean := false;
     v_argv jsonb;
     v_interval interval;
@@ -96,6 +98,9 @@ BEGIN
     END IF;
     IF p_value IS NULL THEN
         RETURN NULL;  -- nothing stored, nothing wrong
+    END IF;
+    IF d.kind NOT IN ('argv', 'names') THEN  -- JSON may have line breaks between its strings
+        v_unsafe := p_value ~ ps_health._unsafe_chars();
     END IF;
     BEGIN
         IF d.kind = 'interval' THEN
@@ -117,29 +122,38 @@ BEGIN
             v_ok := p_value::boolean IS NOT NULL;
         ELSIF d.kind = 'argv' THEN
             v_argv := p_value::jsonb;
+            v_unsafe := jsonb_typeof(v_argv) = 'array'
+                        AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e
+                                     WHERE jsonb_typeof(e) = 'string' AND e #>> '{}' ~ ps_health._unsafe_chars());
             v_ok := jsonb_typeof(v_argv) = 'array' AND jsonb_array_length(v_argv) <= d.max_value::integer
                     AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e WHERE jsonb_typeof(e) <> 'string')
                     AND coalesce(v_argv->>0, 'x') <> '';
         ELSIF d.kind = 'names' THEN
             v_argv := p_value::jsonb;
+            v_unsafe := jsonb_typeof(v_argv) = 'array'
+                        AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e
+                                     WHERE jsonb_typeof(e) = 'string' AND e #>> '{}' ~ ps_health._unsafe_chars());
             v_ok := jsonb_typeof(v_argv) = 'array'
                     AND jsonb_array_length(v_argv) BETWEEN d.min_value::integer AND d.max_value::integer
                     AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e
-                                     WHERE jsonb_typeof(e) <> 'string' OR e #>> '{}' !~ '^[^[:cntrl:]]{1,255}$');
+                                     WHERE jsonb_typeof(e) <> 'string' OR NOT ps_health._plain_text(e #>> '{}', 255));
         ELSE  -- text, path, glob
             v_ok := char_length(p_value) BETWEEN d.min_value::integer AND d.max_value::integer
-                    AND p_value !~ '[[:cntrl:]]'
+                    AND NOT v_unsafe
                     AND (d.kind <> 'path' OR p_value = '' OR left(p_value, 1) = '/')
                     AND (d.kind <> 'glob' OR strpos(p_value, '/') = 0);
         END IF;
     EXCEPTION WHEN others THEN
         v_ok := false;  -- not even of the kind: the message below says what is expected
     END;
-    IF v_ok THEN
+    IF v_ok AND NOT v_unsafe THEN
         RETURN NULL;
     END IF;
     v_shown := CASE WHEN d.secret THEN 'its value'
-                    ELSE format('"%s"', left(regexp_replace(p_value, '[[:cntrl:]]', '?', 'g'), 100)) END;
+                    ELSE format('"%s"', left(regexp_replace(p_value, ps_health._unsafe_chars(), '?', 'g'), 100)) END;
+    IF v_unsafe THEN
+        RETURN v_shown || ' must not contain control or invisible formatting characters';
+    END IF;
     RETURN v_shown || CASE WHEN v_negative THEN format(' is not allowed (no part of it may be negative; %s)', d.allowed)
                            ELSE format(' is not allowed (%s)', d.allowed) END;
 END;
@@ -158,8 +172,8 @@ $$;
 CREATE TRIGGER trg_settings_write BEFORE INSERT OR UPDATE ON ps_health.settings
     FOR EACH ROW EXECUTE FUNCTION ps_health.trg_settings_write();
 
--- Check what is stored against this release's ranges, every time the code is loaded.
-UPDATE ps_health.settings SET valid = ps_health._setting_error(key, value) IS NULL;
+-- (What is stored is checked against this release's ranges every time the code is loaded, at the
+-- end of 21_input.sql: _setting_error needs the input checks loaded there.)
 
 -- _setting_default: the default of a setting (NULL for an unknown key): a constant made from
 -- setting_definitions whenever the code is loaded, because scanning the view on every lookup cost

@@ -155,3 +155,7 @@ CREATE TRIGGER trg_ps_sessions_updated_at BEFORE UPDATE ON ps_health.ps_sessions
 
 CREATE TRIGGER trg_active_spawns_updated_at BEFORE UPDATE ON ps_health.active_spawns
     FOR EACH ROW EXECUTE FUNCTION ps_health.update_updated_at_column();
+
+-- Check the stored settings (20_settings.sql) against this release's ranges, every time the code is
+-- loaded: here, once _unsafe_chars and _plain_text, which _setting_error uses, exist.
+UPDATE ps_health.settings SET valid = ps_health._setting_error(key, value) IS NULL;

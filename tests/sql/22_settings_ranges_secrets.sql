@@ -1,7 +1,7 @@
 -- Settings have a kind and a range, keep their order across keys wherever a change reaches, a
 -- stored value that is not allowed fails only the prompts that need it, and secrets stay the owner's.
 BEGIN;
-SELECT plan(57);
+SELECT plan(64);
 SET LOCAL search_path = ps_health, public;
 
 -- every default is allowed, and the defaults keep the rules
@@ -66,6 +66,28 @@ INSERT INTO settings (key, project, value) VALUES ('abandon_after', 'm', '1 mon 
 SELECT is(setting('abandon_after', 'm'), '60 minutes', 'a negative part written around set_setting is not used');
 DELETE FROM settings;
 
+-- text, and the strings of a JSON value, hold no invisible or format characters, as other names
+SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'escalation_host', E'host-a\u200b'), '22023',
+  'setting escalation_host: "host-a?" must not contain control or invisible formatting characters',
+  'no zero-width space in a host');
+SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'reset_command', E'/clear\u202e'), '22023',
+  'setting reset_command: "/clear?" must not contain control or invisible formatting characters',
+  'no bidi override in typed text');
+SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'handoff_folder', E'/srv/shop\u2028/handoff'), '22023',
+  'setting handoff_folder: "/srv/shop?/handoff" must not contain control or invisible formatting characters',
+  'no line separator in a folder');
+SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'handoff_pattern', E'*\u200b.md'), '22023',
+  'setting handoff_pattern: "*?.md" must not contain control or invisible formatting characters',
+  'no zero-width space in a pattern');
+SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'agent_programs', E'["claude\u200b"]'), '22023',
+  'setting agent_programs: "["claude?"]" must not contain control or invisible formatting characters',
+  'no zero-width space in a program name');
+SELECT throws_ok($$SELECT set_setting('agent_programs', '["claude\u200b"]')$$, '22023',
+  'setting agent_programs: "["claude\u200b"]" must not contain control or invisible formatting characters',
+  'nor one spelled as a JSON escape');
+SELECT throws_ok($$SELECT set_setting('command_channel', '["notify-send", "ps\u202e-health"]')$$, '22023',
+  'setting command_channel: its value must not contain control or invisible formatting characters',
+  'nor in a command''s words, and a secret is not echoed');
 SELECT is((SELECT count(*)::int FROM settings), 0, 'nothing refused was written');
 
 -- cross-checks, for the project changed and, for a global change, every project it reaches
