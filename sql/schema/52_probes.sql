@@ -67,6 +67,7 @@ DECLARE
     v_reason text;
     v_refused text[] := '{}';
     v_contested text[] := '{}';
+    v_states text[];  -- p_states with the projects whose lock is taken elsewhere as 'unknown'
     v_n integer := 0;
     v_len integer := coalesce(cardinality(p_projects), 0);
 BEGIN
@@ -81,11 +82,12 @@ BEGIN
     PERFORM ps_health._check_identity(i) FROM unnest(p_identities) i;
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(f.project) FROM unnest(p_projects) f(project);
-    -- a project whose lock another transaction holds (an agent's, perhaps left open) is left out, as if
-    -- not looked at: the probe never waits for one, so no tenant can stop it for the others (next round)
+    -- a project whose lock another transaction holds (an agent's, perhaps left open) is not written, as if not
+    -- looked at (v_states): the probe never waits for one, so no tenant can stop it for the others (its
+    -- session is seen to next round); what the probe saw of it still counts for the panes of the others
     SELECT coalesce(array_agg(CASE WHEN ps_health._try_lock_project(f.project) THEN f.state ELSE 'unknown' END
                               ORDER BY f.n), '{}')
-      INTO p_states FROM unnest(p_projects, p_states) WITH ORDINALITY f(project, state, n);
+      INTO v_states FROM unnest(p_projects, p_states) WITH ORDINALITY f(project, state, n);
     -- a pane that sessions of two projects name (by different names), where one registrant may not act for
     -- the other's project and neither is bound to it yet, is contested: bound to neither
     -- (only an agent login's session can contest a pane: with none among these, there is nothing to find)
@@ -123,7 +125,7 @@ BEGIN
     -- a pane seen for the first time is bound; one that is not the bound pane, or is another project's, is
     -- not this session's: gone at once (the edge-triggered 'pane' check says why, once)
     FOR r IN
-        SELECT s AS sess, f.identity FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
+        SELECT s AS sess, f.identity FROM ps_health._reported(p_projects, v_states, p_targets, p_identities) f
           JOIN ps_health.ps_sessions s ON s.project = f.project
          WHERE f.state = 'seen' AND f.identity IS NOT NULL AND s.target_identity IS DISTINCT FROM f.identity
            -- a report about a target the session has left since the probe listed it says nothing
@@ -160,7 +162,7 @@ BEGIN
                    WHEN f.state = 'seen' THEN 'seen'
                    WHEN s.target_misses + 1 >= ps_health._setting('target_missing_after', s.project)::integer THEN 'gone'
                    ELSE 'missing' END
-          FROM ps_health._reported(p_projects, p_states, p_targets, p_identities) f
+          FROM ps_health._reported(p_projects, v_states, p_targets, p_identities) f
          WHERE s.project = f.project AND s.ended_at IS NULL AND (f.target IS NULL OR f.target = s.tmux_target)
            AND s.project <> ALL (v_refused)
         RETURNING s.project, s.target_state, s.target_misses, s.target_identity, s.tmux_target, s.host
