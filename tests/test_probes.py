@@ -354,12 +354,37 @@ def test_handoff_folder_that_is_a_fifo_or_holds_one(tmp_path: Path) -> None:
     assert [p for p, _ in got] == [str(folder / "b.md")]
 
 
-def test_handoff_folder_is_looked_at_up_to_max_entries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_handoff_folder_is_looked_at_up_to_max_matches(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     for n in range(30):
         (tmp_path / f"h{n:02d}.md").write_text("x")
-    assert len(HandoffWatcher(max_entries=10).new_files(str(tmp_path), "*.md", 0.0)) <= 10
-    assert "more than 10 entries" in caplog.text
-    assert len(HandoffWatcher().new_files(str(tmp_path), "*.md", 0.0)) == 30
+        (tmp_path / f"h{n:02d}.txt").write_text("x")
+    assert len(HandoffWatcher(max_matches=10).new_files(str(tmp_path), "*.md", 0.0)) == 10
+    assert "more than 10 names matching '*.md'" in caplog.text
+    assert len(HandoffWatcher(max_matches=30).new_files(str(tmp_path), "*.md", 0.0)) == 30
+
+
+def test_handoff_file_listed_past_the_first_ten_thousand_entries_is_seen(tmp_path: Path) -> None:
+    for n in range(20_000):
+        (tmp_path / f"note-{n:05d}.txt").touch()
+    handoff = tmp_path / "HANDOFF-0.md"
+    handoff.write_text("x")  # created last
+    # ext4 lists a folder in the order of its names' hashes: the handoff is renamed until it lists after the
+    # first 10,000 entries, the ones the scan used to stop after.
+    for attempt in range(1, 50):
+        if [e.name for e in os.scandir(tmp_path)].index(handoff.name) >= 10_000:
+            break
+        handoff = handoff.rename(tmp_path / f"HANDOFF-{attempt}.md")
+    else:
+        raise AssertionError("this file system lists the newest file first: no case to test")
+    got = HandoffWatcher().new_files(str(tmp_path), "*.md", 0.0)
+    assert [p for p, _ in got] == [str(handoff)]
+
+
+def test_handoff_folder_listing_stops_at_its_time_budget(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for n in range(100):
+        (tmp_path / f"h{n:02d}.md").write_text("x")
+    assert _within(lambda: HandoffWatcher(scan_seconds=-1.0).new_files(str(tmp_path), "*.md", 0.0)) == []
+    assert "not listed whole: out of time" in caplog.text
 
 
 def test_handoff_hidden_files_match_only_a_pattern_that_starts_with_a_dot(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import stat
+import time
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
 
@@ -15,8 +17,10 @@ log = logging.getLogger(__name__)
 TAIL_BYTES = 256 * 1024
 # At most this many new bytes of a transcript are read per call; more than that, and only the tail is.
 MAX_READ = 16 * TAIL_BYTES
-# At most this many entries of a handoff folder are looked at per call.
-MAX_ENTRIES = 10_000
+# A handoff folder is listed whole (a name costs no stat); at most this many names matching the pattern are
+# looked at (stat) per call, and the listing stops after SCAN_SECONDS.
+MAX_MATCHES = 10_000
+SCAN_SECONDS = 2.0
 _CHUNK = 1024 * 1024
 # Opening never waits: a FIFO opens at once (and is then refused), a terminal never becomes ours.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -284,29 +288,39 @@ class TranscriptReader:
 class HandoffWatcher:
     """Lists handoff files that appeared or changed after a given time."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
-        self.max_entries = max_entries
+    def __init__(self, max_matches: int = MAX_MATCHES, scan_seconds: float = SCAN_SECONDS) -> None:
+        self.max_matches = max_matches
+        self.scan_seconds = scan_seconds
 
     def new_files(self, folder: str, pattern: str, since: float) -> list[tuple[str, float]]:
         """Return (path, mtime) of regular files in folder matching pattern with mtime > since.
 
-        Only a folder is listed (a FIFO or file is not opened for reading), at most max_entries of it;
-        nothing is read from the files. Names starting with a dot match only a pattern that does."""
+        Only a folder is listed (a FIFO or file is not opened for reading), every name of it, and only the
+        names that match are looked at (at most max_matches, within scan_seconds); nothing is read from the
+        files. Names starting with a dot match only a pattern that does."""
         try:
             fd = os.open(folder, _OPEN_FLAGS | os.O_DIRECTORY)
         except (OSError, ValueError):
             return []  # missing, not a folder, unreadable
-        found = []
+        match = re.compile(fnmatch.translate(pattern)).match  # what fnmatchcase does, compiled once
+        dotted = pattern.startswith(".")
+        deadline = time.monotonic() + self.scan_seconds
+        found, matches = [], 0
         try:
             with os.scandir(fd) as entries:
                 for n, entry in enumerate(entries):
-                    if n >= self.max_entries:
-                        log.warning("handoff folder %r holds more than %d entries; only those were looked at",
-                                    folder, self.max_entries)
+                    if time.monotonic() > deadline:
+                        log.warning("handoff folder %r not listed whole: out of time after %d entries",
+                                    folder, n)
                         break
                     name = entry.name
-                    if name.startswith(".") != pattern.startswith(".") or not fnmatch.fnmatchcase(name, pattern):
+                    if name.startswith(".") != dotted or not match(name):
                         continue
+                    if matches >= self.max_matches:
+                        log.warning("handoff folder %r holds more than %d names matching %r; only those were "
+                                    "looked at", folder, self.max_matches, pattern)
+                        break
+                    matches += 1
                     try:
                         st = entry.stat()  # follows a link; stat never opens the file
                     except OSError:
