@@ -159,6 +159,19 @@ def test_a_refused_fact_is_logged_and_later_facts_still_arrive(conn, reactors, a
     assert spawn(conn, "toolu_x") is None
 
 
+def test_an_agent_folder_with_a_newline_is_refused_on_one_log_line(conn, reactors, tmux_server):
+    forged = "2099-01-01 00:00:00,000 ERROR reactor.process.ingest: FORGED LINE"
+    odd = Agent(reactors.spool, cwd=f"/home/me/shop\n{forged}\n", pane=tmux_server.recorder().target)
+    proc = reactors.start()
+    odd.session_start()  # its project is the folder's name, newlines and all
+    Agent(reactors.spool, pane=odd.pane).session_start()
+    wait_for(lambda: session(conn), what="the fact after the refused one")
+    wait_for(lambda: "refused" in proc.text(), what="the refused session logged")
+    log = proc.text()
+    assert not [line for line in log.splitlines() if line.startswith("2099")], log
+    assert f"session_start of shop\\x0a{forged}\\x0a refused [22023]" in log, log
+
+
 def test_after_clear_the_session_follows_the_new_conversation_and_its_transcript(conn, reactors, agent, tmp_path):
     reactors.start()
     old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"

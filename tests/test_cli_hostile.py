@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 
+from reactor.cli.render import SafeFormatter
 from tests.support import PANE_ENV, ROOT, ok, refused, run_wrapped, spawn
 
 # What an agent might write to take over the operator's terminal: a title change, a screen clear,
@@ -102,3 +104,22 @@ def test_a_nul_byte_in_the_last_error_line_still_finishes_the_spawn(db, conn):
     assert "could not record" not in res.stderr
     sp = spawn(conn, "nul-1")
     assert (sp["status"], sp["exit_code"], sp["error_message"]) == ("failed", 4, "badbyte red")
+
+
+def test_a_logged_value_stays_on_its_record_line_and_the_record_keeps_its_own_lines():
+    fmt = SafeFormatter("%(levelname)s %(name)s: %(message)s")
+
+    def line(msg, *args, exc_info=None) -> str:
+        return fmt.format(logging.LogRecord("ps", logging.WARNING, __file__, 1, msg, args, exc_info))
+
+    forged = "/f\n2099-01-01 00:00:00,000 ERROR x: FORGED\r\u2028\u202e"
+    assert line("file %s of %r: %d in %.1f s", forged, "a\nb", 3, 2.5) == (
+        "WARNING ps: file /f\\x0a2099-01-01 00:00:00,000 ERROR x: FORGED\\x0d\\u2028\\u202e of 'a\\nb': 3 in 2.5 s")
+    assert line("%(file)s seen", {"file": forged}).count("\n") == 0
+    assert line(ValueError(forged)).count("\n") == 0  # an object logged as the message is a value too
+    assert line("two\nlines %s", "x") == "WARNING ps: two\nlines x"  # the message's own lines stay
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        shown = line("failed %s", forged, exc_info=sys.exc_info())
+    assert shown.startswith("WARNING ps: failed /f\\x0a2099") and "\nTraceback (most recent call last):\n" in shown

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import numbers
+from collections.abc import Mapping
 from datetime import datetime
 
 FULL, EMPTY = "█", "░"
@@ -23,10 +26,41 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+class _Shown:
+    """A log argument as safe() shows it: str and repr with every non-printable character escaped."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object):
+        self.value = value
+
+    def __str__(self) -> str:
+        return safe(self.value)
+
+    def __repr__(self) -> str:
+        return safe(repr(self.value))
+
+
+def _shown(value: object) -> object:
+    # Numbers stay numbers (%d, %.1f) and cannot hold a line break.
+    return value if value is None or isinstance(value, numbers.Number) else _Shown(value)
+
+
 class SafeFormatter(logging.Formatter):
-    """Log lines through safe(), line by line, so a logged value cannot drive the terminal either."""
+    """One line per record for what came from outside: the record's arguments (a file name, an agent's
+    folder, an error naming either) are shown through safe(), so a newline in them is written \\n and
+    cannot start a forged line; then every line of the record (the message's own lines, a traceback)
+    goes through safe() too, so nothing logged can drive the terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
+        if record.args or not isinstance(record.msg, str):
+            record = copy.copy(record)  # other handlers see the record as it was logged
+            if not isinstance(record.msg, str):
+                record.msg = _Shown(record.msg)  # an object logged as the message is a value too
+            if isinstance(record.args, Mapping):
+                record.args = {key: _shown(value) for key, value in record.args.items()}
+            elif record.args:
+                record.args = tuple(_shown(value) for value in record.args)
         return "\n".join(safe(line) for line in super().format(record).split("\n"))
 
 
