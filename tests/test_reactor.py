@@ -7,13 +7,14 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.request
 from datetime import timedelta
 
 import pytest
 
 from reactor.process.service import Options, Reactor
-from reactor.tmux.client import sanitise
+from reactor.tmux.client import plain, sanitise
 from tests.pg import free_port
 from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt, session, submitted
 from tests.support import run_cli, wait_for
@@ -287,6 +288,43 @@ def test_handoff_file_completes_the_handoff_and_the_cycle_is_typed_in_order(conn
     assert pane.received() == first + b"/clear\r" + sanitise(resume["text"]).encode() + b"\r"
     session_row = conn.execute("SELECT handoff_file, cycle_state FROM ps_health.ps_sessions").fetchone()
     assert session_row == {"handoff_file": str(handoff), "cycle_state": "resume_delivered"}
+
+
+FORGED = "2099-01-01 00:00:00,000 ERROR reactor.process.housekeeping: FORGED LINE"
+
+
+def test_a_newer_file_the_database_refuses_hides_no_handoff_and_forges_no_log_line(conn, tmux_server, reactors,
+                                                                                  tmp_path):
+    folder, staging = tmp_path / "handoffs", tmp_path / "staging"
+    staging.mkdir()
+    for key, value in (("handoff_folder", str(folder)), ("handoff_pattern", "HANDOFF-*.md")):
+        conn.execute("SELECT ps_health.set_setting(%s, %s, 'alpha')", (key, value))
+    session(conn, "alpha", tmux_server.recorder().target)
+    proc = reactors.start(probe="0.3")
+    conn.execute("SELECT ps_health.report_context('alpha', 90)")  # critical: a handoff is requested
+    now = time.time()
+    (staging / "HANDOFF-1.md").write_text("# where I stopped\n")
+    os.utime(staging / "HANDOFF-1.md", (now, now))
+    # newer than the real one and named with a newline: the newest match, and a name the database refuses
+    (staging / f"HANDOFF-2\n{FORGED}\n.md").write_text("x")
+    os.utime(staging / f"HANDOFF-2\n{FORGED}\n.md", (now + 1, now + 1))
+    staging.rename(folder)  # both at once: a probe round sees both or none
+    real = folder / "HANDOFF-1.md"
+
+    wait_for(lambda: conn.execute("SELECT handoff_file FROM ps_health.ps_sessions WHERE project = 'alpha'")
+             .fetchone()["handoff_file"] == str(real), what="the real handoff file recorded")
+    wait_for(lambda: "skipped" in proc.text(), what="the odd file's name logged")
+    log = proc.text()
+    assert not [line for line in log.splitlines() if line.startswith("2099")], log
+    assert log.count(f"HANDOFF-2\\x0a{FORGED}\\x0a.md of alpha skipped") == 1, log
+
+
+def test_the_probe_skips_every_name_the_database_refuses(conn):
+    refused = conn.execute("SELECT array_agg(i) AS a FROM generate_series(1, 1114111) i "
+                           "WHERE i NOT BETWEEN 55296 AND 57343 AND chr(i) ~ ps_health._unsafe_chars()").fetchone()["a"]
+    assert not [hex(i) for i in refused if plain(f"/h/a{chr(i)}.md")]
+    assert plain("/home/me/shop/docs/HANDOFF-0412 ünïcödé ✓.md")
+    assert not plain("/h/HANDOFF-\udcff.md")  # a byte that is not UTF-8, as os.scandir gives it
 
 
 # ---------------------------------------------------------------- probes

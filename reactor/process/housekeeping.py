@@ -38,6 +38,7 @@ class HostProbe:
         self._transcripts = probes.TranscriptReader()
         self._tailed: set[str] = set()
         self._handoffs = probes.HandoffWatcher()
+        self._refused: set[str] = set()  # handoff files skipped in the last round for their names
         self._turn = 0  # where the next context round starts
 
     def kinds(self) -> dict[str, Callable[[], int]]:
@@ -119,10 +120,19 @@ class HostProbe:
         return reported
 
     def handoffs(self) -> int:
-        """The newest handoff file written after each open request; SQL decides if it counts."""
+        """The newest handoff file written after each open request whose name the database takes (a newer
+        one named with control or format characters hides nothing: it is skipped, and said once); SQL
+        decides if it counts."""
         recorded = 0
+        refused: set[str] = set()
         for watch in self._link.call("handoff_watches", {"host": self._host}):
             found = self._handoffs.new_files(watch["folder"], watch["pattern"], watch["requested_at"].timestamp())
+            while found and not client.plain(found[-1][0]):
+                path = found.pop()[0]
+                refused.add(path)
+                if path not in self._refused:
+                    log.warning("handoff file %s of %s skipped: its name holds control or formatting characters",
+                                path, watch["project"])
             if not found:
                 continue
             path, mtime = found[-1]
@@ -135,6 +145,7 @@ class HostProbe:
                 raise
             except PsHealthError as exc:
                 log.warning("handoff file %s of %s not recorded: %s", path, watch["project"], exc)
+        self._refused = refused  # the names still there are not said again
         if recorded:
             log.info("handoffs: %d recorded from files", recorded)
         return recorded

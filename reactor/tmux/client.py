@@ -22,6 +22,9 @@ _LINE_BREAKS = re.compile(r"[\t\n\r\x85\u2028\u2029]")
 # C0, DEL, C1, and lone surrogates (they cannot be encoded into tmux's argv).
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SPACE_RUNS = re.compile(r" {2,}")
+# Besides controls, what no name in the database may hold: format characters, line and paragraph separators,
+# and (plain() below) characters unknown to this Python's Unicode version.
+_UNSAFE_CATEGORIES = frozenset(("Cf", "Zl", "Zp", "Cn"))
 
 # tmux packs a client's argv into one message of at most 16 KiB ("command too long"); the text
 # travels quoted inside the guarded command, where a ' takes four bytes.
@@ -40,6 +43,16 @@ def sanitise(text: str) -> str:
     if not text.isascii():  # (none is ASCII)
         text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return _SPACE_RUNS.sub(" ", text).strip()
+
+
+def plain(text: str) -> bool:
+    """Whether the database takes text as a name: none of ps_health._unsafe_chars() (C0 and C1 controls, format
+    characters such as bidi overrides and zero-width spaces, the line and paragraph separators), no lone
+    surrogate (a byte of a file name that is not UTF-8), and no character this Python's Unicode does not know:
+    the database's list may name it (U+13439-U+1343F are format characters since Unicode 15)."""
+    if _CONTROLS.search(text):
+        return False
+    return text.isascii() or not any(unicodedata.category(c) in _UNSAFE_CATEGORIES for c in text)
 
 
 def _chunks(text: str) -> list[str]:
