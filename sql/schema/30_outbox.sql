@@ -21,7 +21,9 @@ INSERT INTO ps_health.prompt_templates (key, body) VALUES
   ('escalation',          '[ps-health] {project}: {check_type} check #{check_id} has been {status} for {minutes} min without an answer. {summary}')
 ON CONFLICT (key) DO NOTHING;
 
--- _render: fill {name} placeholders of a template from a jsonb object.
+-- _render: fill {name} placeholders of a template from a jsonb object. A value is cut at 300 characters,
+-- except a path ({file}, {output_file}: a cut path names another file; each is bounded where it is
+-- accepted, at 4,352 and 4,096 characters) and a line rendered already (an escalation's {summary}).
 CREATE FUNCTION ps_health._render(p_key text, p_vars jsonb)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -34,7 +36,8 @@ BEGIN
         RAISE EXCEPTION 'no prompt template "%"', p_key USING ERRCODE = '22023';
     END IF;
     FOR k, v IN SELECT * FROM jsonb_each_text(p_vars) LOOP
-        v_text := replace(v_text, '{' || k || '}', left(coalesce(v, '?'), 300));
+        v_text := replace(v_text, '{' || k || '}', CASE WHEN k IN ('file', 'output_file', 'summary')
+                                                        THEN coalesce(v, '?') ELSE left(coalesce(v, '?'), 300) END);
     END LOOP;
     RETURN v_text;
 END;

@@ -34,7 +34,8 @@ DECLARE
     v_reset bigint;
     v_resume bigint;
 BEGIN
-    PERFORM ps_health._check_text('file', p_file, 4096);
+    -- a file in handoff_folder: the setting's 4,096 characters, a slash and a name of up to 255
+    PERFORM ps_health._check_text('file', p_file, 4352);
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(p_project);
     PERFORM ps_health._lock_project(p_project);

@@ -1,7 +1,7 @@
 -- The handoff cycle (file seen by the reactor, reset then resume in order, completion or not),
 -- the command channel for sessions without a pane, and escalation to an operator.
 BEGIN;
-SELECT plan(28);
+SELECT plan(33);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -113,6 +113,29 @@ SELECT report_context('hold', 88, NULL, NULL, pg_temp.at(60));
 SELECT is((SELECT status::text FROM check_state WHERE project = 'hold' AND check_type = 'context' AND subject = 'session'),
   'critical', 'once the fresh conversation reported, a full context is critical again');
 SELECT is((SELECT handoff_requested_at FROM ps_sessions WHERE project = 'hold'), pg_temp.at(60), 'with a new request');
+
+-- a handoff path is never cut in a prompt, however long the folder setting is
+SELECT register_session('long', 'cli', '%34', 'h5', NULL, NULL, pg_temp.at(0));
+SELECT set_setting('auto_cycle', 'true', 'long');
+SELECT set_setting('handoff_folder', '/' || repeat('d', 319), 'long');
+SELECT report_context('long', 90, NULL, NULL, pg_temp.at(1));
+SELECT ok(report_handoff_file('long', '/' || repeat('d', 319) || '/HANDOFF.md', pg_temp.at(2), pg_temp.at(2)) IS NOT NULL,
+  'a file in a 320-character folder counts');
+SELECT ok((SELECT text FROM prompts WHERE project = 'long' AND kind = 'resume')
+          LIKE '% Read /' || repeat('d', 319) || '/HANDOFF.md and continue the work it describes.',
+  'the resume prompt names its whole path');
+SELECT register_session('longest', 'cli', '%35', 'h5', NULL, NULL, pg_temp.at(0));
+SELECT set_setting('auto_cycle', 'true', 'longest');
+SELECT set_setting('handoff_folder', '/' || repeat('d', 4095), 'longest');
+SELECT report_context('longest', 90, NULL, NULL, pg_temp.at(1));
+SELECT ok(report_handoff_file('longest', '/' || repeat('d', 4095) || '/' || repeat('n', 252) || '.md', pg_temp.at(2),
+                              pg_temp.at(2)) IS NOT NULL,
+  'a 255-character name in a folder of the longest setting counts');
+SELECT ok((SELECT text FROM prompts WHERE project = 'longest' AND kind = 'resume')
+          LIKE '% Read /' || repeat('d', 4095) || '/' || repeat('n', 252) || '.md and continue the work it describes.',
+  'and its whole path is in the resume prompt');
+SELECT throws_ok($$SELECT ps_health.report_handoff('longest', '/' || repeat('d', 4352), '2026-01-01 12:03+00')$$,
+  '22023', NULL, 'a longer path is refused, not cut');
 
 SELECT * FROM finish();
 ROLLBACK;
