@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Programs that run a script: the agent is the script (Gemini CLI shows as node, Aider as python).
@@ -45,29 +46,49 @@ def foreground(pane_pid: int) -> tuple[int, list[str]] | None:
     return (tpgid, args) if args else None
 
 
-def terminal_child(leader: int) -> list[str] | None:
+def terminal_child(leader: int, is_agent: Callable[[list[str]], bool], depth: int = 3) -> list[str] | None:
     """The command line of a process the foreground leader started that reads the leader's terminal (its stdin
-    is the same tty): a pager, an editor or a shell opened by the agent, which would take typed keys as its
-    own. None when there is none, or it cannot be told (no /proc children lists: nothing more is known)."""
+    is the same tty) and is not itself the agent (`is_agent`): a pager, an editor or a shell opened by the
+    agent, which would take typed keys as its own. An agent's launcher (Codex CLI's node script, Gemini CLI
+    restarting itself) leads with the agent as such a child: its children are looked at in turn, `depth`
+    levels down. None when there is none, or it cannot be told (no /proc children lists)."""
     try:
         tty = os.readlink(f"/proc/{leader}/fd/0")
-        tasks = os.listdir(f"/proc/{leader}/task")
     except OSError:
         return None
+    level = [leader]
+    for _ in range(depth):
+        agents = []
+        for pid in level:
+            for child in _children(pid):
+                try:
+                    if os.readlink(f"/proc/{child}/fd/0") != tty:
+                        continue
+                    argv = _argv(_read_proc(f"/proc/{child}/cmdline")) or [f"process {child}"]
+                except OSError:
+                    continue  # gone meanwhile, or not ours to look at
+                if not is_agent(argv):
+                    return argv
+                agents.append(child)
+        if not agents:
+            return None
+        level = agents
+    return None
+
+
+def _children(pid: int) -> list[str]:
+    """The pids of a process's children, from every thread's children list."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found = []
     for task in tasks:
         try:
-            children = _read_proc(f"/proc/{leader}/task/{task}/children").split()
+            found += _read_proc(f"/proc/{pid}/task/{task}/children").decode().split()
         except OSError:
             continue
-        for child in children:
-            pid = child.decode()
-            try:
-                if os.readlink(f"/proc/{pid}/fd/0") != tty:
-                    continue
-                return _argv(_read_proc(f"/proc/{pid}/cmdline")) or [f"process {pid}"]
-            except OSError:
-                continue  # gone meanwhile, or not ours to look at
-    return None
+    return found
 
 
 def _argv(raw: bytes) -> list[str]:

@@ -361,7 +361,7 @@ class Typist:
         if program is None:
             return _deferred(f"the pane runs {describe(argv)}, not an accepted agent program "
                              f"({', '.join(trust.programs) or 'none accepted'})", start)
-        child = terminal_child(leader)
+        child = terminal_child(leader, lambda args: accepted(args, trust.programs, trust.profiles) is not None)
         if child is not None:
             return _deferred(f"{describe(child)}, started by the agent, reads the pane's terminal (a pager, an "
                              "editor or a shell would take the keys as its own)", start)
