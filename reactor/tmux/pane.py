@@ -64,9 +64,14 @@ def terminal_child(leader: int, is_agent: Callable[[list[str]], bool], depth: in
                 try:
                     if os.readlink(f"/proc/{child}/fd/0") != tty:
                         continue
+                except PermissionError:
+                    pass  # another user's (sudo asking for a password): it may read the terminal, so it counts
+                except OSError:
+                    continue  # gone meanwhile
+                try:
                     argv = _argv(_read_proc(f"/proc/{child}/cmdline")) or [f"process {child}"]
                 except OSError:
-                    continue  # gone meanwhile, or not ours to look at
+                    argv = [f"process {child}"]
                 if not is_agent(argv):
                     return argv
                 agents.append(child)
