@@ -1,7 +1,7 @@
 """Test helper run in a tmux pane: an agent CLI with the screens that matter to the reactor.
 
 Usage: fake_agent.py FILE [--dialog] [--busy SECONDS] [--collapse N] [--lag SECONDS] [--enter-window SECONDS]
-                     [--submit-lag SECONDS] [--ask-after-submit] [--clock]
+                     [--submit-lag SECONDS] [--ask-after-submit] [--clock] [--wrap N]
 
 It draws a full screen like an agent CLI: a title, a status line, and the input box "> text".
 Every byte read is appended to FILE and each submitted line (Enter) to FILE.lines; Ctrl-U
@@ -19,6 +19,7 @@ empties the line. Its agent profile (tests/test_agent_profiles.py) reads these s
   --submit-lag S  the screen is redrawn S seconds after a submit (typing is drawn at once).
   --ask-after-submit  a submitted line starts a turn that asks for permission: the dialog opens.
   --clock       a line under the input box that changes every 50 ms (a timer or token counter).
+  --wrap N      the input box wraps its text every N characters onto rows of its own, as Claude Code's does.
 FILE exists once the tty is set up: its existence means "ready". Exits only on a signal.
 """
 
@@ -50,6 +51,7 @@ class Agent:
         self.submit_lag = float(argv[argv.index("--submit-lag") + 1]) if "--submit-lag" in argv else None
         self.ask_after_submit = "--ask-after-submit" in argv
         self.clock = "--clock" in argv
+        self.wrap = int(argv[argv.index("--wrap") + 1]) if "--wrap" in argv else None
         self.submitted = False  # the last input submitted a line
         self.last_text = 0.0  # when text last arrived
         self.text = ""  # what Enter submits
@@ -65,6 +67,9 @@ class Agent:
         if self.dialog:
             body = ("Run a command\r\n touch /tmp/x\r\nDo you want to proceed?\r\n❯ 1. Yes\r\n  2. No\r\n\r\n"
                     "Esc to cancel")
+        elif self.wrap:
+            rows = [self.shown[i:i + self.wrap] for i in range(0, len(self.shown), self.wrap)] or [""]
+            body = "> " + "".join([rows[0]] + [f"\r\n  {row}" for row in rows[1:]])
         else:
             body = f"> {self.shown}"
         if self.clock:

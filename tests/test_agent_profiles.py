@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reactor.tmux.client import sanitise
+from reactor.tmux.typist import Trust, Typist
 from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt
 from tests.support import wait_for
 from tests.tmux_server import Pane
@@ -192,3 +193,26 @@ def test_the_handoff_cycle_types_the_reset_command_of_the_agent_in_the_pane(conn
         assert lines[0] == reset and b"your context was cleared after a handoff" in lines[1]
     row = conn.execute("SELECT detail FROM ps_health.prompts WHERE project = 'shop' AND kind = 'reset'").fetchone()
     assert "(/reset-fake, the reset command of agent profile 'fake_agent')" in row["detail"]
+
+
+WRAPPED = "[ps-health #7] alpha: spawn t1 failed; read its output file and decide what to do next about it"
+
+
+def test_a_wrapped_prompt_left_on_the_line_is_cleared_and_typed_again_not_left_forever(tmux_server, tmp_path):
+    # The agent's box wraps a long prompt onto rows of its own and the input line is the first: a prompt
+    # a stopped reactor typed there shows only its start. It is the reactor's own text, not the user's.
+    record = tmp_path / "wrap.bin"
+    target = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}",
+                             sys.executable, str(FAKE), str(record), "--wrap", "40")
+    wait_for(record.exists, what="the fake agent to set up its tty")
+    tmux_server.run("send-keys", "-t", target, "-l", WRAPPED)  # typed by a reactor that was stopped
+    wait_for(lambda: WRAPPED[-20:] in tmux_server.run("capture-pane", "-p", "-t", target).replace("\n  ", ""),
+             what="the prompt drawn over three rows")
+    checks = Trust(identity=None, programs=("fake_agent",), marker_pattern=r"\[ps-health #[0-9]+\]",
+                   profiles={"*": {"input_pattern": r"^>( |$)", "clear_keys": ["C-u"]}})
+
+    outcome = Typist(tmux_server.tmux).deliver(target, WRAPPED, 0.1, trust=checks)
+
+    assert outcome.outcome == "delivered", outcome
+    pane = Pane(target, 0, record)
+    wait_for(lambda: pane.submitted() == [WRAPPED.encode()], what="the prompt submitted once")

@@ -109,36 +109,43 @@ def _reactor_sweeps(conn) -> int:
 
 
 def test_an_agent_transaction_left_open_holds_up_no_other_project(conn, db, admin_dsn, tmux_server, reactors):
-    # An agent login of alpha calls an API function and leaves its transaction open: alpha's lock stays
-    # taken. The reactor's probes, sweep and outcomes for every other project of the host go on; alpha's
-    # own outcome is recorded once the transaction ends.
+    # An agent login calls an API function for each of its four projects and leaves its transaction open: their
+    # locks stay taken. The reactor's probes, sweep and outcomes for every other project of the host go on,
+    # however many outcomes wait for those locks; theirs are recorded once the transaction ends.
     fast(conn)
     login, password = _LOCKING_AGENT
     create_login(admin_dsn, login, password, "ps_health_agent")
-    conn.execute("SELECT ps_health.grant_agent(%s, 'alpha')", (login,))
-    panes = {p: tmux_server.recorder(session=f"locked-{p}") for p in ("alpha", "beta", "gamma")}
+    locked = [f"alpha{n}" for n in range(4)]
+    for project in locked:
+        conn.execute("SELECT ps_health.grant_agent(%s, %s)", (login, project))
+    panes = {p: tmux_server.recorder(session=f"locked-{p}") for p in (*locked, "beta", "gamma")}
     for project, pane in panes.items():
         session(conn, project, pane.target)
-    alpha_prompt = failed_spawn(conn, "alpha")
-    conn.execute("UPDATE ps_health.prompts SET not_before = now() + interval '1 hour' WHERE id = %s", (alpha_prompt,))
+    waiting = [failed_spawn(conn, project) for project in locked]
+    conn.execute("UPDATE ps_health.prompts SET not_before = now() + interval '1 hour' WHERE id = ANY (%s)", (waiting,))
     proc = reactors.start("--run-checks-every", "0.3", poll="0.3", probe="0.3")
     wait_for(lambda: all(_pane_state(conn, p) == "seen" for p in panes), what="the panes seen and bound")
 
     agent = psycopg.connect(make_conninfo(db, user=login, password=password))  # not autocommit: stays open
     try:
-        agent.execute("SELECT ps_health.heartbeat_session('alpha')")
-        conn.execute("UPDATE ps_health.prompts SET not_before = now() WHERE id = %s", (alpha_prompt,))
-        submitted(panes["alpha"])  # typed; its outcome waits for alpha's lock
-        wait_for(lambda: "outcome delivered waits" in proc.text(), what="alpha's outcome kept for later")
+        for project in locked:
+            agent.execute("SELECT ps_health.heartbeat_session(%s)", (project,))
+        conn.execute("UPDATE ps_health.prompts SET not_before = now() WHERE id = ANY (%s)", (waiting,))
+        for project in locked:
+            submitted(panes[project])  # typed; its outcome waits for the project's lock
+        wait_for(lambda: proc.text().count("outcome delivered waits") == len(locked),
+                 what="the outcomes kept for later")
         beta_prompt = failed_spawn(conn, "beta")
-        assert delivered(conn, beta_prompt)["outcome"] == "delivered"
+        assert delivered(conn, beta_prompt, timeout=6)["outcome"] == "delivered"
         sweeps = _reactor_sweeps(conn)
         tmux_server.run("kill-session", "-t", "locked-gamma")
         wait_for(lambda: _pane_state(conn, "gamma") == "gone", timeout=20, what="gamma's pane found gone")
-        wait_for(lambda: _reactor_sweeps(conn) > sweeps, what="a sweep while alpha is locked")
-        assert conn.execute("SELECT state FROM ps_health.prompts WHERE id = %s", (alpha_prompt,)
-                            ).fetchone()["state"] == "claimed"
+        wait_for(lambda: _reactor_sweeps(conn) > sweeps, what="a sweep while the four are locked")
+        assert {r["state"] for r in conn.execute("SELECT state FROM ps_health.prompts WHERE id = ANY (%s)",
+                                                  (waiting,))} == {"claimed"}
     finally:
         agent.close()
-    delivered(conn, alpha_prompt, timeout=20)
+    for prompt_id in waiting:
+        delivered(conn, prompt_id, timeout=20)
+    assert proc.text().count("outcome delivered waits") == len(locked)  # said once each
     assert proc.running()

@@ -389,33 +389,42 @@ RELAUNCHING_AGENT = """import subprocess, sys, time
 if sys.argv[2] == "launcher":  # restarts itself as its child, as Gemini CLI does (Codex CLI's node script too)
     sys.exit(subprocess.call([sys.executable, sys.argv[0], sys.argv[1], "agent"] + sys.argv[3:]))
 print("> ", end="", flush=True)
-child = subprocess.Popen(["cat"]) if sys.argv[3:] == ["opens"] else None
+child = subprocess.Popen(sys.argv[3:]) if sys.argv[3:] else None  # a program it opens on its terminal
 open(sys.argv[1], "w").close()
 while True:
     time.sleep(60)
 """
 
 
-@pytest.mark.parametrize("opens", [False, True], ids=["agent", "a program the agent opened"])
+@pytest.mark.parametrize("opens", ["nothing", "cat", "docker"])
 def test_an_agent_its_launcher_started_is_typed_into_and_a_program_it_opened_is_not(tmux_server, tmp_path, opens):
+    # The agent runs as its launcher's child; it may open cat on its terminal (refused), or run its sandbox in a
+    # container whose runner gets the terminal (docker: the agent inside gets the keys).
     agent = tmp_path / "relaunching_agent.py"
     agent.write_text(RELAUNCHING_AGENT)
+    program = []
+    if opens == "cat":
+        program = ["cat"]
+    elif opens == "docker":
+        runner = tmp_path / "docker"  # a stand-in container runner reading the terminal
+        runner.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\n")
+        runner.chmod(0o755)
+        program = [str(runner), "run", "-it", "sandbox-image"]
     ready = tmp_path / "ready"
     target = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}", sys.executable,
-                             str(agent), str(ready), "launcher", *(["opens"] if opens else []))
+                             str(agent), str(ready), "launcher", *program)
     wait_for(ready.exists, what="the agent started by its launcher")
     checks = Trust(identity=None, programs=("relaunching_agent",), marker_pattern=MARKER,
                    profiles={"*": {"input_pattern": r"^>( |$)", "clear_keys": ["C-u"]}})
 
     outcome = Typist(tmux_server.tmux).deliver(target, "[ps-health #1] spawn failed", 0.1, attempts=1, trust=checks)
 
-    if opens:
+    if opens == "cat":
         assert outcome.outcome == "deferred" and outcome.detail.startswith("cat, started by the agent"), outcome
     else:
         assert outcome.outcome != "deferred", outcome
         wait_for(lambda: "[ps-health #1] spawn failed" in tmux_server.run("capture-pane", "-p", "-t", target),
                  what="the prompt typed into the agent")
-
 
 # ---------------------------------------------------------------- one project per pane
 

@@ -95,16 +95,46 @@ class Completer:
         except DatabaseUnavailable as exc:
             log.debug("outcomes of %d prompts wait for the database: %s", len(batch), exc)
             self._waiting = batch + self._waiting
+        except Busy as exc:
+            # A project kept locked by another transaction: its outcomes wait, the others are recorded now.
+            ready = self._park_locked(batch, exc)
+            if ready:
+                self._send_each(ready)
         except PsHealthError:
-            # One refused outcome (a lost lease, a project kept locked) fails the whole batch: one by one.
-            for result in batch:
-                self._one(result)
+            self._send_each(batch)  # one refused outcome (a lost lease) fails the whole batch: one by one
+
+    def _send_each(self, batch: list[Result]) -> None:
+        for result in batch:
+            self._one(result)
+
+    def _park_locked(self, batch: list[Result], exc: Busy, announce: bool = True) -> list[Result]:
+        """Keep (park) the outcomes whose project another transaction holds locked now; return the others. A lock
+        kept for long costs one short call per round, not a wait per outcome."""
+        try:
+            locked = {row["id"] for row in self._link.call("locked", {
+                "worker": self._worker, "ids": [r.prompt_id for r in batch]})}
+        except DatabaseUnavailable:
+            self._waiting = batch + self._waiting
+            return []
+        except PsHealthError:
+            locked = set()  # cannot tell: each tries on its own
+        if locked and not self._busy:
+            self._busy_due = time.monotonic() + BUSY_RETRY_SECONDS
+        for result in batch:
+            if result.prompt_id in locked:
+                if announce:
+                    log.warning("prompt %s: outcome %s waits: %s; tried again every %g s", result.prompt_id,
+                                result.outcome, exc, BUSY_RETRY_SECONDS)
+                self._busy.append(result)
+        return [r for r in batch if r.prompt_id not in locked]
 
     def _retry_busy(self) -> None:
-        """The outcomes a kept lock refused, once more each (those still refused wait another round)."""
+        """The parked outcomes whose project is free now, recorded; the others wait another round."""
         busy, self._busy = self._busy, []
-        for result in busy:
-            self._one(result)
+        self._busy_due = time.monotonic() + BUSY_RETRY_SECONDS
+        ready = self._park_locked(busy, Busy("its project is still locked"), announce=False)
+        if ready:
+            self._send_each(ready)
 
     def _one(self, result: Result) -> None:
         try:

@@ -7,6 +7,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# Container runners an agent starts its sandbox with, handing it the terminal (Gemini CLI's --sandbox runs
+# `docker run -it`): as a child of an accepted agent they are the agent itself, as seen from outside.
+_SANDBOX_RUNNERS = ("docker", "podman")
 # Programs that run a script: the agent is the script (Gemini CLI shows as node, Aider as python).
 _INTERPRETER = re.compile(r"(node|nodejs|bun|deno|python[0-9.]*|pypy[0-9.]*)")
 _SCRIPT_SUFFIX = re.compile(r"\.(js|mjs|cjs|ts|py)$")
@@ -51,7 +54,9 @@ def terminal_child(leader: int, is_agent: Callable[[list[str]], bool], depth: in
     is the same tty) and is not itself the agent (`is_agent`): a pager, an editor or a shell opened by the
     agent, which would take typed keys as its own. An agent's launcher (Codex CLI's node script, Gemini CLI
     restarting itself) leads with the agent as such a child: its children are looked at in turn, `depth`
-    levels down. None when there is none, or it cannot be told (no /proc children lists)."""
+    levels down; a container runner (docker, podman) is the agent's sandbox. Only the standard input is
+    looked at: a program that opens /dev/tty itself (a password prompt) is not found. None when there is
+    none, or it cannot be told (no /proc children lists)."""
     try:
         tty = os.readlink(f"/proc/{leader}/fd/0")
     except OSError:
@@ -72,6 +77,8 @@ def terminal_child(leader: int, is_agent: Callable[[list[str]], bool], depth: in
                     argv = _argv(_read_proc(f"/proc/{child}/cmdline")) or [f"process {child}"]
                 except OSError:
                     argv = [f"process {child}"]
+                if any(name in _SANDBOX_RUNNERS for name in program_names(argv)[0]):
+                    continue  # the agent's own sandbox (Gemini CLI's --sandbox): keys reach the agent inside
                 if not is_agent(argv):
                     return argv
                 agents.append(child)

@@ -260,10 +260,14 @@ class Typist:
             return OURS if left == squash(clean) else STALE
         held = classify(line, clean, marker)
         if held == STALE:
+            # (a line that is only the start of the text is the text wrapped in a box the line shows the first
+            # row of, or still being drawn: it is the prompt's, as typed)
+            typed = squash(line)
             own = marker.match(clean)
-            if own is not None and marker.match(line).group(0) == own.group(0):
+            if own is not None and marker.match(line).group(0) == own.group(0) \
+                    and not squash(clean).startswith(typed):
                 return FOREIGN  # this very prompt, and text somebody typed beside it
-            if left is not None and squash(line) != left:
+            if left is not None and not left.startswith(typed):
                 return FOREIGN  # an earlier prompt typed here, and text somebody typed beside it
         return held
 

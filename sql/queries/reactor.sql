@@ -35,6 +35,10 @@ SELECT ps_health.bind_target(%(project)s, %(host)s, %(target)s, %(identity)s) AS
 -- Record the outcomes of a batch of deliveries in one round trip; returns each prompt's new state.
 SELECT id, state FROM ps_health.complete_prompts(%(worker)s, %(ids)s::bigint[], %(outcomes)s::text[], %(details)s::text[])
 
+-- name: locked
+-- Of the prompts this worker holds, those whose project another transaction keeps locked now.
+SELECT id FROM ps_health.locked_prompts(%(worker)s, %(ids)s::bigint[]) AS id
+
 -- name: extend
 -- Keep the leases of prompts still queued or being typed by this worker.
 SELECT ps_health.extend_leases(%(worker)s, %(ids)s::bigint[], %(lease)s) AS extended

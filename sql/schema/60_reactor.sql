@@ -355,6 +355,19 @@ BEGIN
 END;
 $$;
 
+-- locked_prompts: of the prompts this worker holds, those whose project another transaction keeps locked right
+-- now (a free lock is let go again as the call ends): the reactor asks before it records outcomes that once
+-- waited for such a lock, so a lock kept for long costs it no wait per outcome.
+CREATE FUNCTION ps_health.locked_prompts(p_worker text, p_ids bigint[])
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._authorize_worker(p_worker);
+    RETURN QUERY SELECT p.id FROM ps_health.prompts p
+                  WHERE p.id = ANY (p_ids) AND p.worker = p_worker AND NOT ps_health._try_lock_project(p.project)
+                  ORDER BY p.id;
+END;
+$$;
+
 -- _step_delivered: outcomes of the handoff cycle's steps and of escalations, each a row or a note in
 -- the audit; a delivered reset wakes the reactor for the resume that waited on it.
 CREATE FUNCTION ps_health._step_delivered(p ps_health.prompts, p_state text, p_outcome text, p_detail text,

@@ -28,7 +28,8 @@ $$;
 -- role_functions: which role may call which public function (_apply_privileges grants them).
 CREATE VIEW ps_health.role_functions AS
 SELECT 'ps_health_reactor'::name AS role, f::name AS function FROM unnest(ARRAY[
-    'claim_prompts', 'complete_prompt', 'complete_prompts', 'extend_leases', 'release_prompts', 'report_output_mtimes',
+    'claim_prompts', 'complete_prompt', 'complete_prompts', 'extend_leases', 'release_prompts', 'locked_prompts',
+    'report_output_mtimes',
     'report_session_targets', 'report_spawn_pids', 'report_context', 'report_handoff_file', 'handoff_watches',
     'probe_sessions', 'probe_spawns', 'run_checks', 'system_health', 'setting', 'update_session_context',
     -- what a PS's hooks on the reactor's host report through it (55_agent_facts.sql), for sessions there
