@@ -22,7 +22,7 @@ SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.
                                     'job_prune', 'release_prompts', 'unmute_project', 'prune', 'handoff_watches',
                                     'probe_sessions', 'probe_spawns', 'grant_agent', 'revoke_agent',
                                     'grant_reactor', 'revoke_reactor', 'host_status', 'list_settings',
-                                    'forget_project', 'reactor_stop', 'reset_agent_profile')
+                                    'forget_project', 'reactor_stop', 'reset_agent_profile', 'locked_prompts')
               AND NOT EXISTS (SELECT 1 FROM unnest(p.proargnames) a WHERE a = 'p_now')), 0,
   'every clock-dependent public function takes p_now');
 
