@@ -31,8 +31,11 @@ _TAIL_CHARS = 30
 # How long an agent may take to show its input line again after a submit, before the next prompt of
 # the same pane is deferred (and tried again after prompt_defer_delay).
 _REDRAW_LIMIT = 2.0
+# How long the agent may take to show it took an Enter (a busy machine slows a node CLI's redraw for seconds)
+# before Enter is pressed a second time, on a fresh look (see Typist._enter).
+_TAKE_LIMIT = 4.0
 # Enter is pressed again on text still on the input line only this long after the Enter before it in the pane.
-_ENTER_SETTLE = 2 * _REDRAW_LIMIT
+_ENTER_SETTLE = _TAKE_LIMIT + _REDRAW_LIMIT
 # A prompt right after another in the same pane looks this often until the agent took the one before.
 _SETTLE_POLL = 0.005
 # A prompt claimed before is looked for this far back in the pane's history before it is typed.
@@ -223,31 +226,55 @@ class Typist:
         return Outcome("failed", f"text not visible in pane after {attempts} attempts{note}", latency)
 
     def _enter(self, target: str, trust: Trust, profile: Profile, shown: str, before: str) -> str | None:
-        """Press Enter once and see the agent take the line (`shown`, squashed, on the screen `before`). None when
-        taken, else why not: the text stays on the input line, remembered as typed here, and the next attempt
-        looks at the pane afresh before it presses Enter again. Never a second Enter blind: an agent that is only
-        slow to redraw may have opened a dialog with the first, and a second would answer it. Taken: the line
-        changed or went, the agent is busy, or it printed lines under the input line (a footer that only changes
-        in place, a clock or a counter, says nothing)."""
-        self.tmux.send_keys(target, trust.identity, "Enter")
-        self._entered[target] = time.monotonic()
+        """Press Enter and see the agent take the line (`shown`, squashed, on the screen `before`). None when taken,
+        else why not: the text stays on the input line, remembered as typed here, for the next attempt. Taken: the
+        line changed or went, the agent is busy or shows a dialog, or it printed lines under the input line (a
+        footer that only changes in place, a clock or a counter, says nothing).
+
+        Never a second Enter blind. An agent that read the text and the Enter in one burst takes the Enter for a
+        newline (Codex CLI and Gemini CLI on a busy machine); one that is only slow to redraw may have opened a
+        dialog with it, and a second Enter would answer it. So a second Enter is pressed only after _TAKE_LIMIT
+        of the text shown unchanged, on a fresh look at which every check before typing holds again and the
+        agent shows no dialog and no running turn."""
         below = len(_below(profile, before))
-        deadline = time.monotonic() + _REDRAW_LIMIT
+        for press in (1, 2):
+            if press == 2:
+                look = self.tmux.look(target)
+                checked = self._checked(target, look, trust, time.monotonic())
+                if isinstance(checked, Outcome):
+                    return f"Enter pressed once and not again: {checked.detail}"
+                if self._took(checked, look.screen, shown, below):
+                    return None
+            self.tmux.send_keys(target, trust.identity, "Enter")
+            self._entered[target] = time.monotonic()
+            if self._taken_within(target, profile, shown, below, _TAKE_LIMIT):
+                return None
+        return (f"Enter pressed twice, {_TAKE_LIMIT:g} s apart, and the text is still on the agent's input line; "
+                "the next attempt looks again")
+
+    def _taken_within(self, target: str, profile: Profile, shown: str, below: int, limit: float) -> bool:
+        """Whether the agent shows it took the line within `limit` (True also if the pane can no longer be seen)."""
+        pressed = time.monotonic()
         pause = _SETTLE_POLL / 10  # most agents redraw within a millisecond or two: look often at first
         while True:
             try:
                 screen = self.tmux._screen(target)
             except TmuxError:
-                return None  # the Enter went out, and the pane cannot be looked at now (its server went away)
-            line = profile.input_line(screen)
-            if line is None or squash(line) != shown or profile.box_hidden(screen) or profile.is_busy(screen) \
-                    or len(_below(profile, screen)) > below:  # (more lines after the input line: it was taken)
-                return None
-            if time.monotonic() >= deadline:
-                return (f"Enter pressed and the text is still on the agent's input line after {_REDRAW_LIMIT:g} s "
-                        "(a slow agent, or one that took the Enter for a newline); the next attempt looks again")
+                return True  # the Enter went out, and the pane cannot be looked at now (its server went away)
+            if self._took(profile, screen, shown, below):
+                return True
+            if time.monotonic() - pressed >= limit:
+                return False
             time.sleep(pause)
-            pause = min(pause * 2, _SETTLE_POLL * 2)
+            # (every 10 ms at most while an agent usually redraws, then every 50 ms: a slow agent on a busy machine)
+            pause = min(pause * 2, _SETTLE_POLL * 2 if time.monotonic() - pressed < _REDRAW_LIMIT else 0.05)
+
+    @staticmethod
+    def _took(profile: Profile, screen: str, shown: str, below: int) -> bool:
+        """The screen shows the agent took the line `shown` (see _enter)."""
+        line = profile.input_line(screen)
+        return line is None or squash(line) != shown or profile.box_hidden(screen) or profile.is_busy(screen) \
+            or profile.dialog_open(screen) or len(_below(profile, screen)) > below
 
     def _held(self, target: str, line: str | None, clean: str, marker: re.Pattern | None, profile: Profile) -> str:
         """What the input line holds; a collapsed paste is ours only if this typist pasted this very text. A
