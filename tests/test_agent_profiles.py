@@ -217,3 +217,22 @@ def test_a_wrapped_prompt_left_on_the_line_is_cleared_and_typed_again_not_left_f
     assert outcome.outcome == "delivered", outcome
     pane = Pane(target, 0, record)
     wait_for(lambda: pane.submitted() == [WRAPPED.encode()], what="the prompt submitted once")
+
+
+def test_a_prompt_sent_to_a_busy_agent_counts_as_submitted_only_once_it_is(tmux_server, tmp_path):
+    # Sent anyway to an agent whose turn runs past the defer limit: the running turn shown before Enter is no
+    # sign the Enter was taken. The agent takes it for a newline; the reactor looks afresh, presses it again,
+    # and the prompt is submitted; it never counts as delivered while it still sits on the input line.
+    record = tmp_path / "busy.bin"
+    target = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}",
+                             sys.executable, str(FAKE), str(record), "--busy", "60", "--enter-window", "0.5")
+    wait_for(record.exists, what="the fake agent to set up its tty")
+    checks = Trust(identity=None, programs=("fake_agent",), marker_pattern=r"\[ps-health #[0-9]+\]",
+                   profiles={"*": {key: PROFILE[key] for key in ("input_pattern", "clear_keys", "busy_pattern",
+                                                                 "dialog_pattern")}})
+    text = "[ps-health #1] alpha: spawn t1 failed"
+
+    outcome = Typist(tmux_server.tmux).deliver(target, text, 0.1, trust=checks)
+
+    assert outcome.outcome == "delivered", outcome
+    assert Pane(target, 0, record).submitted() == [text.encode()]

@@ -614,3 +614,22 @@ def test_a_pane_tmux_finds_only_by_a_partial_name_is_never_typed_into(conn, tmux
     wait_for(lambda: any("pane beta was not found" in r for r in _pane_checks(conn, "beta")),
              what="the probe saying the target is not there")
     assert pane.received() == b""
+
+
+def test_a_program_the_agent_started_reading_dev_tty_gets_nothing(tmux_server, tmp_path):
+    # Its standard input is /dev/tty (`cmd </dev/tty`, `xargs -o`): the pane's terminal under another name.
+    agent = tmp_path / "tty_agent.py"
+    agent.write_text("import subprocess, sys\nprint('> ', flush=True)\n"
+                     "child = subprocess.Popen(['cat'], stdin=open('/dev/tty'))\n"
+                     "open(sys.argv[1], 'w').close()\nchild.wait()\n")
+    ready = tmp_path / "ready"
+    target = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}",
+                             sys.executable, str(agent), str(ready))
+    wait_for(ready.exists, what="the agent's program started")
+    checks = Trust(identity=None, programs=("tty_agent",), marker_pattern=MARKER,
+                   profiles={"*": {"input_pattern": r"^>( |$)", "clear_keys": ["C-u"]}})
+
+    outcome = Typist(tmux_server.tmux).deliver(target, "[ps-health #1] spawn failed", 0.1, trust=checks)
+
+    assert outcome.outcome == "deferred" and outcome.detail.startswith("cat, started by the agent"), outcome
+    assert "[ps-health #1]" not in tmux_server.run("capture-pane", "-p", "-t", target)

@@ -67,7 +67,7 @@ def terminal_child(leader: int, is_agent: Callable[[list[str]], bool], depth: in
         for pid in level:
             for child in _children(pid):
                 try:
-                    if os.readlink(f"/proc/{child}/fd/0") != tty:
+                    if os.readlink(f"/proc/{child}/fd/0") not in (tty, "/dev/tty"):  # (its controlling terminal)
                         continue
                 except PermissionError:
                     pass  # another user's (sudo asking for a password): it may read the terminal, so it counts

@@ -236,23 +236,23 @@ class Typist:
         dialog with it, and a second Enter would answer it. So a second Enter is pressed only after _TAKE_LIMIT
         of the text shown unchanged, on a fresh look at which every check before typing holds again and the
         agent shows no dialog and no running turn."""
-        below = len(_below(profile, before))
+        was = _Before(len(_below(profile, before)), _signs(profile, before))
         for press in (1, 2):
             if press == 2:
                 look = self.tmux.look(target)
                 checked = self._checked(target, look, trust, time.monotonic())
                 if isinstance(checked, Outcome):
                     return f"Enter pressed once and not again: {checked.detail}"
-                if self._took(checked, look.screen, shown, below):
+                if self._took(checked, look.screen, shown, was):
                     return None
             self.tmux.send_keys(target, trust.identity, "Enter")
             self._entered[target] = time.monotonic()
-            if self._taken_within(target, profile, shown, below, _TAKE_LIMIT):
+            if self._taken_within(target, profile, shown, was, _TAKE_LIMIT):
                 return None
         return (f"Enter pressed twice, {_TAKE_LIMIT:g} s apart, and the text is still on the agent's input line; "
                 "the next attempt looks again")
 
-    def _taken_within(self, target: str, profile: Profile, shown: str, below: int, limit: float) -> bool:
+    def _taken_within(self, target: str, profile: Profile, shown: str, was: _Before, limit: float) -> bool:
         """Whether the agent shows it took the line within `limit` (True also if the pane can no longer be seen)."""
         pressed = time.monotonic()
         pause = _SETTLE_POLL / 10  # most agents redraw within a millisecond or two: look often at first
@@ -261,7 +261,7 @@ class Typist:
                 screen = self.tmux._screen(target)
             except TmuxError:
                 return True  # the Enter went out, and the pane cannot be looked at now (its server went away)
-            if self._took(profile, screen, shown, below):
+            if self._took(profile, screen, shown, was):
                 return True
             if time.monotonic() - pressed >= limit:
                 return False
@@ -270,11 +270,12 @@ class Typist:
             pause = min(pause * 2, _SETTLE_POLL * 2 if time.monotonic() - pressed < _REDRAW_LIMIT else 0.05)
 
     @staticmethod
-    def _took(profile: Profile, screen: str, shown: str, below: int) -> bool:
-        """The screen shows the agent took the line `shown` (see _enter)."""
+    def _took(profile: Profile, screen: str, shown: str, was: _Before) -> bool:
+        """The screen shows the agent took the line `shown` (see _enter): it changed since the screen before Enter
+        (`was`); a running turn already shown then (a prompt sent anyway to a busy agent) is no sign."""
         line = profile.input_line(screen)
-        return line is None or squash(line) != shown or profile.box_hidden(screen) or profile.is_busy(screen) \
-            or profile.dialog_open(screen) or len(_below(profile, screen)) > below
+        return line is None or squash(line) != shown or len(_below(profile, screen)) > was.below \
+            or any(now and not then for now, then in zip(_signs(profile, screen), was.signs, strict=True))
 
     def _held(self, target: str, line: str | None, clean: str, marker: re.Pattern | None, profile: Profile) -> str:
         """What the input line holds; a collapsed paste is ours only if this typist pasted this very text. A
@@ -423,6 +424,19 @@ class Typist:
             return Outcome("target_missing", str(exc), ms)
         log.warning("tmux error: %s", exc)
         return Outcome("failed", str(exc), ms)
+
+
+@dataclass(frozen=True)
+class _Before:
+    """The screen before Enter, as _took compares with it: lines under the input line, and _signs."""
+
+    below: int
+    signs: tuple[bool, bool, bool]
+
+
+def _signs(profile: Profile, screen: str) -> tuple[bool, bool, bool]:
+    """What shows the agent is not at its input line: the box hidden, a running turn, a dialog."""
+    return profile.box_hidden(screen), profile.is_busy(screen), profile.dialog_open(screen)
 
 
 def _below(profile: Profile, screen: str) -> list[str]:
