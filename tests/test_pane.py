@@ -19,7 +19,7 @@ from reactor.tmux.pane import (
     accepted,
     classify,
     describe,
-    foreground_argv,
+    foreground,
     program_names,
 )
 from tests.support import wait_for
@@ -61,6 +61,12 @@ def test_the_audit_names_a_process_without_its_arguments():
     assert describe(["/usr/bin/python3", "/srv/tool.py", "--token", "secret"]) == "python3 tool.py"
     assert program_names(["python3", "-m", "pkg.tool"])[1] == "pkg.tool"
     assert accepted(["python3", "-m", "pkg.tool"], ("tool",)) == "tool"
+
+
+def foreground_argv(pane_pid: int) -> list[str] | None:
+    """The command line foreground() reads for the pane's foreground process group leader."""
+    found = foreground(pane_pid)
+    return found[1] if found else None
 
 
 def test_the_foreground_program_is_read_from_proc(tmux_server):

@@ -366,12 +366,15 @@ def test_text_the_user_typed_beside_an_unsubmitted_prompt_is_never_cleared(tmux_
     assert b"\x15" not in pane.received() and pane.submitted() == []
 
 
-def test_a_program_the_agent_started_on_its_terminal_gets_nothing(tmux_server, tmp_path):
-    # The agent opens a program on its own terminal (a pager, $EDITOR): the agent still leads the foreground
-    # process group, but the keys would go to the program. Here the program is cat, and a line of it looks
-    # like an input line.
+@pytest.mark.parametrize("stdin", ["inherited", "/dev/tty"])
+def test_a_program_the_agent_started_on_its_terminal_gets_nothing(tmux_server, tmp_path, stdin):
+    # The agent opens a program on its own terminal (a pager, $EDITOR), its standard input inherited or
+    # /dev/tty (`cmd </dev/tty`, `xargs -o`: the pane's terminal under another name): the agent still leads
+    # the foreground process group, but the keys would go to the program. Here the program is cat, and a line
+    # of the screen looks like an input line.
     agent = tmp_path / "opener_agent.py"
-    agent.write_text("import subprocess, sys\nprint('> ', flush=True)\nchild = subprocess.Popen(['cat'])\n"
+    opened = "stdin=open('/dev/tty')" if stdin == "/dev/tty" else ""
+    agent.write_text(f"import subprocess, sys\nprint('> ', flush=True)\nchild = subprocess.Popen(['cat'], {opened})\n"
                      "open(sys.argv[1], 'w').close()\nchild.wait()\n")
     ready = tmp_path / "ready"
     target = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}",
@@ -614,22 +617,3 @@ def test_a_pane_tmux_finds_only_by_a_partial_name_is_never_typed_into(conn, tmux
     wait_for(lambda: any("pane beta was not found" in r for r in _pane_checks(conn, "beta")),
              what="the probe saying the target is not there")
     assert pane.received() == b""
-
-
-def test_a_program_the_agent_started_reading_dev_tty_gets_nothing(tmux_server, tmp_path):
-    # Its standard input is /dev/tty (`cmd </dev/tty`, `xargs -o`): the pane's terminal under another name.
-    agent = tmp_path / "tty_agent.py"
-    agent.write_text("import subprocess, sys\nprint('> ', flush=True)\n"
-                     "child = subprocess.Popen(['cat'], stdin=open('/dev/tty'))\n"
-                     "open(sys.argv[1], 'w').close()\nchild.wait()\n")
-    ready = tmp_path / "ready"
-    target = tmux_server.run("new-session", "-d", "-x", "100", "-y", "30", "-P", "-F", "#{pane_id}",
-                             sys.executable, str(agent), str(ready))
-    wait_for(ready.exists, what="the agent's program started")
-    checks = Trust(identity=None, programs=("tty_agent",), marker_pattern=MARKER,
-                   profiles={"*": {"input_pattern": r"^>( |$)", "clear_keys": ["C-u"]}})
-
-    outcome = Typist(tmux_server.tmux).deliver(target, "[ps-health #1] spawn failed", 0.1, trust=checks)
-
-    assert outcome.outcome == "deferred" and outcome.detail.startswith("cat, started by the agent"), outcome
-    assert "[ps-health #1]" not in tmux_server.run("capture-pane", "-p", "-t", target)

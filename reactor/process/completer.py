@@ -44,7 +44,7 @@ class Completer:
         self._on_recorded = on_recorded
         self._queue: queue.SimpleQueue[Result | None] = queue.SimpleQueue()
         self._waiting: list[Result] = []
-        self._busy: list[Result] = []  # refused with Busy: tried again one by one, every BUSY_RETRY_SECONDS
+        self._busy: list[Result] = []  # refused with Busy (parked): tried again every BUSY_RETRY_SECONDS
         self._busy_due = 0.0
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="completer", daemon=True)
@@ -97,9 +97,7 @@ class Completer:
             self._waiting = batch + self._waiting
         except Busy as exc:
             # A project kept locked by another transaction: its outcomes wait, the others are recorded now.
-            ready = self._park_locked(batch, exc)
-            if ready:
-                self._send_each(ready)
+            self._send_each(self._park_locked(batch, str(exc)))
         except PsHealthError:
             self._send_each(batch)  # one refused outcome (a lost lease) fails the whole batch: one by one
 
@@ -107,9 +105,9 @@ class Completer:
         for result in batch:
             self._one(result)
 
-    def _park_locked(self, batch: list[Result], exc: Busy, announce: bool = True) -> list[Result]:
-        """Keep (park) the outcomes whose project another transaction holds locked now; return the others. A lock
-        kept for long costs one short call per round, not a wait per outcome."""
+    def _park_locked(self, batch: list[Result], reason: str | None) -> list[Result]:
+        """Park the outcomes whose project another transaction holds locked now (saying why, unless reason is
+        None); return the others. A lock kept for long costs one short call per round, not a wait per outcome."""
         try:
             locked = {row["id"] for row in self._link.call("locked", {
                 "worker": self._worker, "ids": [r.prompt_id for r in batch]})}
@@ -118,23 +116,23 @@ class Completer:
             return []
         except PsHealthError:
             locked = set()  # cannot tell: each tries on its own
-        if locked and not self._busy:
-            self._busy_due = time.monotonic() + BUSY_RETRY_SECONDS
         for result in batch:
             if result.prompt_id in locked:
-                if announce:
-                    log.warning("prompt %s: outcome %s waits: %s; tried again every %g s", result.prompt_id,
-                                result.outcome, exc, BUSY_RETRY_SECONDS)
-                self._busy.append(result)
+                self._park(result, reason)
         return [r for r in batch if r.prompt_id not in locked]
+
+    def _park(self, result: Result, reason: str | None) -> None:
+        if not self._busy:
+            self._busy_due = time.monotonic() + BUSY_RETRY_SECONDS
+        self._busy.append(result)
+        if reason is not None:
+            log.warning("prompt %s: outcome %s waits: %s; tried again every %g s", result.prompt_id,
+                        result.outcome, reason, BUSY_RETRY_SECONDS)
 
     def _retry_busy(self) -> None:
         """The parked outcomes whose project is free now, recorded; the others wait another round."""
         busy, self._busy = self._busy, []
-        self._busy_due = time.monotonic() + BUSY_RETRY_SECONDS
-        ready = self._park_locked(busy, Busy("its project is still locked"), announce=False)
-        if ready:
-            self._send_each(ready)
+        self._send_each(self._park_locked(busy, None))
 
     def _one(self, result: Result) -> None:
         try:
@@ -142,11 +140,7 @@ class Completer:
         except DatabaseUnavailable:
             self._waiting.append(result)
         except Busy as exc:
-            if not self._busy:
-                self._busy_due = time.monotonic() + BUSY_RETRY_SECONDS
-            self._busy.append(result)
-            log.warning("prompt %s: outcome %s waits: %s; tried again every %g s", result.prompt_id,
-                        result.outcome, exc, BUSY_RETRY_SECONDS)
+            self._park(result, str(exc))
         except PsHealthError as exc:
             log.warning("prompt %s: outcome %s not recorded: %s [%s]", result.prompt_id,
                         result.outcome, exc, exc.sqlstate)

@@ -29,12 +29,6 @@ def squash(text: str) -> str:
     return _LAYOUT.sub("", text)
 
 
-def foreground_argv(pane_pid: int) -> list[str] | None:
-    """The command line of the pane's foreground process group leader, from /proc; None if unknown."""
-    found = foreground(pane_pid)
-    return found[1] if found else None
-
-
 def foreground(pane_pid: int) -> tuple[int, list[str]] | None:
     """The pane's foreground process group leader and its command line, from /proc; None if unknown."""
     try:
@@ -55,8 +49,9 @@ def terminal_child(leader: int, is_agent: Callable[[list[str]], bool], depth: in
     agent, which would take typed keys as its own. An agent's launcher (Codex CLI's node script, Gemini CLI
     restarting itself) leads with the agent as such a child: its children are looked at in turn, `depth`
     levels down; a container runner (docker, podman) is the agent's sandbox. Only the standard input is
-    looked at: a program that opens /dev/tty itself (a password prompt) is not found. None when there is
-    none, or it cannot be told (no /proc children lists)."""
+    looked at (the tty by its name, or /dev/tty): a program that opens /dev/tty itself with its standard
+    input elsewhere (a password prompt) is not found. None when there is none, or it cannot be told (no
+    /proc children lists)."""
     try:
         tty = os.readlink(f"/proc/{leader}/fd/0")
     except OSError:

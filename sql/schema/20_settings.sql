@@ -122,17 +122,11 @@ BEGIN
             v_ok := p_value::boolean IS NOT NULL;
         ELSIF d.kind = 'argv' THEN
             v_argv := p_value::jsonb;
-            v_unsafe := jsonb_typeof(v_argv) = 'array'
-                        AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e
-                                     WHERE jsonb_typeof(e) = 'string' AND e #>> '{}' ~ ps_health._unsafe_chars());
             v_ok := jsonb_typeof(v_argv) = 'array' AND jsonb_array_length(v_argv) <= d.max_value::integer
                     AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e WHERE jsonb_typeof(e) <> 'string')
                     AND coalesce(v_argv->>0, 'x') <> '';
         ELSIF d.kind = 'names' THEN
             v_argv := p_value::jsonb;
-            v_unsafe := jsonb_typeof(v_argv) = 'array'
-                        AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e
-                                     WHERE jsonb_typeof(e) = 'string' AND e #>> '{}' ~ ps_health._unsafe_chars());
             v_ok := jsonb_typeof(v_argv) = 'array'
                     AND jsonb_array_length(v_argv) BETWEEN d.min_value::integer AND d.max_value::integer
                     AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e
@@ -142,6 +136,10 @@ BEGIN
                     AND NOT v_unsafe
                     AND (d.kind <> 'path' OR p_value = '' OR left(p_value, 1) = '/')
                     AND (d.kind <> 'glob' OR strpos(p_value, '/') = 0);
+        END IF;
+        IF jsonb_typeof(v_argv) = 'array' THEN  -- (argv, names) every string of the array
+            v_unsafe := EXISTS (SELECT 1 FROM jsonb_array_elements(v_argv) e
+                                 WHERE jsonb_typeof(e) = 'string' AND e #>> '{}' ~ ps_health._unsafe_chars());
         END IF;
     EXCEPTION WHEN others THEN
         v_ok := false;  -- not even of the kind: the message below says what is expected
