@@ -236,3 +236,25 @@ def test_a_prompt_sent_to_a_busy_agent_counts_as_submitted_only_once_it_is(tmux_
 
     assert outcome.outcome == "delivered", outcome
     assert Pane(target, 0, record).submitted() == [text.encode()]
+
+
+def test_two_prompts_run_together_on_the_line_are_cleared_and_the_next_is_delivered(tmux_server, tmp_path):
+    # A prompt a stopped reactor typed is drawn late (the agent redraws 0.3 s after input): the next prompt is
+    # typed beside it and, seen beside text it did not type, not submitted. The line then holds two of the
+    # reactor's prompts and nothing of anyone else's: the prompt after them clears it, and is delivered.
+    record = tmp_path / "lag.bin"
+    target = tmux_server.run("new-session", "-d", "-x", "200", "-y", "30", "-P", "-F", "#{pane_id}",
+                             sys.executable, str(FAKE), str(record), "--lag", "0.3")
+    wait_for(record.exists, what="the fake agent to set up its tty")
+    checks = Trust(identity=None, programs=("fake_agent",), marker_pattern=r"\[ps-health #[0-9]+\]",
+                   profiles={"*": {"input_pattern": r"^>( |$)", "clear_keys": ["C-u"]}})
+    typist, pane = Typist(tmux_server.tmux), Pane(target, 0, record)
+    tmux_server.run("send-keys", "-t", target, "-l", "[ps-health #5] alpha: spawn t1 failed")
+
+    second = typist.deliver(target, "[ps-health #6] beta: context low", 0.1, trust=checks)
+    assert second.outcome != "delivered", second
+    wait_for(lambda: "[ps-health #6]" in tmux_server.run("capture-pane", "-p", "-t", target), what="both drawn")
+    third = typist.deliver(target, "[ps-health #7] gamma: spawn t2 failed", 0.5, trust=checks)
+
+    assert third.outcome == "delivered", third
+    wait_for(lambda: pane.submitted() == [b"[ps-health #7] gamma: spawn t2 failed"], what="only the third submitted")

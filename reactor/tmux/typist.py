@@ -280,23 +280,23 @@ class Typist:
     def _held(self, target: str, line: str | None, clean: str, marker: re.Pattern | None, profile: Profile) -> str:
         """What the input line holds; a collapsed paste is ours only if this typist pasted this very text. A
         prompt's text with anything added or changed is not ours to clear: this prompt's own marker with other
-        text after it, or another prompt's when this typist knows what it left there and the line differs."""
+        text after it, or the marker of the prompt this typist left there with a line that differs from it.
+        Prompts run together on one line (typed while the one before was still being drawn) are cleared."""
         left = self._left.get(target)
         if profile.collapsed(line):
             if left is None:
                 return FOREIGN  # somebody's paste: what it holds cannot be read
             return OURS if left == squash(clean) else STALE
         held = classify(line, clean, marker)
-        if held == STALE:
-            # (a line that is only the start of the text is the text wrapped in a box the line shows the first
-            # row of, or still being drawn: it is the prompt's, as typed)
-            typed = squash(line)
+        if held == STALE and len(marker.findall(line)) == 1:  # (prompts run together on the line: all ours)
+            # A line that is only the start of the text is the text wrapped in a box the line shows the first
+            # row of, or still being drawn: it is the prompt's, as typed.
+            typed, first = squash(line), marker.match(line).group(0)
             own = marker.match(clean)
-            if own is not None and marker.match(line).group(0) == own.group(0) \
-                    and not squash(clean).startswith(typed):
+            if own is not None and first == own.group(0) and not squash(clean).startswith(typed):
                 return FOREIGN  # this very prompt, and text somebody typed beside it
-            if left is not None and not left.startswith(typed):
-                return FOREIGN  # an earlier prompt typed here, and text somebody typed beside it
+            if left is not None and left.startswith(squash(first)) and not left.startswith(typed):
+                return FOREIGN  # the prompt this typist left here, and text somebody typed beside it
         return held
 
     def _drawn(self, target: str, look: Look, trust: Trust, clean: str, marker: re.Pattern | None,
