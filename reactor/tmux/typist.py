@@ -139,7 +139,7 @@ class Typist:
                 time.sleep(settle)
                 return self._deliver(target, clean, marker, submit_delay, attempts, trust, start)
             shown = squash(profile.input_line(look.screen) or clean)
-            missed = self._enter(target, trust, profile, shown, look.screen)
+            missed = self._enter(target, trust, profile, shown, _Before.of(profile, look.screen))
             if missed:
                 return Outcome("failed", f"{missed}{note}", _ms_since(start))
             self._submitted[target] = shown
@@ -214,8 +214,9 @@ class Typist:
                         due = seen + submit_delay
                         continue
             shown = squash(line) if line else full
+            was = _Before.of(profile, screen)  # (read before the pause: Enter goes out the moment it ends)
             _pause_until(due)
-            missed = self._enter(target, trust, profile, shown, screen)
+            missed = self._enter(target, trust, profile, shown, was)
             if missed:
                 return Outcome("failed", f"{missed}{note}", latency)
             log.debug("delivered %d chars to %s (attempt %d)", len(clean), target, attempt)
@@ -225,8 +226,8 @@ class Typist:
         log.warning("prompt to %s failed: text not visible in pane after %d attempts", target, attempts)
         return Outcome("failed", f"text not visible in pane after {attempts} attempts{note}", latency)
 
-    def _enter(self, target: str, trust: Trust, profile: Profile, shown: str, before: str) -> str | None:
-        """Press Enter and see the agent take the line (`shown`, squashed, on the screen `before`). None when taken,
+    def _enter(self, target: str, trust: Trust, profile: Profile, shown: str, was: _Before) -> str | None:
+        """Press Enter and see the agent take the line (`shown`, squashed, on the screen `was`). None when taken,
         else why not: the text stays on the input line, remembered as typed here, for the next attempt. Taken: the
         line changed or went, the agent is busy or shows a dialog, or it printed lines under the input line (a
         footer that only changes in place, a clock or a counter, says nothing).
@@ -236,7 +237,6 @@ class Typist:
         dialog with it, and a second Enter would answer it. So a second Enter is pressed only after _TAKE_LIMIT
         of the text shown unchanged, on a fresh look at which every check before typing holds again and the
         agent shows no dialog and no running turn."""
-        was = _Before(len(_below(profile, before)), _signs(profile, before))
         for press in (1, 2):
             if press == 2:
                 look = self.tmux.look(target)
@@ -432,6 +432,10 @@ class _Before:
 
     below: int
     signs: tuple[bool, bool, bool]
+
+    @classmethod
+    def of(cls, profile: Profile, screen: str) -> _Before:
+        return cls(len(_below(profile, screen)), _signs(profile, screen))
 
 
 def _signs(profile: Profile, screen: str) -> tuple[bool, bool, bool]:
