@@ -1,11 +1,16 @@
-"""The reactor's tmux control client ends with the reactor, even when the reactor is killed -9."""
+"""The reactor's tmux control client ends with the reactor, even when the reactor is killed -9, and drains
+what tmux tells it while the reactor is idle."""
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import subprocess
 import sys
+import termios
 import threading
+from pathlib import Path
 
 from reactor.tmux.control import ControlClient
 from tests.support import ROOT, wait_for
@@ -48,5 +53,41 @@ def test_a_control_client_outlives_the_delivery_thread_that_started_it(tmux_serv
         pid = client._proc.pid
         assert client.run(["display-message", "-p", "still here"]) == ["still here"]
         assert client._proc.pid == pid and _alive(pid), "the same client serves the next delivery"
+    finally:
+        client.close()
+
+
+def _written(pid: int) -> int:
+    """Bytes a process has written so far (/proc/PID/io)."""
+    return int(next(line.split()[1] for line in Path(f"/proc/{pid}/io").read_text().splitlines()
+                    if line.startswith("wchar:")))
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
+def test_what_tmux_tells_an_idle_client_is_drained_not_left_to_pile_up(tmux_server):
+    client = ControlClient(["tmux", "-S", str(tmux_server.socket)], str(tmux_server.socket))
+    try:
+        assert client.run(["display-message", "-p", "ok"]) == ["ok"]
+        # tmux's server writes what it tells a control client into the client's standard output itself
+        server = int(tmux_server.run("display-message", "-p", "#{pid}"))
+        fd = client._proc.stdout.fileno()
+        before = _written(server)
+        # each rename tells every control client (%window-renamed): 160 kB in all, more than a pipe holds
+        for batch in range(20):
+            renames = []
+            for n in range(100):
+                renames += ["rename-window", "-t", "keeper", f"renamed-{batch:02d}-{n:03d}-{'x' * 50}", ";"]
+            tmux_server.run(*renames[:-1])
+        # No command runs meanwhile: only the client's idle reader empties the pipe, and tmux can write it all
+        # only if it does (else the rest waits in the server's memory)
+        wait_for(lambda: _written(server) - before > 150_000 and _unread(fd) == 0, timeout=15,
+                 what="the notifications to be drained while the client is idle")
+        assert client.run(["display-message", "-p", "after"]) == ["after"]
     finally:
         client.close()

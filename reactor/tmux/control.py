@@ -8,7 +8,8 @@ affected); `tmux list-clients` shows it as `control-mode`.
 The caller of a command reads its reply from the pipe itself (no hand-over between threads on
 the way). tmux also sends notifications (%session-changed, %layout-change, ...) to a control
 client, and while the reactor is idle for hours they must not pile up in the pipe or in the
-tmux server: an idle reader thread drains them whenever no command is in flight.
+tmux server: an idle reader thread drains them twice a second while no command is in flight.
+It does not wait on the pipe, so a command's reply (read by its caller) never wakes it.
 
 Framing: tmux wraps each command's output in `%begin`/`%end` (or `%error`) lines, but it does
 not escape what capture-pane prints, so a pane could show a line that looks like `%end`. Every
@@ -39,8 +40,9 @@ _REPLY_TIMEOUT = 5.0
 # After the client could not start (no server, no session), run commands one process each for
 # this long before trying again.
 _RETRY_AFTER = 2.0
-# An idle reader looks this often whether its client was replaced (its pipe may never speak again).
-_IDLE_CHECK = 5.0
+# The idle reader drains the pipe this often (and sees whether its client was replaced). It does not wait on the
+# pipe: every command's reply would wake it, to compete with the command's caller on the way to a keystroke.
+_IDLE_REST = 0.5
 
 
 class ControlLost(Exception):
@@ -248,11 +250,12 @@ class ControlClient:
         return line.decode("utf-8", "replace")
 
     def _drain_idle(self, proc: subprocess.Popen) -> None:
-        """Reader thread of one client: drop what tmux sends while no command is in flight."""
+        """Reader thread of one client: every _IDLE_REST, drop what tmux sent while no command was in flight."""
         try:
             fd = proc.stdout.fileno()
             while self._proc is proc:
-                if not select.select([fd], [], [], _IDLE_CHECK)[0]:
+                time.sleep(_IDLE_REST)
+                if not select.select([fd], [], [], 0)[0]:
                     continue
                 with self._lock:  # a command in flight reads its own reply; wait for it to finish
                     if self._proc is not proc:
