@@ -60,6 +60,21 @@ def test_an_agent_login_sees_only_its_own_project(db, conn, login):
     assert f'login "{name}" may not act for project "beta" [42501]' in res.stderr
 
 
+
+def test_an_agent_login_bound_to_its_host_cannot_name_a_pane_on_another(db, conn, login):
+    # An agent of alpha on h1 names the pane of another host's agent: without a host binding that is
+    # allowed (the pane would get alpha's prompts); bound to h1, it is refused and nothing is written.
+    name, agent = login("ps_health_agent")
+    conn.execute("SELECT ps_health.grant_agent(%s, 'alpha')", (name,))
+    conn.execute("SELECT ps_health.grant_agent_host(%s, 'h1')", (name,))
+    res = refused(agent, "session", "register", "alpha", "--target", "%2", "--host", "h2")
+    assert f'login "{name}" may not act for project "alpha" on host "h2" [42501]' in res.stderr
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.ps_sessions").fetchone()["n"] == 0
+    ok(agent, "session", "register", "alpha", "--target", "%1", "--host", "h1")
+    assert conn.execute("SELECT host FROM ps_health.ps_sessions WHERE project = 'alpha'").fetchone()["host"] == "h1"
+    assert conn.execute("SELECT ps_health.revoke_agent_host(%s) AS n", (name,)).fetchone()["n"] == 1
+    ok(agent, "session", "register", "alpha", "--target", "%2", "--host", "h2")  # unbound: any host, as before
+
 def test_a_reactor_login_forwards_facts_for_its_host_only(db, conn, login):
     _two_projects(db)
     name, reactor = login("ps_health_reactor")

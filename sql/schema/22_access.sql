@@ -20,7 +20,7 @@ $$;
 
 -- _may_act: whether the login may act for a project (and put its session on p_host), or, with no
 -- project, on a host. The owner may do anything. An agent login acts for the projects granted to
--- it. A reactor login acts on the hosts granted to it, and for a project whose session is on one
+-- it, on the hosts granted to it (grant_agent_host; none granted: on any host). A reactor login acts on the hosts granted to it, and for a project whose session is on one
 -- of them: its live session's host, else the host given (a session starting there), else the
 -- host of the session that ended.
 CREATE FUNCTION ps_health._may_act(p_project text, p_host text DEFAULT NULL)
@@ -32,7 +32,8 @@ BEGIN
         RETURN true;
     END IF;
     IF p_project IS NOT NULL AND EXISTS (SELECT 1 FROM ps_health.agent_projects a
-                                          WHERE a.login = session_user AND a.project IN (p_project, '*')) THEN
+                                          WHERE a.login = session_user AND a.project IN (p_project, '*'))
+       AND (p_host IS NULL OR ps_health._agent_on_host(p_host)) THEN
         RETURN true;
     END IF;
     IF NOT pg_has_role(session_user, 'ps_health_reactor', 'MEMBER')
@@ -46,6 +47,14 @@ BEGIN
     -- no project, no session, or a session starting where one ended: the host given decides
     RETURN ps_health._serves_host(p_host);
 END;
+$$;
+
+-- _agent_on_host: the login may put an agent's session or spawn on the host: it was granted the host
+-- (or '*'), or no host at all (an agent login bound to no host, as every one was before grant_agent_host).
+CREATE FUNCTION ps_health._agent_on_host(p_host text)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT NOT EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = session_user)
+        OR EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = session_user AND h.host IN (p_host, '*'))
 $$;
 
 -- _authorize: refuse a login acting for a project (or on a host) that is not its own.
@@ -124,6 +133,31 @@ DECLARE
     v_n integer;
 BEGIN
     DELETE FROM ps_health.agent_projects WHERE login = p_login AND (p_project IS NULL OR project = p_project);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$$;
+
+-- grant_agent_host / revoke_agent_host: bind an agent login to the hosts its sessions and spawns may be on
+-- ('*': every host), or unbind it (owner only). Bound, it may not register a session, and so name a pane,
+-- on any other host; a login bound to no host may register on any (revoking its last host unbinds it).
+CREATE FUNCTION ps_health.grant_agent_host(p_login name, p_host text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._check_text('host', p_host);
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
+        RAISE EXCEPTION 'no login "%"', p_login USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ps_health.agent_hosts VALUES (p_login, p_host) ON CONFLICT DO NOTHING;
+END;
+$$;
+
+CREATE FUNCTION ps_health.revoke_agent_host(p_login name, p_host text DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    DELETE FROM ps_health.agent_hosts WHERE login = p_login AND (p_host IS NULL OR host = p_host);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END;

@@ -1,7 +1,8 @@
 -- `ps-health doctor`: the self-check's verdicts on what the database knows (who sweeps, which
 -- reactor serves the host, its tmux server and panes), from facts the CLI gathered on the host.
 
--- doctor_checks: one row per check (sweep, reactor, tmux, panes): ok, warn or fail, what was
+-- doctor_checks: one row per check (sweep, reactor, tmux, panes; for the owner, logins while there are
+-- agent logins): ok, warn or fail, what was
 -- found and the fix. p_facts: {"cron": {"loaded": bool, "sweep_job": {"active", "last_start",
 -- "last_status", "last_message"} or null}, "tmux": {"socket", "reachable", "error"},
 -- "panes": [{"project", "target", "state": seen|missing|unknown}]}. p_before_reactor: a reactor
@@ -22,6 +23,7 @@ DECLARE
     v_missing text;
     v_missing_n integer;
     v_unknown integer;
+    v_unbound text;
 BEGIN
     PERFORM ps_health._check_text('host', p_host);
     SELECT max(swept_at) FILTER (WHERE source = 'pg_cron'), max(swept_at) FILTER (WHERE source = 'reactor')
@@ -116,5 +118,21 @@ BEGIN
         status := 'ok'; detail := format('all %s registered pane(s) of host %s found', v_total, p_host);
     END IF;
     RETURN NEXT;
+
+    -- (the owner's: it grants; a reactor or reader login learns no agent login's name here)
+    IF ps_health._is_owner() AND EXISTS (SELECT 1 FROM ps_health.agent_projects) THEN
+        SELECT string_agg(DISTINCT a.login::text, ', ' ORDER BY a.login::text) INTO v_unbound
+          FROM ps_health.agent_projects a
+         WHERE NOT EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = a.login);
+        name := 'logins';
+        IF v_unbound IS NULL THEN
+            status := 'ok'; detail := 'every agent login is bound to its hosts'; fix := NULL;
+        ELSE
+            status := 'warn';
+            detail := format('agent login(s) bound to no host, so each may name a pane on any host: %s', v_unbound);
+            fix := 'SELECT ps_health.grant_agent_host(''LOGIN'', ''HOST'') for the host(s) its agents run on';
+        END IF;
+        RETURN NEXT;
+    END IF;
 END;
 $$;

@@ -3,7 +3,8 @@
 --   ps_health_reactor  claim/complete and the probe reports, for the hosts granted to its login
 --                      (reactor_hosts), and the agent's calls for sessions on those hosts
 --   ps_health_agent    what a PS needs: sessions, context, spawns, answers, handoffs, for the
---                      projects granted to its login (agent_projects)
+--                      projects granted to its login (agent_projects), on the hosts granted to
+--                      it (agent_hosts; none: any host)
 --   ps_health_reader   the views, the tables and the status functions, every project
 -- Nothing is granted to PUBLIC. '*' grants every project or every host. _authorize decides who
 -- may act; what an agent sees (status, statusline, views) is filtered by the same decision.
@@ -82,7 +83,7 @@ BEGIN
         -- (and the views' filters: they run as the view's reader, who cannot read agent_projects)
         IF (r.proname !~ '^(_|trg_)' OR r.proname IN ('_may_see', '_sees_all'))
            AND r.proname NOT IN ('update_updated_at_column', 'prune', 'job_prune', 'grant_agent', 'revoke_agent',
-                                 'grant_reactor', 'revoke_reactor') THEN
+                                 'grant_agent_host', 'revoke_agent_host', 'grant_reactor', 'revoke_reactor') THEN
             EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = ps_health, pg_temp', r.sig);
         END IF;
     END LOOP;

@@ -20,7 +20,8 @@ SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.
               AND p.proname NOT IN ('update_updated_at_column', 'record_health_check', 'get_stalled_spawns', 'set_setting',
                                     'setting', 'get_sessions_needing_context_check', 'update_session_context', 'job_sweep',
                                     'job_prune', 'release_prompts', 'unmute_project', 'prune', 'handoff_watches',
-                                    'probe_sessions', 'probe_spawns', 'grant_agent', 'revoke_agent',
+                                    'probe_sessions', 'probe_spawns', 'grant_agent', 'revoke_agent', 'grant_agent_host',
+                                    'revoke_agent_host',
                                     'grant_reactor', 'revoke_reactor', 'host_status', 'list_settings',
                                     'forget_project', 'reactor_stop', 'reset_agent_profile', 'locked_prompts')
               AND NOT EXISTS (SELECT 1 FROM unnest(p.proargnames) a WHERE a = 'p_now')), 0,

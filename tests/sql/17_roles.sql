@@ -1,6 +1,6 @@
 -- Least privilege: each role can do its part and nothing else; agents act only for their projects.
 BEGIN;
-SELECT plan(38);
+SELECT plan(49);
 SET LOCAL search_path = ps_health, public;
 
 SELECT has_role(r) FROM unnest(ARRAY['ps_health_owner', 'ps_health_reactor', 'ps_health_agent', 'ps_health_reader']) r;
@@ -72,6 +72,36 @@ RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION stranger;
 SELECT throws_ok($$SELECT * FROM ps_health.project_status()$$, '42501', NULL, 'a login without a role gets nothing');
 RESET SESSION AUTHORIZATION;
+
+-- an agent login bound to its hosts (grant_agent_host) names panes and spawns there only
+CREATE ROLE agent_bound LOGIN IN ROLE ps_health_agent;
+SELECT grant_agent('agent_bound', 'gamma');
+SELECT grant_agent_host('agent_bound', 'h1');
+SET SESSION AUTHORIZATION agent_bound;
+SELECT throws_ok($$SELECT ps_health.register_session('gamma', 'cli', '%7', 'h2')$$, '42501',
+  'login "agent_bound" may not act for project "gamma" on host "h2"', 'bound agent: cannot name a pane on another host');
+SELECT throws_ok($$SELECT ps_health.start_spawn('gamma', 's1', 'build', NULL, NULL, 4242, 'h2')$$, '42501',
+  'login "agent_bound" may not act for project "gamma" on host "h2"', 'bound agent: cannot put a spawn on another host');
+SELECT throws_ok($$SELECT ps_health.grant_agent_host('agent_bound', 'h2')$$, '42501', NULL,
+  'bound agent: cannot grant itself a host');
+SELECT lives_ok($$SELECT ps_health.register_session('gamma', 'cli', '%7', 'h1')$$, 'bound agent: names a pane on its host');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT host || ' ' || tmux_target FROM ps_health.ps_sessions WHERE project = 'gamma'), 'h1 %7',
+  'only the registration on its host was written');
+SELECT grant_agent_host('agent_bound', '*');
+SET SESSION AUTHORIZATION agent_bound;
+SELECT lives_ok($$SELECT ps_health.register_session('gamma', 'cli', '%8', 'h3')$$, 'bound to ''*'': every host');
+RESET SESSION AUTHORIZATION;
+SELECT is(revoke_agent_host('agent_bound'), 2, 'revoke_agent_host without a host unbinds the login from all (2 rows)');
+SET SESSION AUTHORIZATION agent_alpha;
+SELECT lives_ok($$SELECT ps_health.register_session('alpha', 'cli', '%1', 'h9')$$,
+  'an agent login bound to no host names panes on any host, as before');
+RESET SESSION AUTHORIZATION;
+SELECT throws_ok($$SELECT ps_health.grant_agent_host('no_such_login', 'h1')$$, '22023', 'no login "no_such_login"',
+  'grant_agent_host: an unknown login is refused');
+SELECT throws_ok($$SELECT ps_health.grant_agent_host('agent_bound', E'h\u200b1')$$, '22023', NULL,
+  'grant_agent_host: a host with an invisible character is refused');
+SELECT is((SELECT count(*)::int FROM ps_health.agent_hosts), 0, 'and nothing of the refused grants was written');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,7 +1,7 @@
 -- Typos change nothing (start_spawn, mute_project), forget_project, one reactor per host
 -- (reactor_start/stop and who counts as running), prompt_reason, doctor_checks.
 BEGIN;
-SELECT plan(36);
+SELECT plan(39);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -98,6 +98,16 @@ SELECT is((SELECT string_agg(status, ' ' ORDER BY name) FROM doctor_checks('hD',
            "panes": [{"project": "a", "target": "%1", "state": "missing"}]}', false, pg_temp.at(0))
             WHERE name IN ('panes', 'reactor', 'tmux')),
   'fail fail fail', 'no reactor, no tmux server, a pane missing');
+SELECT is((SELECT count(*)::int FROM doctor_checks('hD', '{}', true, pg_temp.at(0)) WHERE name = 'logins'), 0,
+  'no agent login: no logins line');
+CREATE ROLE doctor_agent LOGIN IN ROLE ps_health_agent;
+SELECT grant_agent('doctor_agent', 'a');
+SELECT is((SELECT status || ': ' || detail FROM doctor_checks('hD', '{}', true, pg_temp.at(0)) WHERE name = 'logins'),
+  'warn: agent login(s) bound to no host, so each may name a pane on any host: doctor_agent',
+  'an agent login bound to no host is named');
+SELECT grant_agent_host('doctor_agent', 'hD');
+SELECT is((SELECT status FROM doctor_checks('hD', '{}', true, pg_temp.at(0)) WHERE name = 'logins'), 'ok',
+  'bound, it is not');
 SELECT is((SELECT string_agg(status, ' ' ORDER BY name) FROM doctor_checks('hD', '{"tmux": {"reachable": false},
            "panes": []}', true, pg_temp.at(0)) WHERE name IN ('panes', 'reactor', 'tmux')),
   'ok ok warn', 'before the reactor starts, with no panes yet: only a warning about tmux');

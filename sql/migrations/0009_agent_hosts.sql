@@ -1,0 +1,3 @@
+-- 0009: the hosts an agent login may put its sessions and spawns on (grant_agent_host). Logins bound
+-- to no host keep registering on any host, as before.
+-- create table: ps_health.agent_hosts
