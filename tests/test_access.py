@@ -70,6 +70,14 @@ def test_an_agent_login_bound_to_its_host_cannot_name_a_pane_on_another(db, conn
     res = refused(agent, "session", "register", "alpha", "--target", "%2", "--host", "h2")
     assert f'login "{name}" may not act for project "alpha" on host "h2" [42501]' in res.stderr
     assert conn.execute("SELECT count(*) AS n FROM ps_health.ps_sessions").fetchone()["n"] == 0
+    # nor through a session of alpha's already on h2 (ended): bringing it back, or a spawn whose failure
+    # the h2 reactor would type into that pane
+    ok(db, "session", "register", "alpha", "--target", "%2", "--host", "h2")
+    ok(db, "session", "end", "alpha")
+    for args in (("session", "heartbeat", "alpha"), ("spawn", "start", "alpha", "t1", "--type", "build")):
+        assert f'login "{name}" may not act for project "alpha"' in refused(agent, *args).stderr
+    assert conn.execute("SELECT ended_at IS NOT NULL AS ended FROM ps_health.ps_sessions").fetchone()["ended"]
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.active_spawns").fetchone()["n"] == 0
     ok(agent, "session", "register", "alpha", "--target", "%1", "--host", "h1")
     assert conn.execute("SELECT host FROM ps_health.ps_sessions WHERE project = 'alpha'").fetchone()["host"] == "h1"
     assert conn.execute("SELECT ps_health.revoke_agent_host(%s) AS n", (name,)).fetchone()["n"] == 1

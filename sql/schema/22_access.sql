@@ -20,9 +20,11 @@ $$;
 
 -- _may_act: whether the login may act for a project (and put its session on p_host), or, with no
 -- project, on a host. The owner may do anything. An agent login acts for the projects granted to
--- it, on the hosts granted to it (grant_agent_host; none granted: on any host). A reactor login acts on the hosts granted to it, and for a project whose session is on one
--- of them: its live session's host, else the host given (a session starting there), else the
--- host of the session that ended.
+-- it; bound to hosts (grant_agent_host), only on those: the host given, else that of the project's
+-- session (live or ended; no session, or one without a host: no host to refuse). A reactor login
+-- acts on the hosts granted to it, and for a project whose session is on one of them: its live
+-- session's host, else the host given (a session starting there), else the host of the session
+-- that ended.
 CREATE FUNCTION ps_health._may_act(p_project text, p_host text DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -33,7 +35,8 @@ BEGIN
     END IF;
     IF p_project IS NOT NULL AND EXISTS (SELECT 1 FROM ps_health.agent_projects a
                                           WHERE a.login = session_user AND a.project IN (p_project, '*'))
-       AND (p_host IS NULL OR ps_health._agent_on_host(p_host)) THEN
+       AND ps_health._agent_on_host(coalesce(p_host, (SELECT x.host FROM ps_health.ps_sessions x
+                                                       WHERE x.project = p_project))) THEN
         RETURN true;
     END IF;
     IF NOT pg_has_role(session_user, 'ps_health_reactor', 'MEMBER')
@@ -49,11 +52,13 @@ BEGIN
 END;
 $$;
 
--- _agent_on_host: the login may put an agent's session or spawn on the host: it was granted the host
--- (or '*'), or no host at all (an agent login bound to no host, as every one was before grant_agent_host).
+-- _agent_on_host: the login may act as an agent on the host: it was granted the host (or '*'), or no
+-- host at all (an agent login bound to no host, as every one was before grant_agent_host); NULL: no
+-- host to refuse.
 CREATE FUNCTION ps_health._agent_on_host(p_host text)
 RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT NOT EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = session_user)
+    SELECT p_host IS NULL
+        OR NOT EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = session_user)
         OR EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = session_user AND h.host IN (p_host, '*'))
 $$;
 

@@ -24,6 +24,7 @@ DECLARE
     v_missing_n integer;
     v_unknown integer;
     v_unbound text;
+    v_astray text;
 BEGIN
     PERFORM ps_health._check_text('host', p_host);
     SELECT max(swept_at) FILTER (WHERE source = 'pg_cron'), max(swept_at) FILTER (WHERE source = 'reactor')
@@ -124,13 +125,25 @@ BEGIN
         SELECT string_agg(DISTINCT a.login::text, ', ' ORDER BY a.login::text) INTO v_unbound
           FROM ps_health.agent_projects a
          WHERE NOT EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = a.login);
+        -- sessions such a login registered before it was bound (it could not since)
+        SELECT string_agg(format('%s (pane %s on %s, by %s)', x.project, x.tmux_target, x.host, x.registered_by), ', '
+                          ORDER BY x.project) INTO v_astray
+          FROM ps_health.ps_sessions x
+         WHERE x.ended_at IS NULL AND x.host IS NOT NULL
+           AND EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = x.registered_by)
+           AND NOT EXISTS (SELECT 1 FROM ps_health.agent_hosts h WHERE h.login = x.registered_by AND h.host IN (x.host, '*'));
         name := 'logins';
-        IF v_unbound IS NULL THEN
+        IF v_unbound IS NULL AND v_astray IS NULL THEN
             status := 'ok'; detail := 'every agent login is bound to its hosts'; fix := NULL;
         ELSE
             status := 'warn';
-            detail := format('agent login(s) bound to no host, so each may name a pane on any host: %s', v_unbound);
-            fix := 'SELECT ps_health.grant_agent_host(''LOGIN'', ''HOST'') for the host(s) its agents run on';
+            detail := concat_ws('; ',
+                'live session(s) an agent login registered on a host it is not bound to: ' || v_astray,
+                'agent login(s) bound to no host, so each may name a pane on any host: ' || v_unbound);
+            fix := concat_ws('; ', CASE WHEN v_astray IS NOT NULL THEN 'end each such session (ps-health session end '
+                                                                         'PROJECT) or bind its login to that host' END,
+                             CASE WHEN v_unbound IS NOT NULL THEN 'SELECT ps_health.grant_agent_host(''LOGIN'', ''HOST'') '
+                                                                  'for the host(s) its agents run on' END);
         END IF;
         RETURN NEXT;
     END IF;

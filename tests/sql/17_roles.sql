@@ -1,6 +1,6 @@
 -- Least privilege: each role can do its part and nothing else; agents act only for their projects.
 BEGIN;
-SELECT plan(49);
+SELECT plan(53);
 SET LOCAL search_path = ps_health, public;
 
 SELECT has_role(r) FROM unnest(ARRAY['ps_health_owner', 'ps_health_reactor', 'ps_health_agent', 'ps_health_reader']) r;
@@ -77,7 +77,15 @@ RESET SESSION AUTHORIZATION;
 CREATE ROLE agent_bound LOGIN IN ROLE ps_health_agent;
 SELECT grant_agent('agent_bound', 'gamma');
 SELECT grant_agent_host('agent_bound', 'h1');
+SELECT register_session('gamma', 'cli', '%6', 'h2');  -- gamma's session on h2, as the owner registered it
+SELECT end_session('gamma');
 SET SESSION AUTHORIZATION agent_bound;
+SELECT throws_ok($$SELECT ps_health.heartbeat_session('gamma')$$, '42501',
+  'login "agent_bound" may not act for project "gamma"', 'bound agent: cannot bring back a session on another host');
+SELECT throws_ok($$SELECT ps_health.start_spawn('gamma', 's0', 'build')$$, '42501',
+  'login "agent_bound" may not act for project "gamma"', 'bound agent: nor start a spawn there without naming a host');
+SELECT throws_ok($$SELECT ps_health.finish_spawn('gamma', 's0', 1, 'typed on h2')$$, '42501',
+  'login "agent_bound" may not act for project "gamma"', 'bound agent: nor report for it');
 SELECT throws_ok($$SELECT ps_health.register_session('gamma', 'cli', '%7', 'h2')$$, '42501',
   'login "agent_bound" may not act for project "gamma" on host "h2"', 'bound agent: cannot name a pane on another host');
 SELECT throws_ok($$SELECT ps_health.start_spawn('gamma', 's1', 'build', NULL, NULL, 4242, 'h2')$$, '42501',
@@ -85,6 +93,7 @@ SELECT throws_ok($$SELECT ps_health.start_spawn('gamma', 's1', 'build', NULL, NU
 SELECT throws_ok($$SELECT ps_health.grant_agent_host('agent_bound', 'h2')$$, '42501', NULL,
   'bound agent: cannot grant itself a host');
 SELECT lives_ok($$SELECT ps_health.register_session('gamma', 'cli', '%7', 'h1')$$, 'bound agent: names a pane on its host');
+SELECT lives_ok($$SELECT ps_health.heartbeat_session('gamma')$$, 'bound agent: acts for the session on its host');
 RESET SESSION AUTHORIZATION;
 SELECT is((SELECT host || ' ' || tmux_target FROM ps_health.ps_sessions WHERE project = 'gamma'), 'h1 %7',
   'only the registration on its host was written');

@@ -1,7 +1,7 @@
 -- Typos change nothing (start_spawn, mute_project), forget_project, one reactor per host
 -- (reactor_start/stop and who counts as running), prompt_reason, doctor_checks.
 BEGIN;
-SELECT plan(39);
+SELECT plan(40);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -105,9 +105,16 @@ SELECT grant_agent('doctor_agent', 'a');
 SELECT is((SELECT status || ': ' || detail FROM doctor_checks('hD', '{}', true, pg_temp.at(0)) WHERE name = 'logins'),
   'warn: agent login(s) bound to no host, so each may name a pane on any host: doctor_agent',
   'an agent login bound to no host is named');
+SET SESSION AUTHORIZATION doctor_agent;  -- (its session on another host, registered before it was bound)
+SELECT register_session('a', 'cli', '%9', 'hOther');
+RESET SESSION AUTHORIZATION;
 SELECT grant_agent_host('doctor_agent', 'hD');
+SELECT is((SELECT status || ': ' || detail FROM doctor_checks('hD', '{}', true, pg_temp.at(0)) WHERE name = 'logins'),
+  'warn: live session(s) an agent login registered on a host it is not bound to: a (pane %9 on hOther, by doctor_agent)',
+  'bound after it registered on another host: that session is named');
+SELECT end_session('a');
 SELECT is((SELECT status FROM doctor_checks('hD', '{}', true, pg_temp.at(0)) WHERE name = 'logins'), 'ok',
-  'bound, it is not');
+  'bound, with no session elsewhere: ok');
 SELECT is((SELECT string_agg(status, ' ' ORDER BY name) FROM doctor_checks('hD', '{"tmux": {"reachable": false},
            "panes": []}', true, pg_temp.at(0)) WHERE name IN ('panes', 'reactor', 'tmux')),
   'ok ok warn', 'before the reactor starts, with no panes yet: only a warning about tmux');
