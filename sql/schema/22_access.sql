@@ -120,74 +120,65 @@ BEGIN
 END;
 $$;
 
--- grant_agent / revoke_agent: let a login act as the agent of a project, or stop it (owner only).
-CREATE FUNCTION ps_health.grant_agent(p_login name, p_project text DEFAULT '*')
+-- _grant / _revoke: a grant of the access tables (agent_projects, agent_hosts, reactor_hosts: a login and
+-- a project or host, its column p_column), added once, or taken back (NULL: all of the login's);
+-- _revoke returns how many went.
+CREATE FUNCTION ps_health._grant(p_table text, p_column text, p_login name, p_value text)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM ps_health._check_text('project', p_project);
+    PERFORM ps_health._check_text(p_column, p_value);
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
         RAISE EXCEPTION 'no login "%"', p_login USING ERRCODE = '22023';
     END IF;
-    INSERT INTO ps_health.agent_projects VALUES (p_login, p_project) ON CONFLICT DO NOTHING;
+    EXECUTE format('INSERT INTO ps_health.%I VALUES ($1, $2) ON CONFLICT DO NOTHING', p_table) USING p_login, p_value;
 END;
 $$;
 
-CREATE FUNCTION ps_health.revoke_agent(p_login name, p_project text DEFAULT NULL)
+CREATE FUNCTION ps_health._revoke(p_table text, p_column text, p_login name, p_value text)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_n integer;
 BEGIN
-    DELETE FROM ps_health.agent_projects WHERE login = p_login AND (p_project IS NULL OR project = p_project);
+    EXECUTE format('DELETE FROM ps_health.%I WHERE login = $1 AND ($2 IS NULL OR %I = $2)', p_table, p_column)
+        USING p_login, p_value;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END;
+$$;
+
+-- grant_agent / revoke_agent: let a login act as the agent of a project, or stop it (owner only).
+CREATE FUNCTION ps_health.grant_agent(p_login name, p_project text DEFAULT '*')
+RETURNS void LANGUAGE sql AS $$
+    SELECT ps_health._grant('agent_projects', 'project', p_login, p_project)
+$$;
+
+CREATE FUNCTION ps_health.revoke_agent(p_login name, p_project text DEFAULT NULL)
+RETURNS integer LANGUAGE sql AS $$
+    SELECT ps_health._revoke('agent_projects', 'project', p_login, p_project)
 $$;
 
 -- grant_agent_host / revoke_agent_host: bind an agent login to the hosts its sessions and spawns may be on
 -- ('*': every host), or unbind it (owner only). Bound, it may not register a session, and so name a pane,
--- on any other host; a login bound to no host may register on any (revoking its last host unbinds it).
+-- on any other host, nor act for a project whose session is on one; a login bound to no host may use any
+-- (revoking its last host unbinds it).
 CREATE FUNCTION ps_health.grant_agent_host(p_login name, p_host text)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM ps_health._check_text('host', p_host);
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
-        RAISE EXCEPTION 'no login "%"', p_login USING ERRCODE = '22023';
-    END IF;
-    INSERT INTO ps_health.agent_hosts VALUES (p_login, p_host) ON CONFLICT DO NOTHING;
-END;
+RETURNS void LANGUAGE sql AS $$
+    SELECT ps_health._grant('agent_hosts', 'host', p_login, p_host)
 $$;
 
 CREATE FUNCTION ps_health.revoke_agent_host(p_login name, p_host text DEFAULT NULL)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    v_n integer;
-BEGIN
-    DELETE FROM ps_health.agent_hosts WHERE login = p_login AND (p_host IS NULL OR host = p_host);
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN v_n;
-END;
+RETURNS integer LANGUAGE sql AS $$
+    SELECT ps_health._revoke('agent_hosts', 'host', p_login, p_host)
 $$;
 
 -- grant_reactor / revoke_reactor: let a reactor login serve a host ('*': every host), or stop it
 -- (owner only). Its claims, completions and probe reports are refused for any other host.
 CREATE FUNCTION ps_health.grant_reactor(p_login name, p_host text)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM ps_health._check_text('host', p_host);
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_login) THEN
-        RAISE EXCEPTION 'no login "%"', p_login USING ERRCODE = '22023';
-    END IF;
-    INSERT INTO ps_health.reactor_hosts VALUES (p_login, p_host) ON CONFLICT DO NOTHING;
-END;
+RETURNS void LANGUAGE sql AS $$
+    SELECT ps_health._grant('reactor_hosts', 'host', p_login, p_host)
 $$;
 
 CREATE FUNCTION ps_health.revoke_reactor(p_login name, p_host text DEFAULT NULL)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    v_n integer;
-BEGIN
-    DELETE FROM ps_health.reactor_hosts WHERE login = p_login AND (p_host IS NULL OR host = p_host);
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN v_n;
-END;
+RETURNS integer LANGUAGE sql AS $$
+    SELECT ps_health._revoke('reactor_hosts', 'host', p_login, p_host)
 $$;
