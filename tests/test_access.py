@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 
 import psycopg
@@ -13,7 +14,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tests.reactor_proc import create_login
-from tests.support import ROOT, ok, refused, run_cli
+from tests.support import ROOT, ok, refused, run_cli, wait_for
 
 
 @pytest.fixture
@@ -82,6 +83,47 @@ def test_an_agent_login_bound_to_its_host_cannot_name_a_pane_on_another(db, conn
     assert conn.execute("SELECT host FROM ps_health.ps_sessions WHERE project = 'alpha'").fetchone()["host"] == "h1"
     assert conn.execute("SELECT ps_health.revoke_agent_host(%s) AS n", (name,)).fetchone()["n"] == 1
     ok(agent, "session", "register", "alpha", "--target", "%2", "--host", "h2")  # unbound: any host, as before
+
+
+def test_a_call_that_waited_for_the_project_decides_on_the_session_it_then_finds(db, conn, login):
+    # A bound agent's call queued behind the h2 reactor moving alpha's session to h2 must not act for it
+    # there (its context report would be typed into the h2 pane as a critical prompt).
+    name, agent = login("ps_health_agent")
+    reactor_name, reactor = login("ps_health_reactor")
+    conn.execute("SELECT ps_health.grant_agent(%s, 'alpha'), ps_health.grant_agent_host(%s, 'h1'), "
+                 "ps_health.grant_reactor(%s, 'h2')", (name, name, reactor_name))
+    ok(agent, "session", "register", "alpha", "--target", "%1", "--host", "h1")
+    ok(agent, "session", "end", "alpha")  # ended: the h2 reactor may start alpha's next session on h2
+    waiting = "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    errors: dict[str, Exception | None] = {}
+
+    def call(who: str, dsn: str, statement: str) -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute(statement)
+            errors[who] = None
+        except psycopg.Error as exc:
+            errors[who] = exc
+
+    with psycopg.connect(agent) as holder:  # a transaction of the agent's holds alpha's lock
+        holder.execute("SELECT ps_health.end_session('alpha')")
+        calls = [threading.Thread(target=call, args=("reactor", reactor, "SELECT ps_health.register_session("
+                                                     "'alpha', 'cli', '%7', 'h2')")),
+                 threading.Thread(target=call, args=("agent", agent, "SELECT ps_health.update_session_context("
+                                                     "'alpha', 97)"))]
+        for n, thread in enumerate(calls, 1):
+            thread.start()
+            wait_for(lambda n=n: conn.execute(waiting).fetchone()["n"] >= n, timeout=10,
+                     what=f"{n} call(s) to wait for alpha's lock")
+        holder.commit()
+    for thread in calls:
+        thread.join(30)
+    assert errors["reactor"] is None
+    assert isinstance(errors["agent"], psycopg.errors.InsufficientPrivilege), errors["agent"]
+    assert f'login "{name}" may not act for project "alpha"' in str(errors["agent"])
+    row = conn.execute("SELECT host, tmux_target, context_usage FROM ps_health.ps_sessions").fetchone()
+    assert (row["host"], row["tmux_target"], row["context_usage"]) == ("h2", "%7", None)
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.prompts").fetchone()["n"] == 0
 
 def test_a_reactor_login_forwards_facts_for_its_host_only(db, conn, login):
     _two_projects(db)

@@ -20,8 +20,9 @@ $$;
 
 -- _may_act: whether the login may act for a project (and put its session on p_host), or, with no
 -- project, on a host. The owner may do anything. An agent login acts for the projects granted to
--- it; bound to hosts (grant_agent_host), only on those: the host given, else that of the project's
--- session (live or ended; no session, or one without a host: no host to refuse). A reactor login
+-- it; bound to hosts (grant_agent_host), only on those: the host given, and that of the project's
+-- live session (with no host given also an ended one's: bringing it back; no session, or one without
+-- a host: no host to refuse). A reactor login
 -- acts on the hosts granted to it, and for a project whose session is on one of them: its live
 -- session's host, else the host given (a session starting there), else the host of the session
 -- that ended.
@@ -35,8 +36,9 @@ BEGIN
     END IF;
     IF p_project IS NOT NULL AND EXISTS (SELECT 1 FROM ps_health.agent_projects a
                                           WHERE a.login = session_user AND a.project IN (p_project, '*'))
-       AND ps_health._agent_on_host(coalesce(p_host, (SELECT x.host FROM ps_health.ps_sessions x
-                                                       WHERE x.project = p_project))) THEN
+       AND ps_health._agent_on_host(p_host)
+       AND ps_health._agent_on_host((SELECT x.host FROM ps_health.ps_sessions x
+                                      WHERE x.project = p_project AND (x.ended_at IS NULL OR p_host IS NULL))) THEN
         RETURN true;
     END IF;
     IF NOT pg_has_role(session_user, 'ps_health_reactor', 'MEMBER')
@@ -77,6 +79,19 @@ BEGIN
         RAISE EXCEPTION 'login "%" may not act for project "%" on host "%"', session_user, left(p_project, 255),
             left(p_host, 255) USING ERRCODE = '42501';
     END IF;
+END;
+$$;
+
+-- _authorize_locked: _authorize, then the project's lock, then _authorize again: who may act can depend on
+-- where the project's session is (a reactor's hosts, an agent login's), and a call that waited for the lock
+-- must decide on the session as the transaction it waited for left it. (A login refused at first takes no
+-- lock.)
+CREATE FUNCTION ps_health._authorize_locked(p_project text, p_host text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._authorize(p_project, p_host);
+    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize(p_project, p_host);  -- (a statement of its own: it sees what committed meanwhile)
 END;
 $$;
 

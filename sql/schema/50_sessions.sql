@@ -36,8 +36,7 @@ BEGIN
         RAISE EXCEPTION 'tokens must be positive, got used % of %', p_tokens_used, p_tokens_total USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize(p_project);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project);
     IF (SELECT s.handoff_done_at > p_now FROM ps_health.ps_sessions s WHERE s.project = p_project) THEN
         RETURN;  -- made before the last handoff: it describes the conversation the handoff ended
     END IF;
@@ -91,8 +90,7 @@ BEGIN
         RAISE EXCEPTION 'session_type must be cli or sdk, got "%"', left(coalesce(p_session_type, 'NULL'), 40)
             USING ERRCODE = '22023';
     END IF;
-    PERFORM ps_health._authorize(p_project, p_host);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project, p_host);
     -- a pane belongs to one project: another project's live session on it keeps it, unless the
     -- caller may act for that project too (the reactor later checks the pane itself: _bind_pane)
     v_holder := ps_health._pane_holder(p_project, p_host, p_tmux_target, NULL, session_user);
@@ -165,8 +163,7 @@ CREATE FUNCTION ps_health.heartbeat_session(p_project text, p_now timestamptz DE
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize(p_project);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project);
     PERFORM ps_health._session(p_project);
     UPDATE ps_health.ps_sessions SET last_activity = greatest(last_activity, p_now), ended_at = NULL
      WHERE project = p_project;
@@ -179,8 +176,7 @@ CREATE FUNCTION ps_health.end_session(p_project text, p_now timestamptz DEFAULT 
 RETURNS integer LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize(p_project);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project);
     PERFORM ps_health._session(p_project);
     UPDATE ps_health.ps_sessions SET ended_at = p_now WHERE project = p_project;
     RETURN ps_health._eval_orphans(p_project, p_now);

@@ -63,8 +63,7 @@ BEGIN
     IF p_pid IS NOT NULL AND p_pid <= 0 THEN
         RAISE EXCEPTION 'pid must be positive, got %', p_pid USING ERRCODE = '22023';
     END IF;
-    PERFORM ps_health._authorize(p_project, p_host);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project, p_host);
     -- a spawn of a project without a session could never be prompted about: a typo, refused
     PERFORM ps_health._session(p_project);
     BEGIN

@@ -14,8 +14,7 @@ BEGIN
         RAISE EXCEPTION 'unknown check id %', coalesce(p_check_id::text, 'NULL') USING ERRCODE = 'P0002';
     END IF;
     -- an agent answers only its own project's checks
-    PERFORM ps_health._authorize(c.project);
-    PERFORM ps_health._lock_project(c.project);
+    PERFORM ps_health._authorize_locked(c.project);
     UPDATE ps_health.health_checks SET ps_response = v_text WHERE id = p_check_id RETURNING * INTO c;
     UPDATE ps_health.check_state SET acknowledged_at = p_now
      WHERE project = c.project AND check_type = c.check_type AND subject = c.subject AND status <> 'ok';
@@ -37,8 +36,7 @@ BEGIN
     -- a file in handoff_folder: the setting's 4,096 characters, a slash and a name of up to 255
     PERFORM ps_health._check_text('file', p_file, 4352);
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize(p_project);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project);
     s := ps_health._session(p_project);
     UPDATE ps_health.ps_sessions
        SET handoff_done_at = p_now, handoff_file = p_file, context_usage = NULL, last_context_check = NULL,

@@ -306,8 +306,7 @@ BEGIN
     PERFORM ps_health._check_identity(p_identity);
     PERFORM ps_health._check_time('p_now', p_now);
     -- only a reactor of the session's host sees its panes: another may not bind one (nor read the binding)
-    PERFORM ps_health._authorize(p_project, p_host);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project, p_host);
     SELECT * INTO s FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;
     IF NOT FOUND OR s.ended_at IS NOT NULL OR s.target_state = 'gone'
        OR s.host IS DISTINCT FROM p_host OR s.tmux_target IS DISTINCT FROM p_target THEN

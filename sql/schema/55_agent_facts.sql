@@ -72,8 +72,7 @@ BEGIN
     IF s.id IS NULL THEN
         RETURN 'not registered';
     END IF;
-    PERFORM ps_health._authorize(s.project);
-    PERFORM ps_health._lock_project(s.project);
+    PERFORM ps_health._authorize_locked(s.project);
     -- a session registered without the agent's own id (by pane) takes reports from any conversation
     IF p_now < s.started_at
        OR (p_session_id IS NOT NULL AND s.session_id IS DISTINCT FROM p_session_id
@@ -164,8 +163,7 @@ DECLARE
 BEGIN
     PERFORM ps_health._check_text('trigger', p_trigger, 40, false);
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize(p_project);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project);
     PERFORM ps_health._session(p_project);
     v_details := jsonb_build_object('event', 'compaction', 'trigger', coalesce(p_trigger, 'unknown'),
                                     'subject', 'compaction');

@@ -1,6 +1,6 @@
 -- Least privilege: each role can do its part and nothing else; agents act only for their projects.
 BEGIN;
-SELECT plan(53);
+SELECT plan(56);
 SET LOCAL search_path = ps_health, public;
 
 SELECT has_role(r) FROM unnest(ARRAY['ps_health_owner', 'ps_health_reactor', 'ps_health_agent', 'ps_health_reader']) r;
@@ -94,6 +94,19 @@ SELECT throws_ok($$SELECT ps_health.grant_agent_host('agent_bound', 'h2')$$, '42
   'bound agent: cannot grant itself a host');
 SELECT lives_ok($$SELECT ps_health.register_session('gamma', 'cli', '%7', 'h1')$$, 'bound agent: names a pane on its host');
 SELECT lives_ok($$SELECT ps_health.heartbeat_session('gamma')$$, 'bound agent: acts for the session on its host');
+RESET SESSION AUTHORIZATION;
+SELECT register_session('gamma', 'cli', '%6', 'h2');  -- gamma's session live on h2 again (its agent there)
+SET SESSION AUTHORIZATION agent_bound;
+SELECT throws_ok($$SELECT ps_health.start_spawn('gamma', 's2', 'build', NULL, NULL, NULL, 'h1')$$, '42501',
+  'login "agent_bound" may not act for project "gamma" on host "h1"',
+  'bound agent: no spawn on its host for a session live on another (its failure would be typed there)');
+SELECT throws_ok($$SELECT ps_health.register_session('gamma', 'cli', NULL, 'h1')$$, '42501',
+  'login "agent_bound" may not act for project "gamma" on host "h1"', 'bound agent: cannot take a live session from another host');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT host || ' ' || tmux_target || ' ' || (ended_at IS NULL) FROM ps_health.ps_sessions WHERE project = 'gamma'),
+  'h2 %6 true', 'gamma''s session stays where its agent is');
+SELECT register_session('gamma', 'cli', '%7', 'h1');
+SET SESSION AUTHORIZATION agent_bound;
 RESET SESSION AUTHORIZATION;
 SELECT is((SELECT host || ' ' || tmux_target FROM ps_health.ps_sessions WHERE project = 'gamma'), 'h1 %7',
   'only the registration on its host was written');
