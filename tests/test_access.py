@@ -85,15 +85,19 @@ def test_an_agent_login_bound_to_its_host_cannot_name_a_pane_on_another(db, conn
     ok(agent, "session", "register", "alpha", "--target", "%2", "--host", "h2")  # unbound: any host, as before
 
 
-def test_a_call_that_waited_for_the_project_decides_on_the_session_it_then_finds(db, conn, login):
+@pytest.mark.parametrize("queued", ["SELECT ps_health.update_session_context('alpha', 97)",
+                                    "SELECT ps_health.finish_spawn('alpha', 't2', 1, 'the agent''s own words')"])
+def test_a_call_that_waited_for_the_project_decides_on_the_session_it_then_finds(db, conn, login, queued):
     # A bound agent's call queued behind the h2 reactor moving alpha's session to h2 must not act for it
-    # there (its context report would be typed into the h2 pane as a critical prompt).
+    # there (a critical context report, or a failed spawn with its error line, would be typed into the h2 pane).
     name, agent = login("ps_health_agent")
     reactor_name, reactor = login("ps_health_reactor")
     conn.execute("SELECT ps_health.grant_agent(%s, 'alpha'), ps_health.grant_agent_host(%s, 'h1'), "
                  "ps_health.grant_reactor(%s, 'h2')", (name, name, reactor_name))
-    ok(agent, "session", "register", "alpha", "--target", "%1", "--host", "h1")
-    ok(agent, "session", "end", "alpha")  # ended: the h2 reactor may start alpha's next session on h2
+    with psycopg.connect(agent, autocommit=True) as c:
+        c.execute("SELECT ps_health.register_session('alpha', 'cli', '%1', 'h1')")
+        c.execute("SELECT ps_health.start_spawn('alpha', 't2', 'build', NULL, NULL, NULL, 'h1')")
+        c.execute("SELECT ps_health.end_session('alpha')")  # ended: the h2 reactor may start alpha's next one there
     waiting = "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
     errors: dict[str, Exception | None] = {}
 
@@ -109,8 +113,7 @@ def test_a_call_that_waited_for_the_project_decides_on_the_session_it_then_finds
         holder.execute("SELECT ps_health.end_session('alpha')")
         calls = [threading.Thread(target=call, args=("reactor", reactor, "SELECT ps_health.register_session("
                                                      "'alpha', 'cli', '%7', 'h2')")),
-                 threading.Thread(target=call, args=("agent", agent, "SELECT ps_health.update_session_context("
-                                                     "'alpha', 97)"))]
+                 threading.Thread(target=call, args=("agent", agent, queued))]
         for n, thread in enumerate(calls, 1):
             thread.start()
             wait_for(lambda n=n: conn.execute(waiting).fetchone()["n"] >= n, timeout=10,
@@ -123,7 +126,12 @@ def test_a_call_that_waited_for_the_project_decides_on_the_session_it_then_finds
     assert f'login "{name}" may not act for project "alpha"' in str(errors["agent"])
     row = conn.execute("SELECT host, tmux_target, context_usage FROM ps_health.ps_sessions").fetchone()
     assert (row["host"], row["tmux_target"], row["context_usage"]) == ("h2", "%7", None)
-    assert conn.execute("SELECT count(*) AS n FROM ps_health.prompts").fetchone()["n"] == 0
+    # (alpha's new session is told of the spawn its last one left running: that is all)
+    texts = [r["text"] for r in conn.execute("SELECT text FROM ps_health.prompts")]
+    assert not any("own words" in text or "context window" in text for text in texts), texts
+    assert conn.execute("SELECT status FROM ps_health.active_spawns WHERE task_id = 't2'").fetchone()["status"] \
+        == "running"
+
 
 def test_a_reactor_login_forwards_facts_for_its_host_only(db, conn, login):
     _two_projects(db)

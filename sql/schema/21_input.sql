@@ -101,8 +101,7 @@ RETURNS ps_health.active_spawns LANGUAGE plpgsql AS $$
 DECLARE
     s ps_health.active_spawns;
 BEGIN
-    PERFORM ps_health._authorize(p_project);
-    PERFORM ps_health._lock_project(p_project);
+    PERFORM ps_health._authorize_locked(p_project);
     SELECT * INTO s FROM ps_health.active_spawns WHERE project = p_project AND task_id = p_task_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown spawn "%" in project "%"', left(p_task_id, 255), left(p_project, 255)
