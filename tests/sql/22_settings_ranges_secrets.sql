@@ -67,21 +67,14 @@ SELECT is(setting('abandon_after', 'm'), '60 minutes', 'a negative part written 
 DELETE FROM settings;
 
 -- text, and the strings of a JSON value, hold no invisible or format characters, as other names
-SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'escalation_host', E'host-a\u200b'), '22023',
-  'setting escalation_host: "host-a?" must not contain control or invisible formatting characters',
-  'no zero-width space in a host');
-SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'reset_command', E'/clear\u202e'), '22023',
-  'setting reset_command: "/clear?" must not contain control or invisible formatting characters',
-  'no bidi override in typed text');
-SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'handoff_folder', E'/srv/shop\u2028/handoff'), '22023',
-  'setting handoff_folder: "/srv/shop?/handoff" must not contain control or invisible formatting characters',
-  'no line separator in a folder');
-SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'handoff_pattern', E'*\u200b.md'), '22023',
-  'setting handoff_pattern: "*?.md" must not contain control or invisible formatting characters',
-  'no zero-width space in a pattern');
-SELECT throws_ok(format('SELECT set_setting(%L, %L)', 'agent_programs', E'["claude\u200b"]'), '22023',
-  'setting agent_programs: "["claude?"]" must not contain control or invisible formatting characters',
-  'no zero-width space in a program name');
+SELECT throws_ok(format('SELECT set_setting(%L, %L)', k, v), '22023',
+  format('setting %s: "%s" must not contain control or invisible formatting characters', k, shown), d)
+  FROM (VALUES ('escalation_host', E'host-a\u200b', 'host-a?', 'no zero-width space in a host'),
+               ('reset_command', E'/clear\u202e', '/clear?', 'no bidi override in typed text'),
+               ('handoff_folder', E'/srv/shop\u2028/handoff', '/srv/shop?/handoff', 'no line separator in a folder'),
+               ('handoff_pattern', E'*\u200b.md', '*?.md', 'no zero-width space in a pattern'),
+               ('agent_programs', E'["claude\u200b"]', '["claude?"]', 'no zero-width space in a program name'))
+       x (k, v, shown, d);
 SELECT throws_ok($$SELECT set_setting('agent_programs', '["claude\u200b"]')$$, '22023',
   'setting agent_programs: "["claude\u200b"]" must not contain control or invisible formatting characters',
   'nor one spelled as a JSON escape');
