@@ -21,9 +21,19 @@ INSERT INTO ps_health.prompt_templates (key, body) VALUES
   ('escalation',          '[ps-health] {project}: {check_type} check #{check_id} has been {status} for {minutes} min without an answer. {summary}')
 ON CONFLICT (key) DO NOTHING;
 
+-- _shell_word: a value as one word of a shell command, quoted unless it needs no quoting (as Python's
+-- shlex.quote does it): a prompt names the command to answer with, and the PS may run it as shown.
+CREATE FUNCTION ps_health._shell_word(p_value text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_value ~ '^[[:alnum:]_@%+=:,./-]+$' THEN p_value
+                ELSE '''' || replace(p_value, '''', '''"''"''') || '''' END
+$$;
+
 -- _render: fill {name} placeholders of a template from a jsonb object. A value is cut at 300 characters,
 -- except a path ({file}, {output_file}: a cut path names another file; each is bounded where it is
 -- accepted, at 4,352 and 4,096 characters) and a line rendered already (an escalation's {summary}).
+-- A project given to a command (`--project {project}`) is quoted for the shell: a name with a space
+-- or a `;` would otherwise split the command, or add one.
 CREATE FUNCTION ps_health._render(p_key text, p_vars jsonb)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -34,6 +44,10 @@ BEGIN
     SELECT body INTO v_text FROM ps_health.prompt_templates WHERE key = p_key;
     IF v_text IS NULL THEN
         RAISE EXCEPTION 'no prompt template "%"', p_key USING ERRCODE = '22023';
+    END IF;
+    IF p_vars ? 'project' THEN
+        v_text := replace(v_text, '--project {project}',
+                          '--project ' || ps_health._shell_word(left(coalesce(p_vars->>'project', '?'), 300)));
     END IF;
     FOR k, v IN SELECT * FROM jsonb_each_text(p_vars) LOOP
         v_text := replace(v_text, '{' || k || '}', CASE WHEN k IN ('file', 'output_file', 'summary')

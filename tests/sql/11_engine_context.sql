@@ -1,7 +1,7 @@
 -- Context checks: 50% -> 72% -> 86% (warning, critical with handoff requested) -> handoff done -> ok;
 -- one "report your context" prompt per interval when reports stop, none while they arrive.
 BEGIN;
-SELECT plan(25);
+SELECT plan(29);
 SET LOCAL search_path = ps_health, public;
 
 CREATE TEMP TABLE t0 AS SELECT '2026-01-01 12:00+00'::timestamptz AS t;
@@ -75,6 +75,21 @@ SELECT throws_ok($$SELECT ps_health.report_context('c', 150)$$, '22023',
   'context_percentage must be between 0 and 100, got 150', 'a percentage over 100 is refused');
 SELECT throws_ok($$SELECT ps_health.report_context('ghost', 10)$$, 'P0002',
   'unknown project "ghost": no session registered', 'an unknown project is refused');
+
+-- A project's name in the command a prompt names is one shell word: a space would split the command, a ';'
+-- would add one (the PS may run it as shown).
+SELECT register_session(n, 'cli', t, 'h1', NULL, NULL, pg_temp.at(0))
+  FROM (VALUES ('my proj', '%21'), ('x; touch /tmp/pwned #', '%22'), ('it''s', '%23')) v(n, t);
+SELECT report_context(n, 90, NULL, NULL, pg_temp.at(1)) FROM unnest(ARRAY['my proj', 'x; touch /tmp/pwned #', 'it''s']) n;
+SELECT matches((SELECT text FROM prompts WHERE project = 'my proj' AND severity = 'critical'),
+  'ps-health handoff done --project ''my proj'' --file <path>', 'a name with a space is quoted in the command');
+SELECT matches((SELECT text FROM prompts WHERE project = 'x; touch /tmp/pwned #' AND severity = 'critical'),
+  'run: ps-health handoff done --project ''x; touch /tmp/pwned #'' --file <path> Answer',
+  'a name with a ";" stays inside the quotes: it adds no command');
+SELECT ok((SELECT text FROM prompts WHERE project = 'it''s' AND severity = 'critical')
+          LIKE $$%--project 'it'"'"'s' --file <path>%$$, 'a quote in a name is quoted as a shell does it');
+SELECT ok((SELECT text FROM prompts WHERE project = 'my proj' AND severity = 'critical') LIKE '%] my proj: context window at 90%',
+  'the header shows the name as it is');
 
 SELECT * FROM finish();
 ROLLBACK;
