@@ -168,3 +168,19 @@ def test_run_cli_as_a_reader_sees_every_project(db, login):
     out = ok(reader, "status").stdout
     assert "alpha" in out and "beta" in out
     assert "h2:%2" in run_cli(reader, "prompts").stdout
+
+
+@pytest.mark.parametrize("role", ["ps_health_agent", "ps_health_reactor", "ps_health_reader"])
+def test_doctor_and_the_schema_commands_answer_any_login_in_a_sentence(db, login, tmp_path, role):
+    _, dsn = login(role)
+    env = {"HOME": str(tmp_path), "PS_HEALTH_HOST": "h1", "PS_HEALTH_TMUX_SOCKET": f"none-{uuid.uuid4().hex[:6]}"}
+    res = run_cli(dsn, "doctor", env=env, cwd=str(tmp_path))
+    assert "Traceback" not in res.stdout + res.stderr
+    assert "warn  schema      this login may not read the schema's records" in res.stdout, res.stdout
+    assert "skip  panes       this login may not see it: " in res.stdout, res.stdout  # said why, nothing failed
+    status = run_cli(dsn, "migrate", "status")
+    assert (status.returncode, status.stdout) == (2, ""), status
+    assert status.stderr.startswith("ps-health: permission denied for schema ps_health_meta [42501]"), status.stderr
+    drift = run_cli(dsn, "drift")
+    assert drift.returncode == 2 and "Traceback" not in drift.stderr, drift.stderr
+    assert "hint: run it with the owner's login" in drift.stderr, drift.stderr

@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+import psycopg
+
 # Each module adds its subcommands; importing here keeps `ps-health --help` complete.
 from reactor import __version__, config
 from reactor.cli import agent as cmd_agent
@@ -17,7 +19,7 @@ from reactor.cli import ops as cmd_ops
 from reactor.cli import reactor as cmd_reactor
 from reactor.cli import setup as cmd_setup
 from reactor.cli.render import SafeFormatter, safe
-from reactor.errors import BadInput, PsHealthError
+from reactor.errors import BadInput, PsHealthError, from_psycopg
 
 COMMAND_MODULES = [cmd_agent, cmd_ops, doctor, cmd_reactor, cmd_cron, cmd_db, cmd_setup]
 
@@ -60,15 +62,21 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load()
         return args.func(args, cfg) or 0
     except PsHealthError as exc:
-        where = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        print(f"ps-health: {safe(exc)}{where}" + (f"\n  hint: {safe(exc.hint)}" if exc.hint else ""), file=sys.stderr)
-        return exc.exit_code
+        return _failed(exc)
+    except psycopg.Error as exc:  # a call not mapped on its way: said the same way, never as a traceback
+        return _failed(from_psycopg(exc))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # output piped into `head` and the like: stop quietly
         sys.stderr = open(os.devnull, "w")
         return 0
+
+
+def _failed(exc: PsHealthError) -> int:
+    where = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+    print(f"ps-health: {safe(exc)}{where}" + (f"\n  hint: {safe(exc.hint)}" if exc.hint else ""), file=sys.stderr)
+    return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import psycopg
 from reactor import db
 from reactor.db import drift as schemadiff
 from reactor.db.queries import SQL_DIR, query
-from reactor.errors import MigrationError, from_psycopg
+from reactor.errors import BadInput, MigrationError, PsHealthError, from_psycopg
 
 UP_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 SCHEMA_NAME = re.compile(r"^(\d{2})_([a-z0-9_]+)\.sql$")
@@ -173,7 +173,7 @@ class Runner:
 
     def status(self) -> list[dict]:
         """The versions (applied or pending) and whether the code loaded equals the files."""
-        with self._connect() as conn:
+        with self._connect() as conn, db.mapped_errors():
             applied = {row[0]: row for row in self._applied(conn)}
             loaded = self._loaded_code(conn)
         self._verify(list(applied.values()))
@@ -194,8 +194,8 @@ class Runner:
     def migrate(self, to: int | None = None, dry_run: bool = False, adopt: bool = False) -> list[str]:
         """Bring the database to the declared schema (or remove it: to=0); return what was (or would be) done."""
         if to not in (None, 0, self.latest):
-            raise MigrationError(f"--to {to}: the schema can be brought to version {self.latest} (the latest) "
-                                 "or removed with --to 0; older versions are not kept")
+            raise BadInput(f"--to {to}: the schema can be brought to version {self.latest} (the latest) "
+                           "or removed with --to 0; older versions are not kept")
         with self._connect() as conn:
             conn.execute(query("migrate", "lock"))
             try:
@@ -317,7 +317,13 @@ def _ms(started: float) -> float:
 
 def drift(dsn: str) -> str:
     """SQL that would turn the live ps_health into the declared schema ('' when none)."""
-    with schemadiff.scratch_database(dsn, "ps_health_declared") as scratch:
-        with db.connect(scratch, dict_rows=False) as conn:
-            build(conn, Schema(SQL_DIR / "schema"))
-        return schemadiff.diff(dsn, scratch)
+    try:
+        with db.mapped_errors(), schemadiff.scratch_database(dsn, "ps_health_declared") as scratch:
+            with db.connect(scratch, dict_rows=False) as conn:
+                build(conn, Schema(SQL_DIR / "schema"))
+            return schemadiff.diff(dsn, scratch)
+    except PsHealthError as exc:
+        if exc.sqlstate != "42501":
+            raise
+        raise type(exc)(f"drift builds the declared schema in a scratch database: {exc}", exc.sqlstate,
+                        "run it with the owner's login (one that may create databases)") from exc
