@@ -31,13 +31,16 @@ $$;
 -- (/clear, /new): register it, following a new session id and transcript, and note which agent CLI
 -- it is (an agent_profiles program: how its transcript is read). A Claude Code model id ending in
 -- [1m] runs with a 1,000,000-token window: known before the first transcript is read, so a resumed
--- long conversation is not measured against the 200,000 default.
+-- long conversation is not measured against the 200,000 default. A pane runs one agent: the live
+-- session of another project registered on the same pane of the host ends (its agent is gone without
+-- saying so: killed, or its terminal taken over), so its prompts are never typed into this agent.
 CREATE FUNCTION ps_health.record_session_start(p_project text, p_host text, p_tmux_target text, p_session_id text,
                                                p_transcript_path text, p_model text DEFAULT NULL,
                                                p_agent text DEFAULT NULL, p_now timestamptz DEFAULT now())
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_id integer;
+    v_other text;
 BEGIN
     PERFORM ps_health._check_text('model', p_model, 255, false);
     PERFORM ps_health._check_text('agent', p_agent, 64, false);
@@ -47,6 +50,17 @@ BEGIN
     IF p_model LIKE '%[1m]' THEN
         UPDATE ps_health.ps_sessions SET estimated_tokens_total = 1000000 WHERE id = v_id;
     END IF;
+    -- (register_session refused a pane another project's live session holds, to a login that may not act for it)
+    FOR v_other IN SELECT x.project FROM ps_health.ps_sessions x
+                    WHERE x.host = p_host AND x.tmux_target = p_tmux_target AND x.ended_at IS NULL
+                      AND x.project <> p_project AND ps_health._login_may_act(session_user, x.project)
+                    ORDER BY x.project LOOP
+        PERFORM ps_health._authorize_locked(v_other);
+        UPDATE ps_health.ps_sessions SET ended_at = p_now WHERE project = v_other AND ended_at IS NULL;
+        IF FOUND THEN
+            PERFORM ps_health._eval_orphans(v_other, p_now);
+        END IF;
+    END LOOP;
     RETURN v_id;
 END;
 $$;

@@ -1,7 +1,7 @@
 -- Facts an agent CLI reports by itself, forwarded by the reactor: each recorded at its own time,
 -- each harmless when forwarded twice, none able to reopen what a newer conversation closed.
 BEGIN;
-SELECT plan(44);
+SELECT plan(48);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -102,6 +102,22 @@ SELECT lives_ok($$SELECT ps_health.record_compaction('r', 'manual')$$, 'reactor:
 SELECT lives_ok($$SELECT ps_health.record_session_end('r', 'other')$$, 'reactor: session end');
 SELECT lives_ok($$SELECT * FROM ps_health.host_status('h7')$$, 'reactor: the status of its host');
 RESET SESSION AUTHORIZATION;
+
+-- A pane runs one agent: an agent that starts in a pane ends the session another project left there
+-- (its agent killed without a word), so that project's prompts are never typed into the new agent.
+RESET SESSION AUTHORIZATION;
+SELECT record_session_start('left', 'h3', '%60', 'c-left', '/t/left.jsonl', NULL, NULL, pg_temp.at(0));
+SELECT start_spawn('left', 'sub', 'research', NULL, NULL, NULL, 'h3', pg_temp.at(0));
+SELECT bind_target('left', 'h3', '%60', '111 1700000000 %60 4242', pg_temp.at(1));
+SELECT record_session_start('took', 'h3', '%60', 'c-took', '/t/took.jsonl', NULL, NULL, pg_temp.at(5));
+SELECT is((SELECT ended_at FROM ps_sessions WHERE project = 'left'), pg_temp.at(5),
+  'the session another project left on the pane ends when an agent starts there');
+SELECT is(bind_target('left', 'h3', '%60', '111 1700000000 %60 4242', pg_temp.at(6)), NULL,
+  'its prompts are not for the pane any more');
+SELECT is((SELECT ended_at IS NULL FROM ps_sessions WHERE project = 'took'), true, 'the new agent''s session lives');
+SELECT register_session(p, 'cli', '%61', 'h3') FROM unnest(ARRAY['load1', 'load2']) p;
+SELECT is((SELECT count(*)::int FROM ps_sessions WHERE tmux_target = '%61' AND ended_at IS NULL), 2,
+  'sessions registered by hand keep sharing a pane (a load test)');
 
 SELECT * FROM finish();
 ROLLBACK;
