@@ -1,7 +1,7 @@
 """Test helper run in a tmux pane: an agent CLI with the screens that matter to the reactor.
 
 Usage: fake_agent.py FILE [--dialog] [--busy SECONDS] [--collapse N] [--lag SECONDS] [--enter-window SECONDS]
-                     [--submit-lag SECONDS] [--ask-after-submit] [--clock] [--wrap N]
+                     [--submit-lag SECONDS] [--ask-after-submit] [--clock] [--wrap N] [--draft TEXT]
 
 It draws a full screen like an agent CLI: a title, a status line, and the input box "> text".
 Every byte read is appended to FILE and each submitted line (Enter) to FILE.lines; Ctrl-U
@@ -20,6 +20,8 @@ empties the line. Its agent profile (tests/test_agent_profiles.py) reads these s
   --ask-after-submit  a submitted line starts a turn that asks for permission: the dialog opens.
   --clock       a line under the input box that changes every 50 ms (a timer or token counter).
   --wrap N      the input box wraps its text every N characters onto rows of its own, as Claude Code's does.
+  --draft TEXT  the input box, closed by a rule under it, holds a draft whose first line is empty: TEXT on the
+                row under the input line (until Ctrl-U), as Claude Code and Gemini CLI show one.
 FILE exists once the tty is set up: its existence means "ready". Exits only on a signal.
 """
 
@@ -52,6 +54,7 @@ class Agent:
         self.ask_after_submit = "--ask-after-submit" in argv
         self.clock = "--clock" in argv
         self.wrap = int(argv[argv.index("--wrap") + 1]) if "--wrap" in argv else None
+        self.draft = argv[argv.index("--draft") + 1] if "--draft" in argv else None
         self.submitted = False  # the last input submitted a line
         self.last_text = 0.0  # when text last arrived
         self.text = ""  # what Enter submits
@@ -72,6 +75,8 @@ class Agent:
             body = "> " + "".join([rows[0]] + [f"\r\n  {row}" for row in rows[1:]])
         else:
             body = f"> {self.shown}"
+        if self.draft is not None and not self.dialog:
+            body += f"\r\n  {self.draft}\r\n" + "─" * 40
         if self.clock:
             body += f"\r\n\r\n  {time.monotonic() % 1000:.2f} s"
         return f"\x1b[H\x1b[2Jfake agent\r\n{status}\r\n\r\n{body}".encode()
@@ -103,6 +108,7 @@ class Agent:
                     return  # the rest goes to the dialog
             elif byte == CTRL_U:
                 self.text = self.shown = ""
+                self.draft = None
             elif byte >= 0x20:
                 self._add(bytes([byte]).decode("latin-1") if byte < 0x80 else None, raw=byte)
 

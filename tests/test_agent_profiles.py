@@ -258,3 +258,18 @@ def test_two_prompts_run_together_on_the_line_are_cleared_and_the_next_is_delive
 
     assert third.outcome == "delivered", third
     wait_for(lambda: pane.submitted() == [b"[ps-health #7] gamma: spawn t2 failed"], what="only the third submitted")
+
+
+def test_a_draft_under_an_empty_first_line_is_never_sent_with_the_prompt(conn, agent, reactors, tmux_server):
+    # The user's draft starts with a line break: the input line is empty and the draft shows on the row under it.
+    # Typed beside it, the prompt went out with the draft as one message; now it waits until the box is empty.
+    fast(conn, prompt_defer_delay="1 second")
+    pane = agent("alpha", "--draft", "my half-written draft DO NOT SEND")
+    reactors.start()
+    prompt_id = failed_spawn(conn, "alpha")
+    wait_for(lambda: "deferred" in _action(conn, prompt_id), what="the prompt deferred")
+    assert "the input line holds text the reactor did not type" in _action(conn, prompt_id)
+    assert pane.received() == b""
+    tmux_server.run("send-keys", "-t", pane.target, "C-u")  # the user drops the draft
+    row = delivered(conn, prompt_id, timeout=20)
+    assert pane.submitted() == [sanitise(row["text"]).encode()]

@@ -196,3 +196,19 @@ def test_a_profile_recognises_its_cli_by_its_package_path(conn):
     assert accepted(native, DEFAULT, profiles) == "codex"
     assert accepted(["less", "/usr/lib/node_modules/@openai/codex/README.md"], DEFAULT, profiles) is None
     assert accepted(npx, ("claude",), profiles) is None  # only the programs the setting accepts
+
+
+def test_a_draft_under_an_empty_first_line_is_seen_in_the_real_clis_boxes(conn):
+    # A draft that starts with a line break leaves the input line empty and shows on the rows under it: typed
+    # beside it, the prompt went out with the user's draft in one message (Claude Code and Gemini CLI).
+    profiles = conn.execute("SELECT ps_health._agent_profiles() AS p").fetchone()["p"]
+    seen = {}
+    for path in sorted(SCREENS.glob("*.txt")):
+        program = path.name.split("-")[0]
+        profile = Profile.parse(program, profiles[program])
+        seen[path.stem] = profile.draft_below(path.read_text())
+    drafts = {name for name, below in seen.items() if below}
+    assert drafts == {"claude-draft-below-empty-line", "gemini-draft-below-empty-line"}, seen
+    for name in drafts:
+        program = name.split("-")[0]
+        assert Profile.parse(program, profiles[program]).input_line((SCREENS / f"{name}.txt").read_text()) == ""

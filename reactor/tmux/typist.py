@@ -122,6 +122,8 @@ class Typist:
                 return checked
             look, profile = taken, checked
         held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
+        if held == EMPTY and profile.draft_below(look.screen):
+            held = FOREIGN  # the user's draft, on the rows under an empty first line
         if held == EMPTY and self._left.get(target) == squash(clean):
             # This very text was typed here and is not shown: the agent may not have drawn it yet.
             look, held = self._drawn(target, look, trust, clean, marker, profile, start)
