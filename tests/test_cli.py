@@ -144,10 +144,10 @@ def test_respond_to_an_unknown_check_is_refused(db):
 def test_handoff_done_closes_the_request(db, conn):
     ok(db, "session", "register", "alpha", env=PANE_ENV)
     ok(db, "context", "alpha", "--percent", "90")
-    res = ok(db, "handoff", "done", "--project", "alpha", "--file", "docs/handoff.md")
-    assert "handoff docs/handoff.md recorded" in res.stdout
+    res = ok(db, "handoff", "done", "--project", "alpha", "--file", "/work/docs/handoff.md")
+    assert "handoff /work/docs/handoff.md recorded" in res.stdout
     s = session(conn, "alpha")
-    assert s["handoff_file"] == "docs/handoff.md" and s["handoff_done_at"] >= s["handoff_requested_at"]
+    assert s["handoff_file"] == "/work/docs/handoff.md" and s["handoff_done_at"] >= s["handoff_requested_at"]
     state = conn.execute("SELECT status FROM check_state WHERE project = 'alpha' AND check_type = 'handoff'").fetchone()
     assert state["status"] == "ok"
 

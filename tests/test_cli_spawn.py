@@ -127,3 +127,26 @@ def test_spawn_run_with_a_duplicate_task_id_does_not_run(alpha, conn, tmp_path):
 def test_spawn_run_needs_a_command(alpha):
     assert "no command given" in refused(alpha, "spawn", "run", "--project", "alpha", "--task-id", "t",
                                          "--type", "x").stderr
+
+
+def test_relative_paths_are_recorded_from_the_folder_the_command_ran_in(alpha, conn, tmp_path):
+    # The reactor runs in another folder: a relative path stored as given named another file there, the spawn's
+    # output was never seen and it was reported stalled.
+    ok(alpha, "spawn", "start", "alpha", "r2", "--type", "build", "--output", "logs/build-3.log", env=PANE_ENV,
+       cwd=str(tmp_path))
+    assert spawn(conn, "r2")["output_file"] == str(tmp_path / "logs" / "build-3.log")
+    ok(alpha, "session", "register", "alpha", "--transcript", "t.jsonl", env=PANE_ENV, cwd=str(tmp_path))
+    ok(alpha, "handoff", "done", "--project", "alpha", "--file", "handoff.md", cwd=str(tmp_path))
+    row = conn.execute("SELECT transcript_path, handoff_file FROM ps_health.ps_sessions WHERE project = 'alpha'"
+                       ).fetchone()
+    assert (row["transcript_path"], row["handoff_file"]) == (str(tmp_path / "t.jsonl"), str(tmp_path / "handoff.md"))
+    assert "--output: must be a file path, got ''" in refused(alpha, "spawn", "start", "alpha", "r3", "--type", "build",
+                                                             "--output", "").stderr
+
+
+def test_numbers_too_large_for_the_database_are_refused_naming_the_option(alpha):
+    before = refused(alpha, "spawn", "finish", "alpha", "r1", "--exit-code", "99999999999")
+    assert "--exit-code: must be between -2147483648 and 2147483647, got 99999999999" in before.stderr
+    assert "CHECK_ID: must be between" in refused(alpha, "respond", "99999999999", "done").stderr
+    assert "--pid: must be between" in refused(alpha, "spawn", "start", "alpha", "r4", "--type", "build",
+                                               "--pid", "4294967296").stderr

@@ -71,7 +71,7 @@ def register(sub) -> None:
                 "Store your answer to the check a prompt named; it acknowledges the problem and stops "
                 "its reminders.",
                 ['ps-health respond 42 "restarted the research spawn"'], func=_respond)
-    r.add_argument("check_id", type=int, metavar="CHECK_ID", help="the number in the prompt")
+    r.add_argument("check_id", type=cliutil.positive_int, metavar="CHECK_ID", help="the number in the prompt")
     r.add_argument("text", metavar="TEXT", help="what you did about it")
     cliutil.add_json(r)
 
@@ -82,7 +82,7 @@ def register(sub) -> None:
                    "context expectation for the next session.",
                    ["ps-health handoff done --project myproj --file docs/handoff-2025-01-31.md"], func=_handoff)
     done.add_argument("--project", required=True)
-    done.add_argument("--file", required=True, help="path of the handoff file")
+    done.add_argument("--file", required=True, type=cliutil.absolute_path, help="path of the handoff file")
     cliutil.add_json(done)
 
     i = command(sub, "instructions", "print what to put in a PS's instructions",
@@ -111,7 +111,8 @@ def _register_session(sub) -> None:
     reg.add_argument("--target", help="tmux target (pane id like %%3, or session:window.pane); "
                                       "default $TMUX_PANE")
     reg.add_argument("--host", help="host the pane is on (default PS_HEALTH_HOST or the hostname)")
-    reg.add_argument("--transcript", help="the agent's transcript file (JSONL), for context probes")
+    reg.add_argument("--transcript", type=cliutil.absolute_path,
+                     help="the agent's transcript file (JSONL), for context probes")
     reg.add_argument("--session-id", help="the agent's own session id")
     cliutil.add_json(reg)
     for name, text in (("heartbeat", "the session is alive and working"),

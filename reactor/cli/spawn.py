@@ -59,7 +59,7 @@ def register(sub) -> None:
                    'ps-health spawn finish myproj build-2 --exit-code 2 --error "tests failed"'], func=_finish)
     fin.add_argument("project", metavar="PROJECT")
     fin.add_argument("task_id", metavar="TASK_ID")
-    fin.add_argument("--exit-code", type=int, required=True, metavar="N")
+    fin.add_argument("--exit-code", type=cliutil.whole_number, required=True, metavar="N")
     fin.add_argument("--error", metavar="TEXT", help="what went wrong")
     cliutil.add_json(fin)
 
@@ -84,7 +84,9 @@ def _spawn_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--type", dest="task_type", required=True, metavar="TYPE",
                    help="kind of work: research, plan, build…")
     p.add_argument("--description", help="what the spawn is doing")
-    p.add_argument("--output", help="file the spawn writes its output to (the reactor watches its mtime)")
+    p.add_argument("--output", type=cliutil.absolute_path,
+                   help="file the spawn writes its output to (the reactor watches its mtime; a relative path is taken "
+                        "from the current folder)")
 
 
 def _start(args, cfg) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import textwrap
 from datetime import date, datetime, timedelta
@@ -65,15 +66,35 @@ def percent(text: str) -> float:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type for token counts and limits."""
+# The largest number a PostgreSQL integer holds (ids, counts, exit codes, pids).
+INT_MAX = 2_147_483_647
+
+
+def whole_number(text: str) -> int:
+    """argparse type for an id or an exit code: a whole number a PostgreSQL integer holds."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not -INT_MAX - 1 <= value <= INT_MAX:
+        raise argparse.ArgumentTypeError(f"must be between {-INT_MAX - 1} and {INT_MAX}, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for token counts and limits."""
+    value = whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
+
+
+def absolute_path(text: str) -> str:
+    """argparse type for a file the reactor or another process looks at: made absolute from the current folder
+    (the reactor runs elsewhere, and a relative path would name another file there)."""
+    if not text or "\x00" in text:
+        raise argparse.ArgumentTypeError(f"must be a file path, got {text!r}")
+    return os.path.abspath(text)
 
 
 def positive_int(text: str) -> int:
