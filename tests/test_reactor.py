@@ -444,6 +444,20 @@ def test_only_well_formed_notifications_for_this_host_wake_the_reactor():
     assert not reactor._for_this_host("")
 
 
+def test_a_notification_any_login_may_send_never_stops_the_reactor(conn, tmux_server, reactors):
+    # Any login may NOTIFY on the channel: a payload nested 7,000 deep stopped json.loads with a RecursionError,
+    # and the reactor with it, for good.
+    fast(conn)
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    proc = reactors.start()
+    for payload in ("[" * 7000, '{"host": "%s", "id": %s}' % (HOST, "[" * 3000), "x" * 7999):
+        conn.execute("SELECT pg_notify('ps_health', %s)", (payload,))
+    row = delivered(conn, failed_spawn(conn, "alpha"))
+    assert pane.received() == sanitise(row["text"]).encode() + b"\r"
+    assert proc.popen.poll() is None, "the reactor is still serving"
+
+
 def test_bad_flags_are_refused_before_connecting():
     done = run_cli(None, "reactor", "--lease", "0")
     assert done.returncode == 2

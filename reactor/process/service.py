@@ -33,6 +33,8 @@ _TICK = 0.25
 # An idle listener is pinged this often, so a dead connection is noticed without traffic.
 _PING_SECONDS = 10.0
 _BACKOFF_CAP = 30.0
+# The longest wake-up ps-health sends is about 600 characters (a host and a project of 255 each).
+_NOTE_LIMIT = 1024
 
 
 # The same few settings come with every prompt: parsed once and shared (never changed) by all.
@@ -185,10 +187,14 @@ class Reactor:
         return self._note(payload) is not None
 
     def _note(self, payload: str) -> dict | None:
-        """A notification for this host (a prompt, or a session registered with a pane), else None."""
+        """A notification for this host (a prompt, or a session registered with a pane), else None. Any login may
+        send one: whatever it holds (nested 7,000 deep, 8,000 bytes long) is dropped, never the reactor."""
+        if len(payload) > _NOTE_LIMIT:
+            log.debug("ignoring a notification of %d characters", len(payload))
+            return None
         try:
             note = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             log.debug("ignoring malformed notification %.80r", payload)
             return None
         # No host: an escalation any reactor may run.
