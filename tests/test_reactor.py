@@ -451,6 +451,7 @@ def test_a_notification_any_login_may_send_never_stops_the_reactor(conn, tmux_se
     pane = tmux_server.recorder()
     session(conn, "alpha", pane.target)
     proc = reactors.start()
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor listening")
     for payload in ("[" * 7000, '{"host": "%s", "id": %s}' % (HOST, "[" * 3000), "x" * 7999):
         conn.execute("SELECT pg_notify('ps_health', %s)", (payload,))
     row = delivered(conn, failed_spawn(conn, "alpha"))
