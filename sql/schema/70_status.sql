@@ -1,9 +1,10 @@
 -- What people and agents read: the seed's views, the statusline's one round trip, the status table,
 -- the monitor's own health. An agent login sees only its projects in each (_may_see); the owner and
--- readers see every project. ((SELECT _sees_all()) is asked once per query, not once per row.)
+-- readers see every project. ((SELECT _sees_all()) is asked once per query, not once per row.) The views
+-- are security barriers: a function the reader puts in its WHERE is given only the rows it may see.
 
 -- Every project with a live session or running spawns (an ended session is no longer a target).
-CREATE VIEW ps_health.active_monitoring_targets AS
+CREATE VIEW ps_health.active_monitoring_targets WITH (security_barrier) AS
 SELECT coalesce(s.project, r.project) AS project,
        s.session_type,
        s.session_id,
@@ -19,7 +20,7 @@ SELECT coalesce(s.project, r.project) AS project,
  WHERE (SELECT ps_health._sees_all()) OR ps_health._may_see(coalesce(s.project, r.project));
 
 -- Daily counts of findings over the last 7 days.
-CREATE VIEW ps_health.health_check_summary AS
+CREATE VIEW ps_health.health_check_summary WITH (security_barrier) AS
 SELECT project,
        (check_time AT TIME ZONE 'UTC')::date AS check_date,
        check_type,

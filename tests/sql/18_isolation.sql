@@ -1,7 +1,7 @@
 -- Projects and hosts cannot see or reach each other: an agent login sees only its projects, a
 -- reactor login acts only on its hosts (and for the sessions there), a worker id belongs to one login.
 BEGIN;
-SELECT plan(54);
+SELECT plan(55);
 SET LOCAL search_path = ps_health, public;
 
 -- alpha's PS is on h1, beta's on h2; each has a failed spawn (a critical prompt for its host) and a
@@ -142,6 +142,19 @@ RESET SESSION AUTHORIZATION;
 SELECT is(revoke_reactor('reactor_h1'), 1, 'revoke_reactor takes its hosts away');
 SET SESSION AUTHORIZATION reactor_h1;
 SELECT throws_ok($$SELECT * FROM ps_health.probe_sessions('h1')$$, '42501', NULL, 'and then it may not act on them');
+RESET SESSION AUTHORIZATION;
+
+-- a function of the agent's own, cheaper than the views' filter, runs first on every row it is given: the views
+-- are security barriers, so it is given only the rows the login may see
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION agent_alpha;
+CREATE TEMP TABLE peeked (project text);
+CREATE FUNCTION pg_temp.peek(p text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS
+  $$ BEGIN INSERT INTO peeked VALUES (p); RETURN true; END $$;
+SELECT count(*) FROM ps_health.active_monitoring_targets WHERE pg_temp.peek(project::text);
+SELECT count(*) FROM ps_health.health_check_summary WHERE pg_temp.peek(project::text);
+SELECT is((SELECT count(*)::int FROM peeked WHERE project IS DISTINCT FROM 'alpha'), 0,
+  'agent: a cheap function of its own in a view''s WHERE is given no other project''s row');
 RESET SESSION AUTHORIZATION;
 
 SELECT * FROM finish();
