@@ -10,7 +10,9 @@ DECLARE
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
     SELECT * INTO c FROM ps_health.health_checks WHERE id = p_check_id;
-    IF c.id IS NULL THEN
+    -- (a check of a project the login may not see is as unknown as none: a refusal naming its project would
+    -- list every project, id by id)
+    IF c.id IS NULL OR NOT ((SELECT ps_health._sees_all()) OR ps_health._may_see(c.project)) THEN
         RAISE EXCEPTION 'unknown check id %', coalesce(p_check_id::text, 'NULL') USING ERRCODE = 'P0002';
     END IF;
     -- an agent answers only its own project's checks

@@ -37,7 +37,8 @@ SELECT lives_ok($$SELECT ps_health.start_spawn('alpha', 'y', 'research')$$, 'age
 SELECT lives_ok(format('SELECT ps_health.respond(%s, %L)', (SELECT id FROM ids WHERE project = 'alpha'), 'on it'),
   'agent: answers its own project''s check');
 SELECT throws_ok(format('SELECT ps_health.respond(%s, %L)', (SELECT id FROM ids WHERE project = 'beta'), 'not mine'),
-  '42501', 'login "agent_alpha" may not act for project "beta"', 'agent: cannot answer another project''s check');
+  'P0002', format('unknown check id %s', (SELECT id FROM ids WHERE project = 'beta')),
+  'agent: cannot answer another project''s check, nor learn whose it is');
 SELECT throws_ok($$SELECT ps_health.register_session('beta', 'cli', '%9', 'h1')$$, '42501', NULL,
   'agent: cannot take over another project''s session');
 SELECT throws_ok($$UPDATE ps_health.health_checks SET ps_response = 'forged'$$, '42501', NULL, 'agent: cannot alter health_checks');
