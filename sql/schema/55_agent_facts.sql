@@ -55,11 +55,7 @@ BEGIN
                     WHERE x.host = p_host AND x.tmux_target = p_tmux_target AND x.ended_at IS NULL
                       AND x.project <> p_project AND ps_health._login_may_act(session_user, x.project)
                     ORDER BY x.project LOOP
-        PERFORM ps_health._authorize_locked(v_other);
-        UPDATE ps_health.ps_sessions SET ended_at = p_now WHERE project = v_other AND ended_at IS NULL;
-        IF FOUND THEN
-            PERFORM ps_health._eval_orphans(v_other, p_now);
-        END IF;
+        PERFORM ps_health.end_session(v_other, p_now);
     END LOOP;
     RETURN v_id;
 END;
