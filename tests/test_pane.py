@@ -22,6 +22,7 @@ from reactor.tmux.pane import (
     foreground,
     program_names,
 )
+from reactor.tmux.typist import draft_below
 from tests.support import wait_for
 from tests.tmux_server import RECORDER
 
@@ -206,7 +207,7 @@ def test_a_draft_under_an_empty_first_line_is_seen_in_the_real_clis_boxes(conn):
     for path in sorted(SCREENS.glob("*.txt")):
         program = path.name.split("-")[0]
         profile = Profile.parse(program, profiles[program])
-        seen[path.stem] = profile.draft_below(path.read_text())
+        seen[path.stem] = draft_below(profile, path.read_text())
     drafts = {name for name, below in seen.items() if below}
     assert drafts == {"claude-draft-below-empty-line", "gemini-draft-below-empty-line"}, seen
     for name in drafts:

@@ -178,10 +178,6 @@ def view(screen: str) -> str:
     return "\n".join(lines)
 
 
-# A row of an input box's border: box-drawing and block characters only (─, ━, ▀, ▄, ╰──╯, ...).
-_RULE = re.compile("[\u2500-\u259f]{10,}")
-
-
 def _pattern(name: str, data: dict, field: str, flags: int = 0) -> re.Pattern | None:
     value = data.get(field)
     if value is None:
@@ -245,20 +241,6 @@ class Profile:
         if self.ignore_pattern is not None and self.ignore_pattern.fullmatch(text):
             return ""  # the agent's placeholder in an empty input box
         return text
-
-    def draft_below(self, screen: str) -> bool:
-        """The input box holds text under its input line: a draft whose first line is empty (it starts with a line
-        break). Known only for a box with a bottom border (a rule of box-drawing characters) under the input line."""
-        lines = screen.splitlines()
-        row = self.input_row(lines)
-        if row is None or self.input_line(screen):
-            return False
-        held = False
-        for line in lines[row + 1:]:
-            if _RULE.fullmatch(line.strip()):
-                return held
-            held = held or bool(line.strip(" \u2502\u2503"))  # (a side border is not text)
-        return False
 
     def dialog_open(self, screen: str) -> bool:
         """A dialog, menu or selection list is open: keys typed now would answer it."""

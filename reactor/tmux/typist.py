@@ -40,6 +40,8 @@ _ENTER_SETTLE = _TAKE_LIMIT + _REDRAW_LIMIT
 _SETTLE_POLL = 0.005
 # A prompt claimed before is looked for this far back in the pane's history before it is typed.
 _HISTORY_LINES = 500
+# A row of an input box's border: box-drawing and block characters only (─, ━, ▀, ▄, ╰──╯, ...).
+_RULE = re.compile("[\u2500-\u259f]{10,}")
 # The last look before Enter is taken this long before the submit delay is over (about what a look takes, so
 # Enter is not late), and no earlier: what it saw is what Enter answers.
 _LOOK_AHEAD = 0.001
@@ -122,7 +124,7 @@ class Typist:
                 return checked
             look, profile = taken, checked
         held = self._held(target, profile.input_line(look.screen), clean, marker, profile)
-        if held == EMPTY and profile.draft_below(look.screen):
+        if held == EMPTY and draft_below(profile, look.screen):
             held = FOREIGN  # the user's draft, on the rows under an empty first line
         if held == EMPTY and self._left.get(target) == squash(clean):
             # This very text was typed here and is not shown: the agent may not have drawn it yet.
@@ -450,6 +452,19 @@ def _below(profile: Profile, screen: str) -> list[str]:
     lines = screen.splitlines()
     row = profile.input_row(lines)
     return [line.rstrip() for line in lines[len(lines) if row is None else row + 1:] if line.strip()]
+
+
+def draft_below(profile: Profile, screen: str) -> bool:
+    """The input box holds text under an empty input line: a draft that starts with a line break. Known only for a
+    box with a bottom border (a rule of box-drawing characters) under the input line."""
+    if profile.input_line(screen):
+        return False
+    held = False
+    for line in _below(profile, screen):
+        if _RULE.fullmatch(line.strip()):
+            return held
+        held = held or bool(line.strip(" \u2502\u2503"))  # (a side border is not text)
+    return False
 
 
 def _screen_refusal(profile: Profile, screen: str) -> str | None:
