@@ -181,6 +181,8 @@ def test_doctor_and_the_schema_commands_answer_any_login_in_a_sentence(db, login
     status = run_cli(dsn, "migrate", "status")
     assert (status.returncode, status.stdout) == (2, ""), status
     assert status.stderr.startswith("ps-health: permission denied for schema ps_health_meta [42501]"), status.stderr
+    build = run_cli(dsn, "migrate")  # an error on its way up no code mapped: the same one sentence
+    assert build.returncode == 2 and build.stderr.startswith("ps-health: ") and "Traceback" not in build.stderr, build
     drift = run_cli(dsn, "drift")
     assert drift.returncode == 2 and "Traceback" not in drift.stderr, drift.stderr
     assert "hint: run it with the owner's login" in drift.stderr, drift.stderr
