@@ -98,7 +98,8 @@ def test_a_call_that_waited_for_the_project_decides_on_the_session_it_then_finds
         c.execute("SELECT ps_health.register_session('alpha', 'cli', '%1', 'h1')")
         c.execute("SELECT ps_health.start_spawn('alpha', 't2', 'build', NULL, NULL, NULL, 'h1')")
         c.execute("SELECT ps_health.end_session('alpha')")  # ended: the h2 reactor may start alpha's next one there
-    waiting = "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    waiting = ("SELECT count(*) AS n FROM pg_stat_activity "
+               "WHERE wait_event_type = 'Lock' AND datname = current_database()")
     errors: dict[str, Exception | None] = {}
 
     def call(who: str, dsn: str, statement: str) -> None:
@@ -186,3 +187,47 @@ def test_doctor_and_the_schema_commands_answer_any_login_in_a_sentence(db, login
     drift = run_cli(dsn, "drift")
     assert drift.returncode == 2 and "Traceback" not in drift.stderr, drift.stderr
     assert "hint: run it with the owner's login" in drift.stderr, drift.stderr
+
+
+def test_no_login_can_hold_the_locks_of_the_sweep_a_project_the_settings_or_a_host(db, conn, login):
+    """Any login may take any advisory lock; ps-health's locks are rows only the owner may lock, so an agent
+    holding the keys ps-health once used stops no sweep, no other project's call, no settings change and no
+    reactor, and sees no key of ps-health's in pg_locks to copy."""
+    agent_name, agent = login("ps_health_agent")
+    reactor_name, reactor = login("ps_health_reactor")
+    conn.execute("SELECT ps_health.grant_agent(%s, 'beta'), ps_health.grant_reactor(%s, 'h1')",
+                 (agent_name, reactor_name))
+    ok(db, "session", "register", "alpha", "--target", "%1", "--host", "h1")
+    keys = ["hashtext('ps_health.run_checks')", "hashtext('ps_health.project'), hashtext('alpha')",
+            "hashtext('ps_health.settings'), 0", "hashtext('ps_health.reactor'), hashtext('h1')"]
+    with psycopg.connect(agent, autocommit=True) as attacker:
+        for key in keys:
+            attacker.execute(f"SELECT pg_advisory_lock({key})")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            attacker.execute("SELECT 1 FROM ps_health.locks FOR UPDATE")
+        # (a wait for a lock ends after 5 s with an error instead of hanging the test)
+        with psycopg.connect(db, autocommit=True, options="-c lock_timeout=5s") as owner:
+            sweep = owner.execute("SELECT ps_health.run_checks()").fetchone()[0]
+            assert not sweep.get("skipped"), sweep
+            owner.execute("SELECT ps_health.heartbeat_session('alpha')")
+            owner.execute("SELECT ps_health.set_setting('idle_seconds', '7', 'alpha')")
+            # a call holding alpha's lock shows no key to take
+            with psycopg.connect(db, options="-c lock_timeout=5s") as holder:
+                holder.execute("SELECT ps_health.heartbeat_session('alpha')")
+                held = owner.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                     "AND pid <> %s", (attacker.info.backend_pid,)).fetchone()[0]
+                assert held == 0
+        first = psycopg.connect(reactor, autocommit=True, options="-c lock_timeout=5s")
+        try:
+            assert first.execute("SELECT ps_health.reactor_start('h1', 'h1:1')").fetchone()[0] is True
+            with psycopg.connect(reactor, autocommit=True) as second:
+                running = 'host "h1" is already running: worker "h1:1"'
+                with pytest.raises(psycopg.errors.LockNotAvailable, match=running):
+                    second.execute("SELECT ps_health.reactor_start('h1', 'h1:2')")
+                pid = first.info.backend_pid
+                first.close()  # a reactor whose connection is gone no longer holds its host
+                wait_for(lambda: not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone(),
+                         what="the first reactor's backend to end")
+                assert second.execute("SELECT ps_health.reactor_start('h1', 'h1:2')").fetchone()[0] is True
+        finally:
+            first.close()

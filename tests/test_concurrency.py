@@ -142,7 +142,7 @@ def test_sweep_and_reactor_beside_concurrent_agents_never_deadlock(db):
 def test_database_layer_retries_a_call_that_lost_a_deadlock(db, caplog):
     """A call chosen as a deadlock's victim is run again and succeeds; the caller sees no error."""
     _setup(db)
-    key = "SELECT pg_advisory_xact_lock(hashtext('ps_health.project'), hashtext('alpha'))"
+    key = "SELECT ps_health._lock_project('alpha')"
     # The call's backend checks for a deadlock 3 s after it starts waiting, the other side only after
     # a minute: the cycle closes in between, so the call is the one PostgreSQL aborts.
     victim = dblayer.connect(make_conninfo(db, options="-c deadlock_timeout=3s"), autocommit=True,
@@ -175,3 +175,28 @@ def test_database_layer_retries_a_call_that_lost_a_deadlock(db, caplog):
     finally:
         other.close()
         victim.close()
+
+
+def test_a_sweep_never_waits_for_a_transaction_taking_a_project_lock_for_the_first_time(db):
+    """A project's lock is a row added by the first call that takes it (a database migrated from a version
+    without them has none): a sweep meeting that call's open transaction leaves the project to the next
+    sweep, and sweeps the others."""
+    _setup(db)
+    with psycopg.connect(db, autocommit=True) as conn:
+        for project in PROJECTS:  # a spawn that will have stalled 3 hours from now
+            conn.execute("SELECT ps_health.start_spawn(%s, 't1', 'build')", (project,))
+    later = "now() + interval '3 hours'"
+    with psycopg.connect(db, autocommit=True, options="-c lock_timeout=5s") as sweeper:
+        sweeper.execute("DELETE FROM ps_health.locks WHERE kind = 'project'")
+        with psycopg.connect(db) as opened:
+            opened.execute("SELECT ps_health.heartbeat_session(%s)", (PROJECTS[0],))
+            result = sweeper.execute(f"SELECT ps_health.run_checks({later})").fetchone()[0]
+            assert not result.get("skipped"), result
+            assert sweeper.execute("SHOW lock_timeout").fetchone()[0] == "5s", "the caller's setting is kept"
+            swept = {r[0] for r in sweeper.execute("SELECT DISTINCT project FROM ps_health.health_checks")}
+            assert PROJECTS[0] not in swept and set(PROJECTS[1:]) <= swept, swept
+            free = sweeper.execute("SELECT ps_health._try_lock_project(%s)", (PROJECTS[0],)).fetchone()[0]
+            assert free is False, "the open transaction still holds its project's lock"
+        result = sweeper.execute(f"SELECT ps_health.run_checks({later})").fetchone()[0]
+        swept = {r[0] for r in sweeper.execute("SELECT DISTINCT project FROM ps_health.health_checks")}
+        assert PROJECTS[0] in swept, result

@@ -19,6 +19,8 @@ from tests.support import CLI, ROOT, run_cli
 
 # The pre-release migrations 0001-0006 as they shipped, to make databases as they left them.
 PRE_RELEASE = ROOT / "tests" / "fixtures" / "pre_release_migrations.tar.gz"
+# The newest version: the number of the last delta in sql/migrations/.
+LATEST = migrate.discover()[-1].version
 
 
 def quiet(dsn, files=None, schema=None):
@@ -74,8 +76,8 @@ def test_badly_named_migration_is_refused(tmp_path):
 
 def test_a_fresh_database_is_built_from_the_schema_and_stamped(empty_db):
     done = quiet(empty_db).migrate()
-    assert done and done[0].startswith("built the schema (version 9)")
-    assert recorded(empty_db) == [(7, "schema"), (8, "schema"), (9, "schema")]
+    assert done and done[0].startswith(f"built the schema (version {LATEST})")
+    assert recorded(empty_db) == [(v, "schema") for v in range(7, LATEST + 1)]
     assert quiet(empty_db).migrate() == [], "a second run has nothing to do"
     states = {row["name"]: row["state"] for row in quiet(empty_db).status()}
     assert states["0007_declared_schema.sql"] == "applied"
@@ -92,7 +94,7 @@ def test_a_pre_release_database_plus_the_deltas_equals_a_fresh_one(empty_db, db)
     assert done[0].startswith("applied 0007_declared_schema.sql") and done[-1].startswith("reloaded the code")
     assert schemadiff.diff(empty_db, db) == ""
     assert schemadiff.diff(db, empty_db) == ""
-    assert [v for v, _ in recorded(empty_db)] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [v for v, _ in recorded(empty_db)] == list(range(1, LATEST + 1))
     with psycopg.connect(empty_db) as c:
         c.execute("SET search_path = ps_health")
         assert c.execute("SELECT host, tmux_target FROM ps_sessions WHERE project = 'kept'").fetchone() == ("h1", "%1")
@@ -112,7 +114,7 @@ def test_remove_then_build_again_leaves_no_difference(empty_db, db):
 
 def test_an_older_target_version_is_refused_with_the_choices(empty_db):
     quiet(empty_db).migrate()
-    with pytest.raises(BadInput, match="version 9 .* or removed with --to 0"):  # bad usage: the CLI exits 2
+    with pytest.raises(BadInput, match=f"version {LATEST} .* or removed with --to 0"):  # bad usage: the CLI exits 2
         quiet(empty_db).migrate(to=3)
 
 
@@ -157,10 +159,11 @@ def test_a_changed_delta_is_refused_and_a_failing_one_changes_nothing(empty_db, 
     with pytest.raises(MigrationError, match="checksum differs"):
         quiet(empty_db, migrate.discover(folder)).migrate()
     delta.write_text((SQL_DIR / "migrations" / delta.name).read_text())
-    (folder / "0010_broken.sql").write_text("ALTER TABLE ps_health.mutes ADD COLUMN note text;\nSELECT 1/0;\n")
+    broken = "ALTER TABLE ps_health.mutes ADD COLUMN note text;\nSELECT 1/0;\n"
+    (folder / f"{LATEST + 1:04d}_broken.sql").write_text(broken)
     with pytest.raises(MigrationError, match="rolled back.*division by zero"):
         quiet(empty_db, migrate.discover(folder)).migrate()
-    assert [v for v, _ in recorded(empty_db)][-1] == 9
+    assert [v for v, _ in recorded(empty_db)][-1] == LATEST
     with psycopg.connect(empty_db) as c:
         assert c.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'mutes' "
                          "AND column_name = 'note'").fetchone()[0] == 0
@@ -170,12 +173,13 @@ def test_a_delta_creates_a_new_table_as_declared_and_refuses_one_not_declared(em
     folder = tmp_path / "migrations"
     shutil.copytree(SQL_DIR / "migrations", folder)
     load_legacy(empty_db)
-    (folder / "0010_new_table.sql").write_text("-- create table: ps_health.no_such_table\n")
+    new_table = folder / f"{LATEST + 1:04d}_new_table.sql"
+    new_table.write_text("-- create table: ps_health.no_such_table\n")
     with pytest.raises(MigrationError, match="rolled back.*declares table ps_health.no_such_table"):
         quiet(empty_db, migrate.discover(folder)).migrate()
     with psycopg.connect(empty_db) as c:
         assert c.execute("SELECT max(version) FROM ps_health_meta.migrations").fetchone()[0] == 6, "nothing applied"
-    (folder / "0010_new_table.sql").unlink()
+    new_table.unlink()
     quiet(empty_db, migrate.discover(folder)).migrate()
     with psycopg.connect(empty_db) as c:  # 0007 created it from 12_access_tables.sql: the declared columns
         assert [r[0] for r in c.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
@@ -186,7 +190,7 @@ def test_a_delta_creates_a_new_table_as_declared_and_refuses_one_not_declared(em
 def test_dry_run_changes_nothing(empty_db):
     res = run_cli(empty_db, "migrate", "--dry-run")
     assert res.returncode == 0, res.stderr
-    assert "would build the schema (version 9)" in res.stdout
+    assert f"would build the schema (version {LATEST})" in res.stdout
     with psycopg.connect(empty_db) as c:
         assert c.execute("SELECT to_regclass('ps_health_meta.migrations')").fetchone()[0] is None
         assert c.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'ps_health'").fetchone()[0] == 0
@@ -215,7 +219,7 @@ def test_two_migrate_processes_build_once(empty_db):
     built = [line for out, _ in outs for line in out.splitlines() if line.startswith("built")]
     assert len(built) == 1, outs
     assert sorted(out.strip() for out, _ in outs)[1] == "up to date"
-    assert recorded(empty_db) == [(7, "schema"), (8, "schema"), (9, "schema")]
+    assert recorded(empty_db) == [(v, "schema") for v in range(7, LATEST + 1)]
 
 
 def test_hand_made_schema_is_refused_then_adopted_only_when_equal(empty_db):
@@ -233,8 +237,8 @@ def test_hand_made_schema_is_refused_then_adopted_only_when_equal(empty_db):
         c.execute("ALTER TABLE ps_health.ps_sessions DROP COLUMN notes")
     adopted = run_cli(empty_db, "migrate", "--adopt")
     assert adopted.returncode == 0, adopted.stderr
-    assert "equals the declared schema (version 9)" in adopted.stdout
-    assert recorded(empty_db) == [(9, "adopted")]
+    assert f"equals the declared schema (version {LATEST})" in adopted.stdout
+    assert recorded(empty_db) == [(LATEST, "adopted")]
     assert run_cli(empty_db, "migrate").stdout.strip() == "up to date"
 
 

@@ -70,7 +70,7 @@ def test_a_change_waits_for_one_in_flight_and_is_checked_against_it(db, conn):
         first.execute("SELECT ps_health.set_setting('context_critical', '0.75', 'alpha')")
         worker.start()
         wait_for(lambda: outcome or conn.execute(
-            "SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' AS waits FROM pg_stat_activity WHERE pid = %s",
+            "SELECT wait_event_type IS NOT DISTINCT FROM 'Lock' AS waits FROM pg_stat_activity WHERE pid = %s",
             (second.info.backend_pid,)).fetchone()["waits"], what="the second change to finish or wait")
         assert not outcome, f"the second change did not wait for the first: {outcome}"
         first.commit()

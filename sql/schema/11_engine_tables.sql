@@ -106,9 +106,9 @@ CREATE TABLE ps_health.prompt_items (
 CREATE INDEX idx_prompt_items_check ON ps_health.prompt_items (check_id);
 
 -- Reactors seen: every claim call says which worker on which host is alive; a worker id belongs
--- to the login that first claimed with it. A reactor that started through reactor_start also holds
--- its host's advisory lock on its listener connection (backend_pid): only such a reactor counts as
--- running.
+-- to the login that first claimed with it. A reactor that started through reactor_start also names
+-- its listener connection (backend_pid): only such a reactor, while that connection of its login is
+-- open, counts as running.
 CREATE TABLE ps_health.reactors (
     worker       varchar(255) PRIMARY KEY,
     host         varchar(255) NOT NULL,
@@ -152,4 +152,13 @@ CREATE TABLE ps_health.agent_profiles (
     context_source  varchar(32) CONSTRAINT agent_profiles_context_source_check
                     CHECK (context_source IN ('claude-transcript', 'codex-rollout', 'gemini-chat')),
     context_window  integer CONSTRAINT agent_profiles_context_window_check CHECK (context_window > 0)
+);
+
+-- The locks ps-health's functions take: rows of a table no login but the owner may lock, so no other
+-- login can hold one (as it could an advisory lock: any login may take any advisory key). A row per
+-- project and per host, added the first time it is locked; one for the settings and one for the sweep.
+CREATE TABLE ps_health.locks (
+    kind  text NOT NULL,
+    name  text NOT NULL,
+    PRIMARY KEY (kind, name)
 );

@@ -319,8 +319,10 @@ $$;
 -- change's cross-check (each later statement of READ COMMITTED sees what the one before it
 -- committed) is never made against values another change is replacing at the same time.
 CREATE FUNCTION ps_health._lock_settings()
-RETURNS void LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(hashtext('ps_health.settings'), 0)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ps_health._lock('settings', '');  -- 21_input.sql
+END;
 $$;
 
 -- set_setting: change a setting globally (p_project NULL) or for one project; a NULL value resets

@@ -115,21 +115,68 @@ $$;
 -- (_lock_project), so two calls for one project queue instead of locking rows in opposite orders;
 -- a call about several projects takes their locks in one order (_lock_projects); the sweep only
 -- takes locks that are free (_try_lock_project) and leaves a busy project to the next sweep.
+-- A lock is a row of ps_health.locks locked FOR UPDATE until the transaction ends: only the owner may
+-- lock those rows, so no login can hold ps-health's locks to stop the sweep or another project's calls.
 
--- _lock_project: the project's transaction lock (an advisory lock on the project's name).
-CREATE FUNCTION ps_health._lock_project(p_project text)
-RETURNS void LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(hashtext('ps_health.project'), hashtext(p_project))
+INSERT INTO ps_health.locks (kind, name) VALUES ('settings', ''), ('sweep', '') ON CONFLICT DO NOTHING;
+
+-- _lock: wait for a lock and hold it until the transaction ends (its row is added the first time).
+CREATE FUNCTION ps_health._lock(p_kind text, p_name text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM ps_health.locks WHERE kind = p_kind AND name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        -- (a transaction adding the same row first is waited for, as its lock would be)
+        INSERT INTO ps_health.locks (kind, name) VALUES (p_kind, p_name) ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM ps_health.locks WHERE kind = p_kind AND name = p_name FOR UPDATE;
+        IF NOT FOUND THEN  -- (only a REPEATABLE READ transaction does not see the row another one added)
+            RAISE EXCEPTION 'could not take the lock of % "%": it was added after this transaction began',
+                p_kind, left(p_name, 255) USING ERRCODE = '40001', HINT = 'run the call again';
+        END IF;
+    END IF;
+END;
 $$;
 
--- _lock_projects: the locks of several projects, in the order of their keys.
+-- _try_lock: the lock if nobody else holds it (held until the transaction ends); false, at once, if
+-- another transaction holds it, or is adding its row and has not ended yet.
+CREATE FUNCTION ps_health._try_lock(p_kind text, p_name text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_timeout text;
+BEGIN
+    PERFORM 1 FROM ps_health.locks WHERE kind = p_kind AND name = p_name FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN
+        RETURN true;
+    ELSIF EXISTS (SELECT 1 FROM ps_health.locks WHERE kind = p_kind AND name = p_name) THEN
+        RETURN false;
+    END IF;
+    v_timeout := current_setting('lock_timeout');
+    BEGIN
+        PERFORM set_config('lock_timeout', '1ms', true);
+        INSERT INTO ps_health.locks (kind, name) VALUES (p_kind, p_name) ON CONFLICT DO NOTHING;
+        PERFORM set_config('lock_timeout', v_timeout, true);
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN false;  -- (the setting goes back with the block)
+    END;
+    PERFORM 1 FROM ps_health.locks WHERE kind = p_kind AND name = p_name FOR UPDATE SKIP LOCKED;
+    RETURN FOUND;
+END;
+$$;
+
+-- _lock_project: the project's transaction lock.
+CREATE FUNCTION ps_health._lock_project(p_project text)
+RETURNS void LANGUAGE sql AS $$
+    SELECT ps_health._lock('project', p_project)
+$$;
+
+-- _lock_projects: the locks of several projects, in the order of their names.
 CREATE FUNCTION ps_health._lock_projects(p_projects text[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    k integer;
+    p text;
 BEGIN
-    FOR k IN SELECT DISTINCT hashtext(p) FROM unnest(p_projects) p WHERE p IS NOT NULL ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtext('ps_health.project'), k);
+    FOR p IN SELECT DISTINCT x FROM unnest(p_projects) x WHERE x IS NOT NULL ORDER BY 1 LOOP
+        PERFORM ps_health._lock('project', p);
     END LOOP;
 END;
 $$;
@@ -137,7 +184,7 @@ $$;
 -- _try_lock_project: the project's lock if nobody holds it (the sweep never waits for one).
 CREATE FUNCTION ps_health._try_lock_project(p_project text)
 RETURNS boolean LANGUAGE sql AS $$
-    SELECT pg_try_advisory_xact_lock(hashtext('ps_health.project'), hashtext(p_project))
+    SELECT ps_health._try_lock('project', p_project)
 $$;
 
 -- update_updated_at_column: keep updated_at current on every update.

@@ -310,7 +310,7 @@ DECLARE
     r record;
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
-    IF NOT pg_try_advisory_xact_lock(hashtext('ps_health.run_checks')) THEN
+    IF NOT ps_health._try_lock('sweep', '') THEN
         RETURN jsonb_build_object('skipped', true, 'reason', 'another sweep is running');
     END IF;
     SELECT coalesce(max(id), 0) INTO v_first_check FROM ps_health.health_checks;

@@ -1,26 +1,20 @@
--- One reactor per host. A reactor holds a session-level advisory lock for its host on its listener
--- connection while it serves: a second reactor for the host is refused, and a reactor counts as
--- running exactly while its lock is held (a crash or a dropped connection releases it at once).
+-- One reactor per host. A reactor records its listener connection (its backend's pid) when it starts:
+-- while that connection of its login is open, a second reactor for the host is refused and the
+-- first counts as running (a crash or a dropped connection ends it at once). Nothing another login
+-- can take decides it (as an advisory lock would: any login may take any advisory lock).
 
--- _reactor_lock_class: the first key of every host lock (the second is hashtext(host)).
-CREATE FUNCTION ps_health._reactor_lock_class()
-RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT hashtext('ps_health.reactor') $$;
-
--- _live_reactors: the reactors whose listener connection holds their host's lock now.
+-- _live_reactors: the reactors whose listener connection, of their login in this database, is open now.
 CREATE FUNCTION ps_health._live_reactors()
 RETURNS SETOF ps_health.reactors LANGUAGE sql STABLE AS $$
     SELECT r.* FROM ps_health.reactors r
      WHERE r.backend_pid IS NOT NULL
-       AND EXISTS (SELECT 1 FROM pg_locks l
-                    WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.backend_pid
-                      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-                      AND l.classid = ps_health._reactor_lock_class()::oid
-                      AND l.objid = hashtext(r.host)::oid AND l.objsubid = 2)
+       AND EXISTS (SELECT 1 FROM pg_stat_activity a
+                    WHERE a.pid = r.backend_pid AND a.usename = r.login AND a.datname = current_database())
 $$;
 
--- reactor_start: take the host's lock on the calling (listener) connection and record the reactor.
--- Refused (55P03) while another reactor serves the host, naming it; false while an older
--- connection of this same worker still holds the lock (the server has not noticed it is gone).
+-- reactor_start: record the calling (listener) connection as the host's reactor. Refused (55P03)
+-- while another reactor serves the host, naming it; false while an older connection of this same
+-- worker is still open (the server has not noticed it is gone).
 CREATE FUNCTION ps_health.reactor_start(p_host text, p_worker text, p_now timestamptz DEFAULT now())
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
@@ -32,32 +26,32 @@ BEGIN
     -- a login serves only the hosts granted to it, under worker ids of its own
     PERFORM ps_health._authorize(NULL, p_host);
     PERFORM ps_health._authorize_worker(p_worker);
-    IF pg_try_advisory_lock(ps_health._reactor_lock_class(), hashtext(p_host)) THEN
-        -- holding the lock, no other row of this host can be a running reactor: drop them
-        DELETE FROM ps_health.reactors WHERE host = p_host AND worker <> p_worker;
-        INSERT INTO ps_health.reactors (worker, host, last_seen, login, backend_pid, started_at)
-        VALUES (p_worker, p_host, p_now, session_user, pg_backend_pid(), p_now)
-        ON CONFLICT (worker) DO UPDATE
-           SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen, backend_pid = EXCLUDED.backend_pid,
-               login = coalesce(ps_health.reactors.login, EXCLUDED.login),
-               started_at = coalesce(ps_health.reactors.started_at, EXCLUDED.started_at);
-        RETURN true;
-    END IF;
-    SELECT * INTO holder FROM ps_health._live_reactors() r WHERE r.host = p_host ORDER BY r.started_at LIMIT 1;
+    -- two reactors starting for one host at once queue here
+    PERFORM ps_health._lock('host', p_host);
+    SELECT * INTO holder FROM ps_health._live_reactors() r
+     WHERE r.host = p_host AND r.backend_pid <> pg_backend_pid() ORDER BY r.started_at LIMIT 1;
     IF holder.worker = p_worker THEN
         RETURN false;
+    ELSIF holder.worker IS NOT NULL THEN
+        RAISE EXCEPTION 'a reactor for host "%" is already running: worker "%"%', left(p_host, 255), holder.worker,
+            format(', started %s, last claim %s', to_char(holder.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
+                   to_char(holder.last_seen AT TIME ZONE 'UTC', 'HH24:MI:SS "UTC"'))
+            USING ERRCODE = '55P03',
+                  HINT = 'one reactor serves a host; stop that one first, or give this one another host label (--host)';
     END IF;
-    RAISE EXCEPTION 'a reactor for host "%" is already running: worker "%"%', left(p_host, 255),
-        coalesce(holder.worker, 'unknown'),
-        coalesce(format(', started %s, last claim %s', to_char(holder.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
-                        to_char(holder.last_seen AT TIME ZONE 'UTC', 'HH24:MI:SS "UTC"')), '')
-        USING ERRCODE = '55P03',
-              HINT = 'one reactor serves a host; stop that one first, or give this one another host label (--host)';
+    -- no other row of this host is a running reactor: drop them
+    DELETE FROM ps_health.reactors WHERE host = p_host AND worker <> p_worker;
+    INSERT INTO ps_health.reactors (worker, host, last_seen, login, backend_pid, started_at)
+    VALUES (p_worker, p_host, p_now, session_user, pg_backend_pid(), p_now)
+    ON CONFLICT (worker) DO UPDATE
+       SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen, backend_pid = EXCLUDED.backend_pid,
+           login = coalesce(ps_health.reactors.login, EXCLUDED.login),
+           started_at = coalesce(ps_health.reactors.started_at, EXCLUDED.started_at);
+    RETURN true;
 END;
 $$;
 
--- reactor_stop: a clean stop removes the reactor's row, called on the connection holding the lock
--- (which goes with that connection).
+-- reactor_stop: a clean stop removes the reactor's row, called on its listener connection.
 CREATE FUNCTION ps_health.reactor_stop(p_worker text)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN

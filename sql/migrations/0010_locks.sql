@@ -1,0 +1,3 @@
+-- 0010: the locks of projects, hosts, the settings and the sweep are rows of an owner-only table instead of
+-- advisory locks any login could take.
+-- create table: ps_health.locks
