@@ -260,3 +260,27 @@ def _turn(tokens: int) -> str:
     return json.dumps({"type": "assistant", "message": {"role": "assistant", "model": "claude-opus-4-8", "usage": {
         "input_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": tokens - 10,
         "output_tokens": 5}}})
+
+
+def test_a_transaction_left_open_on_one_project_holds_back_only_that_projects_facts(conn, db, reactors, agent,
+                                                                                  tmux_server):
+    proc = reactors.start()
+    agent.session_start()
+    wait_for(lambda: session(conn), what="shop's session registered")
+    holder = psycopg.connect(db)  # e.g. an agent's login that called once and left its transaction open
+    try:
+        holder.execute("SELECT ps_health.heartbeat_session('shop')")
+        agent.agent_start("toolu_01")
+        agent.agent_done("toolu_01")
+        other = Agent(reactors.spool, cwd="/home/me/other", pane=tmux_server.recorder().target,
+                      session_id="5a3e0c1e-7d7b-4a4e-9f00-0b1b2c3d4e5f")
+        other.session_start()
+        wait_for(lambda: session(conn, "other"), what="the other project's session, while shop's lock is held")
+        wait_for(lambda: "agent facts of 'shop' wait for the next round" in proc.text(), what="the wait logged")
+        assert spawn(conn, "toolu_01") is None, "shop's facts wait while its lock is held"
+    finally:
+        holder.close()
+    wait_for(lambda: (s := spawn(conn, "toolu_01")) and s["status"] == "completed",
+             what="shop's facts forwarded, in order, once the lock is free")
+    wait_for(lambda: forwarded(reactors.spool), what="no fact left in the spool")
+    assert "refused" not in proc.text()

@@ -80,6 +80,27 @@ def test_reader_resumes_at_the_checkpoint_and_keeps_batches_in_order(tmp_path):
     assert projects == ["p1", "p2", "p3"]
 
 
+def test_facts_set_aside_come_after_the_batches_taken_and_before_any_taken_later(tmp_path):
+    directory = str(tmp_path)
+    for n in range(2):
+        spool.append(directory, spool.encode("turn", f"p{n}", {}, None, "h"))
+    reader = spool.Reader(directory)
+    assert reader.lock()
+    first = reader.take()
+    for line, end in reader.facts(first):
+        if json.loads(line)["project"] == "p0":
+            reader.set_aside(line)  # p0's lock is busy: its fact waits for the next round
+        reader.ack(first, end)
+    reader.done(first)
+    reader.unlock()
+    spool.append(directory, spool.encode("turn", "p2", {}, None, "h"))
+    assert reader.lock()
+    reader.take()
+    projects = [json.loads(line)["project"] for name in reader.batches() for line, _ in reader.facts(name)]
+    assert projects == ["p0", "p2"]
+    assert all(stat.S_IMODE(os.stat(tmp_path / n).st_mode) == 0o600 for n in reader.batches())
+
+
 def test_an_overlong_line_is_skipped_whole(tmp_path):
     directory = str(tmp_path)
     with open(tmp_path / spool.ACTIVE, "wb") as fh:

@@ -195,6 +195,7 @@ class Reader:
     def __init__(self, directory: str):
         self.directory = directory
         self._lock_fd: int | None = None
+        self._aside: str | None = None  # this round's batch of facts set aside for a later round
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
@@ -209,6 +210,7 @@ class Reader:
             os.close(fd)
             return False
         self._lock_fd = fd
+        self._aside = None
         return True
 
     def unlock(self) -> None:
@@ -230,10 +232,27 @@ class Reader:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_size == 0:
                 return None
-            taken = [int(n[len(BATCH_PREFIX):-len(".jsonl")]) for n in self.batches()]
-            name = f"{BATCH_PREFIX}{max(taken, default=0) + 1:012d}.jsonl"
+            name = self._next_batch()
             os.rename(self._path(ACTIVE), self._path(name))
             return name
+        finally:
+            os.close(fd)
+
+    def _next_batch(self) -> str:
+        taken = [int(n[len(BATCH_PREFIX):-len(".jsonl")]) for n in self.batches()]
+        return f"{BATCH_PREFIX}{max(taken, default=0) + 1:012d}.jsonl"
+
+    def set_aside(self, line: bytes) -> None:
+        """Keep a fact for the next round: in a batch after every batch taken so far (so it comes before
+        any fact taken later), written to disk before the caller acknowledges the original."""
+        if self._aside is None:
+            self._aside = self._next_batch()
+        fd = os.open(self._path(self._aside), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(line if line.endswith(b"\n") else line + b"\n")
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
         finally:
             os.close(fd)
 

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 
 from reactor.agent import spool
-from reactor.errors import BadInput, DatabaseUnavailable, PsHealthError
+from reactor.errors import BadInput, Busy, DatabaseUnavailable, PsHealthError
 from reactor.process.link import Link
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class SpoolIngest:
         self._sock: socket.socket | None = None
         self._held_back: str | None = None  # the last reason forwarding paused, logged once
         self._failed: str | None = None  # the last other failure of a round, logged once
+        self._waiting: set[str | None] = set()  # the projects whose facts waited last round, logged once
         self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
 
     def start(self) -> None:
@@ -166,11 +167,12 @@ class SpoolIngest:
         if not self._reader.lock():
             return 0  # another reactor of this host reads this spool
         forwarded = 0
+        waiting: set[str | None] = set()  # projects whose facts wait for the next round
         try:
             self._reader.take()
             for name in self._reader.batches():
                 for line, end in self._reader.facts(name):
-                    if not self._forward_one(line):
+                    if not self._forward_one(line, waiting):
                         return forwarded
                     self._reader.ack(name, end)
                     forwarded += 1
@@ -179,13 +181,20 @@ class SpoolIngest:
             self._reader.unlock()
             if forwarded:
                 log.debug("forwarded %d agent facts", forwarded)
+        if waiting != self._waiting:
+            if waiting:
+                log.info("agent facts of %s wait for the next round: another transaction holds the project's lock",
+                         ", ".join(sorted(repr(p) for p in waiting)))
+            self._waiting = waiting
         if self._held_back:
             log.info("agent facts flow again")
             self._held_back = None
         return forwarded
 
-    def _forward_one(self, line: bytes | None) -> bool:
-        """Forward one fact; False when it must wait (the database is away or failed)."""
+    def _forward_one(self, line: bytes | None, waiting: set[str | None]) -> bool:
+        """Forward one fact; False when it must wait (the database is away or failed). A fact whose project's
+        lock another transaction holds (an agent's login may leave one open) is set aside for the next round,
+        with every later fact of that project, and the facts of the other projects go on."""
         try:
             if line is None:
                 raise BadFact(f"longer than {spool.MAX_LINE} bytes")
@@ -193,8 +202,14 @@ class SpoolIngest:
         except BadFact as exc:
             log.warning("skipped a spool line that is not a fact (%s)", exc)
             return True
+        if params["project"] in waiting:
+            self._reader.set_aside(line)
+            return True
         try:
             self._link.call(name, params)
+        except Busy:
+            waiting.add(params["project"])
+            self._reader.set_aside(line)
         except BadInput as exc:
             # Refused for good (bad value, unknown project, not allowed): later facts must not wait.
             log.warning("%s of %s refused [%s]: %s", name[5:], params["project"], exc.sqlstate, exc)
