@@ -12,6 +12,7 @@ from tests import pg
 
 T0 = "2026-01-01 12:00+00"
 SESSIONS, SPAWNS, SWEEPS = 1_000, 10_000, 20
+FLOOD = 8_000
 
 
 def populate(conn) -> None:
@@ -49,6 +50,29 @@ def quiet_sweeps(conn, offset_min: int) -> tuple[float, float, float, int]:
     return statistics.median(server), server[int(len(server) * 0.99) - 1], statistics.median(client), changes
 
 
+def flood(admin: str) -> None:
+    """One project that started N spawns a week ago (an agent's login may): the sweep that finds them all
+    abandoned, per spawn, at two sizes. Linear in N: each problem joins the project's one prompt, which holds
+    at most 100 and lists 10."""
+    per = {}
+    for n in (FLOOD // 4, FLOOD):
+        dsn = pg.clone(admin)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT ps_health.register_session('flood', 'cli', '%%1', 'bench-host', NULL, NULL, %s)",
+                         (T0,))
+            conn.execute("SELECT count(ps_health.start_spawn('flood', 't' || i, 'x', NULL, NULL, NULL, 'bench-host',"
+                         " %s)) FROM generate_series(1, %s) i", (T0, n))
+            started = time.perf_counter()
+            conn.execute("SELECT ps_health.run_checks(%s::timestamptz + interval '2 hours')", (T0,))
+            per[n] = (time.perf_counter() - started) / n * 1000
+            longest = conn.execute("SELECT max(length(text)) FROM ps_health.prompts").fetchone()[0]
+        pg.drop(admin, dsn)
+        print(f"flood: {n:,} spawns of one project abandoned at once: {per[n]:.3f} ms a spawn, "
+              f"longest prompt {longest:,} characters", flush=True)
+    print(f"flood: per-spawn cost at {FLOOD:,} = {per[FLOOD] / per[FLOOD // 4]:.2f}x the cost at {FLOOD // 4:,} "
+          "(target <= 1.5x: linear, not quadratic)")
+
+
 def main() -> None:
     cluster = pg.start_cluster()
     try:
@@ -71,6 +95,7 @@ def main() -> None:
                 print(f"{total:>14,} {p50:>13.2f} {p99:>13.2f} {rt:>18.2f} {changes:>8}")
             n = conn.execute("SELECT count(*) FROM ps_health.health_checks").fetchone()[0]
             print(f"target: a sweep in which nothing changed <= 50 ms, flat in history ({n:,} rows at the end)")
+        flood(admin)
     finally:
         cluster.destroy()
 

@@ -18,7 +18,8 @@ INSERT INTO ps_health.prompt_templates (key, body) VALUES
   ('orphaned_work.spawns','{count} spawn(s) from the previous session are still marked running: {tasks}. Resume or finish them (ps-health spawn finish).'),
   ('handoff.resume',      '{project}: your context was cleared after a handoff. Read {file} and continue the work it describes.'),
   ('handoff.incomplete',  'the handoff cycle did not complete: no context report or activity for {minutes} min after the resume prompt (handoff file {file}).'),
-  ('escalation',          '[ps-health] {project}: {check_type} check #{check_id} has been {status} for {minutes} min without an answer. {summary}')
+  ('escalation',          '[ps-health] {project}: {check_type} check #{check_id} has been {status} for {minutes} min without an answer. {summary}'),
+  ('more',                '(and {count} more problem(s), not listed here: ps-health status shows them counted)')
 ON CONFLICT (key) DO NOTHING;
 
 -- _shell_word: a value as one word of a shell command, quoted unless it needs no quoting (as Python's
@@ -105,16 +106,35 @@ CREATE TRIGGER trg_prompts_update AFTER UPDATE OF state ON ps_health.prompts
     FOR EACH ROW WHEN (NEW.state = 'pending' AND OLD.state IS DISTINCT FROM 'pending')
     EXECUTE FUNCTION ps_health.trg_prompts_update();
 
--- _rerender_prompt: rebuild a prompt's text from its items (several problems, one prompt).
+-- A prompt lists at most this many problems (critical ones first); the rest are counted after them.
+CREATE FUNCTION ps_health._prompt_lines_shown()
+RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 10 $$;
+
+-- A prompt holds at most this many problems: a further problem of the project is recorded (its check says
+-- so in action_taken) but joins no prompt, so a flood of problems costs each sweep little and the prompt
+-- stays short.
+CREATE FUNCTION ps_health._prompt_items_max()
+RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 100 $$;
+
+-- _rerender_prompt: rebuild a prompt's text from its items (several problems, one prompt): the first
+-- _prompt_lines_shown() of them, critical ones first, then how many more it holds.
 CREATE FUNCTION ps_health._rerender_prompt(p_id bigint)
 RETURNS void LANGUAGE sql AS $$
+    WITH items AS (
+        SELECT i.line, row_number() OVER (ORDER BY (c.status = 'critical') DESC, i.check_id) AS n,
+               count(*) OVER () AS total
+          FROM ps_health.prompt_items i JOIN ps_health.health_checks c ON c.id = i.check_id
+         WHERE i.prompt_id = p_id)
     UPDATE ps_health.prompts p
        SET text = ps_health._marker(p.id) || ' ' ||
                   ps_health._render('header', jsonb_build_object('project', p.project, 'prompt_id', p.id)) || ' ' ||
                   (SELECT CASE WHEN count(*) = 1 THEN min(i.line)
                                ELSE string_agg('(' || n || ') ' || i.line, ' ' ORDER BY n) END
-                     FROM (SELECT line, row_number() OVER (ORDER BY check_id) AS n
-                             FROM ps_health.prompt_items WHERE prompt_id = p_id) i)
+                     FROM items i WHERE n <= ps_health._prompt_lines_shown()) ||
+                  coalesce(' ' || (SELECT ps_health._render('more', jsonb_build_object('count', max(total) - max(n),
+                                                                                       'project', p.project))
+                                     FROM items WHERE n <= ps_health._prompt_lines_shown()
+                                   HAVING max(total) > max(n)), '')
      WHERE p.id = p_id;
 $$;
 
@@ -163,7 +183,11 @@ BEGIN
     SELECT * INTO v_prompt FROM ps_health.prompts
      WHERE project = p_project AND state = v_state AND channel = v_channel AND kind = 'alert'
      ORDER BY id DESC LIMIT 1 FOR UPDATE;
-    IF FOUND THEN
+    IF FOUND AND (SELECT count(*) FROM (SELECT FROM ps_health.prompt_items WHERE prompt_id = v_prompt.id
+                                          LIMIT ps_health._prompt_items_max()) x) >= ps_health._prompt_items_max() THEN
+        RETURN format('in no prompt: prompt #%s holds %s problems of the project already', v_prompt.id,
+                      ps_health._prompt_items_max());
+    ELSIF FOUND THEN
         INSERT INTO ps_health.prompt_items VALUES (v_prompt.id, p_check_id, v_line) ON CONFLICT DO NOTHING;
         UPDATE ps_health.prompts
            SET severity = CASE WHEN p_severity = 'critical' THEN 'critical' ELSE severity END,

@@ -1,7 +1,7 @@
 -- claim_prompts / complete_prompt: leases, lease expiry, attempts capped, expiry of recovered
 -- problems, release on shutdown, and clear refusals.
 BEGIN;
-SELECT plan(45);
+SELECT plan(50);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -142,6 +142,27 @@ SELECT start_spawn('cap', 'k', 'impl', NULL, NULL, NULL, NULL, pg_temp.at(6000))
 SELECT finish_spawn('cap', 'k', 1, 'err', pg_temp.at(6000));
 SELECT is((SELECT severity::text || ' ' || max_defer_seconds::int FROM claim_prompts('hCap', 'w1', 10, 60, pg_temp.at(6001))),
   'critical 45', 'a critical prompt''s wait is capped by critical_max_defer, not max_defer');
+
+-- a prompt lists ten problems, critical ones first, and counts the rest; it holds at most 100 (a flood of
+-- problems costs each sweep little, and the prompt stays short)
+SELECT register_session('many', 'cli', '%80', 'hMany', NULL, NULL, pg_temp.at(7000));
+SELECT count(start_spawn('many', 'w' || g, 'impl', NULL, NULL, NULL, NULL, pg_temp.at(7000))) FROM generate_series(1, 12) g;
+SELECT run_checks(pg_temp.at(7000 + 20 * 60));
+SELECT start_spawn('many', 'x', 'impl', NULL, NULL, NULL, NULL, pg_temp.at(8300));
+SELECT finish_spawn('many', 'x', 1, 'err', pg_temp.at(8300));
+SELECT is((SELECT count(*)::int FROM prompts WHERE project = 'many'), 1, 'the 13 problems share one prompt');
+SELECT matches((SELECT text FROM prompts WHERE project = 'many'),
+  '^\[ps-health #[0-9]+\] many: \(1\) spawn x \(impl\) failed with exit code 1: err Answer with: ps-health respond [0-9]+ "<what you did>" \(2\) spawn w1 \(impl\) has had no output .* \(10\) spawn w9 .* \(and 3 more problem\(s\), not listed here: ps-health status shows them counted\)$',
+  'the critical problem first, ten lines, the other three counted');
+SELECT count(start_spawn('many', 'f' || g, 'impl', NULL, NULL, NULL, NULL, pg_temp.at(8400))) FROM generate_series(1, 95) g;
+SELECT count(finish_spawn('many', 'f' || g, 1, 'err', pg_temp.at(8400))) FROM generate_series(1, 95) g;
+SELECT is((SELECT count(*)::int FROM prompt_items i JOIN prompts p ON p.id = i.prompt_id WHERE p.project = 'many'), 100,
+  'a prompt holds at most 100 problems');
+SELECT is((SELECT count(*)::int FROM health_checks WHERE project = 'many' AND status <> 'ok'
+             AND action_taken ~ '^in no prompt: prompt #[0-9]+ holds 100 problems of the project already$'), 8,
+  'the eight after them are recorded, their checks saying why no prompt lists them');
+SELECT matches((SELECT text FROM prompts WHERE project = 'many'), '\(10\) spawn f9 .* \(and 90 more problem\(s\)',
+  'critical ones first: the failed spawns, in order');
 
 SELECT * FROM finish();
 ROLLBACK;
