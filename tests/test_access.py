@@ -231,3 +231,15 @@ def test_no_login_can_hold_the_locks_of_the_sweep_a_project_the_settings_or_a_ho
                 assert second.execute("SELECT ps_health.reactor_start('h1', 'h1:2')").fetchone()[0] is True
         finally:
             first.close()
+
+
+def test_a_login_listening_on_the_wake_up_channel_learns_no_project_or_pane(db, conn, login):
+    _, agent = login("ps_health_agent")  # granted nothing: any login may LISTEN on any channel
+    with psycopg.connect(agent, autocommit=True) as spy:
+        spy.execute("LISTEN ps_health")
+        ok(db, "session", "register", "secret-merger", "--target", "%42", "--host", "h1")
+        ok(db, "spawn", "start", "secret-merger", "t1", "--type", "build")
+        ok(db, "spawn", "finish", "secret-merger", "t1", "--exit-code", "1", "--error", "boom")
+        payloads = [n.payload for n in spy.notifies(timeout=5, stop_after=2)]
+    assert len(payloads) == 2, payloads  # the pane registered, then the prompt
+    assert not [p for p in payloads if "secret" in p or "%42" in p], payloads

@@ -74,13 +74,14 @@ BEGIN
 END;
 $$;
 
--- _notify_prompt: the only function that calls pg_notify; a wake-up, never the data. With p_session: a
--- session with a pane was registered on the host, and its reactor looks at the pane at once.
-CREATE FUNCTION ps_health._notify_prompt(p_id bigint, p_host text, p_session text DEFAULT NULL)
+-- _notify_prompt: the only function that calls pg_notify; a wake-up, never the data (any login may LISTEN:
+-- it names a prompt's number and a host, never a project or a pane). With p_session: a session with a
+-- pane was registered on the host, and its reactor looks at the pane at once.
+CREATE FUNCTION ps_health._notify_prompt(p_id bigint, p_host text, p_session boolean DEFAULT false)
 RETURNS void LANGUAGE sql AS $$
-    SELECT pg_notify('ps_health', CASE WHEN p_session IS NULL
-        THEN json_build_object('id', p_id, 'host', left(p_host, 255))
-        ELSE json_build_object('session', left(p_session, 255), 'host', left(p_host, 255)) END::text);
+    SELECT pg_notify('ps_health', CASE WHEN p_session
+        THEN json_build_object('session', true, 'host', left(p_host, 255))
+        ELSE json_build_object('id', p_id, 'host', left(p_host, 255)) END::text);
 $$;
 
 CREATE FUNCTION ps_health.trg_prompts_insert()

@@ -135,7 +135,7 @@ BEGIN
     PERFORM ps_health._eval_orphans(p_project, p_now);
     PERFORM ps_health._release_waiting(p_project);
     IF p_tmux_target IS NOT NULL AND p_host IS NOT NULL THEN
-        PERFORM ps_health._notify_prompt(NULL, p_host, p_project);
+        PERFORM ps_health._notify_prompt(NULL, p_host, true);
     END IF;
     RETURN v_id;
 END;
