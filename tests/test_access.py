@@ -243,3 +243,22 @@ def test_a_login_listening_on_the_wake_up_channel_learns_no_project_or_pane(db, 
         payloads = [n.payload for n in spy.notifies(timeout=5, stop_after=2)]
     assert len(payloads) == 2, payloads  # the pane registered, then the prompt
     assert not [p for p in payloads if "secret" in p or "%42" in p], payloads
+
+
+def test_with_the_notify_queue_past_its_limit_calls_still_commit_and_the_prompt_waits_for_a_claim(db, conn):
+    """Any login can fill the cluster's NOTIFY queue (a LISTEN in a transaction it never ends, then 8 GB of its
+    own notifications); a full queue fails the commit of every transaction that notifies. Past half full,
+    ps-health sends no wake-up: its calls commit, and the reactor finds the prompt on its poll. (The test
+    lowers the limit instead of filling 8 GB.)"""
+    conn.execute("CREATE OR REPLACE FUNCTION ps_health._notify_queue_limit() RETURNS double precision "
+                 "LANGUAGE sql STABLE AS $$ SELECT 0::double precision $$")
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN ps_health")
+        ok(db, "session", "register", "alpha", "--target", "%1", "--host", "h1")
+        ok(db, "spawn", "start", "alpha", "t1", "--type", "build")
+        ok(db, "spawn", "finish", "alpha", "t1", "--exit-code", "1", "--error", "boom")
+        conn.execute("NOTIFY ps_health, 'marker'")  # delivered after anything committed before it
+        payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    assert payloads == ["marker"], payloads
+    claimed = conn.execute("SELECT project FROM ps_health.claim_prompts('h1', 'h1:1', 10, 60)").fetchall()
+    assert [r["project"] for r in claimed] == ["alpha"]

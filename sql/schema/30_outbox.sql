@@ -74,6 +74,13 @@ BEGIN
 END;
 $$;
 
+-- _notify_queue_limit: past this share of the cluster's NOTIFY queue in use, no wake-up is sent. The queue
+-- is shared by every login, and a listener that leaves a transaction open keeps it from being emptied: a
+-- full queue fails the commit of every transaction that notifies. A wake-up not sent loses nothing: the
+-- reactor claims on its poll interval too.
+CREATE FUNCTION ps_health._notify_queue_limit()
+RETURNS double precision LANGUAGE sql STABLE AS $$ SELECT 0.5::double precision $$;
+
 -- _notify_prompt: the only function that calls pg_notify; a wake-up, never the data (any login may LISTEN:
 -- it names a prompt's number and a host, never a project or a pane). With p_session: a session with a
 -- pane was registered on the host, and its reactor looks at the pane at once.
@@ -81,7 +88,8 @@ CREATE FUNCTION ps_health._notify_prompt(p_id bigint, p_host text, p_session boo
 RETURNS void LANGUAGE sql AS $$
     SELECT pg_notify('ps_health', CASE WHEN p_session
         THEN json_build_object('session', true, 'host', left(p_host, 255))
-        ELSE json_build_object('id', p_id, 'host', left(p_host, 255)) END::text);
+        ELSE json_build_object('id', p_id, 'host', left(p_host, 255)) END::text)
+     WHERE pg_notification_queue_usage() < ps_health._notify_queue_limit();
 $$;
 
 CREATE FUNCTION ps_health.trg_prompts_insert()
