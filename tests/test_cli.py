@@ -178,8 +178,11 @@ def test_bad_duration_is_refused_naming_the_flag(db, conn, args, flag, value):
     assert conn.execute("SELECT count(*) AS n FROM mutes").fetchone()["n"] == 0
 
 
-def test_settings_show_set_reset(db):
-    ok(db, "settings", "set", "--project", "alpha", "stall_after", "20 minutes")
+def test_settings_show_set_reset(db, conn):
+    res = refused(db, "settings", "set", "--project", "alpah", "stall_after", "20 minutes")  # a typo
+    assert "--project: unknown project 'alpah': no session registered" in res.stderr and "--ahead" in res.stderr
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.settings").fetchone()["n"] == 0
+    ok(db, "settings", "set", "--project", "alpha", "--ahead", "stall_after", "20 minutes")  # before its session
     ok(db, "settings", "set", "context_warning", "0.6")
     rows = {r["key"]: r for r in json.loads(ok(db, "settings", "show", "--project", "alpha", "--json").stdout)}
     assert (rows["stall_after"]["value"], rows["stall_after"]["source"]) == ("20 minutes", "project")
@@ -187,6 +190,11 @@ def test_settings_show_set_reset(db):
     assert rows["abandon_after"]["source"] == "default" and rows["abandon_after"]["description"]
     text = ok(db, "settings", "show").stdout
     assert "stall_after" in text and "15 minutes" in text and "default" in text
+    one = ok(db, "settings", "show", "--project", "alpha", "stall_after").stdout.splitlines()
+    assert len(one) == 2 and one[1].split()[:4] == ["stall_after", "20", "minutes", "project"], one
+    assert "KEY: unknown setting 'stal_after'" in refused(db, "settings", "show", "stal_after").stderr
+    ok(db, "session", "register", "alpha", "--target", "%1")
+    ok(db, "settings", "set", "--project", "alpha", "abandon_after", "2 hours")  # a project with a session
     res = ok(db, "settings", "reset", "--project", "alpha", "stall_after")
     assert "now 15 minutes" in res.stdout
     rows = {r["key"]: r for r in json.loads(ok(db, "settings", "show", "--project", "alpha", "--json").stdout)}

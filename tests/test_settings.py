@@ -35,7 +35,7 @@ def _overrides(conn) -> list[tuple]:
 
 
 def test_values_out_of_range_are_refused_naming_key_value_and_range(db, conn):
-    err = _refused(db, "--project", "poison", "submit_delay", "1000000 years")
+    err = _refused(db, "--project", "poison", "--ahead", "submit_delay", "1000000 years")
     assert 'submit_delay: "1000000 years" is not allowed (interval from 0 seconds to 10 seconds)' in err
     assert '"NaN" is not allowed (number from 0 to 3600)' in _refused(db, "idle_seconds", "NaN")
     assert '"1e400" is not allowed (number from 0 to 3600)' in _refused(db, "idle_seconds", "1e400")
@@ -46,9 +46,9 @@ def test_values_out_of_range_are_refused_naming_key_value_and_range(db, conn):
 def test_cross_checks_hold_for_the_project_changed_and_every_project_a_global_change_reaches(db, conn):
     err = _refused(db, "context_critical", "0.5")
     assert 'context_critical: "0.5" must be greater than context_warning, which is 0.70 globally' in err
-    err = _refused(db, "--project", "alpha", "abandon_after", "10 minutes")
+    err = _refused(db, "--project", "alpha", "--ahead", "abandon_after", "10 minutes")
     assert 'which is 15 minutes for project "alpha"' in err
-    assert run_cli(db, "settings", "set", "--project", "alpha", "context_critical", "0.8").returncode == 0
+    assert run_cli(db, "settings", "set", "--project", "alpha", "--ahead", "context_critical", "0.8").returncode == 0
     err = _refused(db, "context_warning", "0.82")
     assert 'context_warning: "0.82" must be less than context_critical, which is 0.8 for project "alpha"' in err
     assert _overrides(conn) == [("context_critical", "alpha", "0.8")]

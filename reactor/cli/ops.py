@@ -95,8 +95,10 @@ def _register_settings(sub) -> None:
                    "(project, global, default), its allowed range and what it means; a stored value that "
                    "is not allowed (and so ignored) is listed below the table. Secrets show as (set) "
                    "to everyone but the owner.",
-                   ["ps-health settings show", "ps-health settings show --project myproj --json"],
+                   ["ps-health settings show", "ps-health settings show agent_programs",
+                    "ps-health settings show --project myproj --json"],
                    func=_settings)
+    show.add_argument("key", metavar="KEY", nargs="?", help="only this setting")
     show.add_argument("--project")
     cliutil.add_json(show)
     put = command(ssub, "set", "override a setting",
@@ -108,6 +110,9 @@ def _register_settings(sub) -> None:
                   ["ps-health settings set stall_after '20 minutes'",
                    "ps-health settings set --project myproj context_warning 0.6"], func=_settings)
     put.add_argument("--project")
+    put.add_argument("--ahead", action="store_true",
+                     help="the project has no session yet: set it ahead of its first session (without this "
+                          "a project no session has named is refused, as a typo would be)")
     put.add_argument("key", metavar="KEY")
     put.add_argument("value", metavar="VALUE")
     reset = command(ssub, "reset", "drop an override",
@@ -207,12 +212,21 @@ def _forget(args, cfg) -> int:
 def _settings(args, cfg) -> int:
     if args.action == "show":
         rows = call(cfg, "settings_show", {"project": args.project})
+        if args.key is not None:
+            rows = [r for r in rows if r["key"] == args.key]
+            if not rows:
+                raise BadInput(f"KEY: unknown setting {safe(args.key)!r}; `ps-health settings show` lists them all")
         if args.json:
             print_json(rows)
         else:
             print(render.settings_table(rows))
         return 0
     value = args.value if args.action == "set" else None
+    if args.action == "set" and args.project not in (None, "*") and not args.ahead:
+        known = call_one(cfg, "project_known", {"project": args.project})["known"]
+        if not known:
+            raise BadInput(f"--project: unknown project {safe(args.project)!r}: no session registered (a typo? "
+                           "ps-health status lists the projects); to set it before its first session, add --ahead")
     row = call_one(cfg, "set_setting", {"key": args.key, "value": value, "project": args.project})
     scope = f"for {safe(args.project)}" if args.project else "globally"
     verb = "set" if args.action == "set" else "reset"

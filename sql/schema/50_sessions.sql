@@ -62,10 +62,21 @@ CREATE FUNCTION ps_health.record_health_check(
     p_project varchar, p_check_type varchar, p_status varchar,
     p_details jsonb DEFAULT '{}'::jsonb, p_action_taken text DEFAULT NULL,
     p_now timestamptz DEFAULT now())
-RETURNS integer LANGUAGE sql AS $$
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_id integer;
+BEGIN
+    PERFORM ps_health._check_text('project', p_project);
+    PERFORM ps_health._check_text('check_type', p_check_type, 50);
+    PERFORM ps_health._refuse_unlisted('check_type', p_check_type, 'ps_health.health_checks', 'check_type');  -- 70_status.sql
+    PERFORM ps_health._check_text('status', p_status, 20);
+    PERFORM ps_health._refuse_unlisted('status', p_status, 'ps_health.health_checks', 'status');
+    PERFORM ps_health._check_time('p_now', p_now);
     INSERT INTO ps_health.health_checks (project, check_time, check_type, status, details, action_taken)
     VALUES (p_project, p_now, p_check_type, p_status, p_details, p_action_taken)
-    RETURNING id;
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END;
 $$;
 
 -- register_session: start (or restart) the session of a project; releases prompts waiting for it.

@@ -14,6 +14,7 @@ DECLARE
     v_sessions integer;
     v_cron integer := 0;
 BEGIN
+    PERFORM ps_health._check_time('p_now', p_now);  -- 'infinity' would prune every row
     DELETE FROM ps_health.prompts
      WHERE state IN ('delivered', 'failed', 'suppressed', 'expired') AND coalesce(completed_at, created_at) < v_other;
     GET DIAGNOSTICS v_prompts = ROW_COUNT;

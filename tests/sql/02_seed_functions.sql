@@ -1,6 +1,6 @@
 -- The seed's functions and views behave as documented, with time moved through p_now.
 BEGIN;
-SELECT plan(23);
+SELECT plan(26);
 
 INSERT INTO ps_health.active_spawns (project, task_id, task_type, spawn_time, last_output_change) VALUES
   ('alpha', 'quiet-new', 'research', '2026-01-01 12:00+00', NULL),
@@ -55,6 +55,12 @@ SELECT throws_ok($$SELECT ps_health.update_session_context('alpha', 150, NULL, N
 SELECT ok(ps_health.record_health_check('alpha', 'spawn', 'warning', '{"task_id": "x"}', 'prompted') > 0,
   'record_health_check returns the new id');
 SELECT is((SELECT details->>'task_id' FROM ps_health.health_checks WHERE project = 'alpha' AND check_type = 'spawn'), 'x', 'details stored');
+SELECT throws_ok($$SELECT ps_health.record_health_check('alpha', 'bogus', 'ok')$$, '22023',
+  'check_type must be one of spawn, context, handoff, orphaned_work, pane, got "bogus"', 'an unknown check type names the field');
+SELECT throws_ok($$SELECT ps_health.record_health_check('alpha', 'spawn', 'weird')$$, '22023',
+  'status must be one of ok, warning, critical, got "weird"', 'an unknown status names the field');
+SELECT throws_ok($$SELECT ps_health.record_health_check('alpha', 'spawn', 'ok', '{}', NULL, 'infinity')$$, '22023',
+  'p_now must be a time between 2000 and 2200, got infinity', 'so does a time out of range');
 
 SELECT results_eq($$SELECT project::text, active_spawns_count::int FROM ps_health.active_monitoring_targets ORDER BY project$$,
   $$VALUES ('alpha', 2), ('beta', 1), ('gamma', 0)$$,

@@ -1,6 +1,6 @@
 -- Settings as data (defaults, global and per-project overrides, refusals) and retention.
 BEGIN;
-SELECT plan(12);
+SELECT plan(13);
 SET LOCAL search_path = ps_health, public;
 
 SELECT results_eq($$SELECT key::text, setting(key) FROM setting_definitions WHERE key IN
@@ -42,6 +42,8 @@ INSERT INTO health_checks (project, check_time, check_type, status, subject) VAL
   ('old', now() - interval '1 day', 'spawn', 'ok', 'd');
 INSERT INTO sweep_runs (swept_at, started_at, duration_ms, targets, counts) VALUES
   (now() - interval '8 days', now() - interval '8 days', 1, 0, '{}'), (now(), now(), 1, 0, '{}');
+SELECT throws_ok($$SELECT ps_health.prune('infinity')$$, '22023', 'p_now must be a time between 2000 and 2200, got infinity',
+  'prune refuses a time that would remove every row');
 SELECT is((prune(now())->>'health_checks')::int, 2, 'prune removes ok rows past 7 days and others past 30 days');
 SELECT results_eq($$SELECT subject::text FROM health_checks WHERE project = 'old' ORDER BY subject$$,
   $$VALUES ('b'), ('d')$$, 'and keeps the rest');
