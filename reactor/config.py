@@ -52,8 +52,11 @@ def load(environ: dict | None = None) -> Config:
         dsn = ""  # empty conninfo: libpq reads the PG* variables itself
     try:
         port = int(env.get("PS_HEALTH_PORT", DEFAULT_PORT))
+        if not 1 <= port <= 65535:
+            raise ValueError
     except ValueError:
-        raise PsHealthError(f"PS_HEALTH_PORT must be a port number, got {env['PS_HEALTH_PORT']!r}") from None
+        raise PsHealthError(f"PS_HEALTH_PORT must be a port number from 1 to 65535, "
+                            f"got {env['PS_HEALTH_PORT']!r}") from None
     return Config(
         dsn=dsn,
         home=Path(env.get("PS_HEALTH_HOME") or Path.cwd() / ".ps-health").resolve(),

@@ -333,3 +333,18 @@ def test_instructions_print_the_ps_guide():
     res = ok(None, "instructions", "--project", "myproj")
     assert res.stdout in (ROOT / "docs" / "ps-instructions.md").read_text(), "the guide's own section, as written"
     assert "ps-health respond" in res.stdout and "ps-health spawn run" in res.stdout
+
+
+@pytest.mark.parametrize("args", [("session", "register", "beta", "--target", "%8", "--host", ""),
+                                  ("doctor", "--host", " "), ("reactor", "--host", "")])
+def test_an_empty_host_label_is_refused_not_taken_as_the_default(db, conn, args):
+    res = refused(db, *args)
+    assert "argument --host: must not be empty" in res.stderr
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.ps_sessions").fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1"])
+def test_a_port_out_of_range_is_refused_naming_the_variable(tmp_path, port):
+    res = run_cli(None, "db", "url", env={"PS_HEALTH_PORT": port, "PS_HEALTH_HOME": str(tmp_path)})
+    assert res.returncode != 0
+    assert f"PS_HEALTH_PORT must be a port number from 1 to 65535, got '{port}'" in res.stderr

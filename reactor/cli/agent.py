@@ -110,7 +110,8 @@ def _register_session(sub) -> None:
     reg.add_argument("--type", dest="session_type", choices=["cli", "sdk"], default="cli")
     reg.add_argument("--target", help="tmux target (pane id like %%3, or session:window.pane); "
                                       "default $TMUX_PANE")
-    reg.add_argument("--host", help="host the pane is on (default PS_HEALTH_HOST or the hostname)")
+    reg.add_argument("--host", type=cliutil.host_label,
+                     help="host the pane is on (default PS_HEALTH_HOST or the hostname)")
     reg.add_argument("--transcript", type=cliutil.absolute_path,
                      help="the agent's transcript file (JSONL), for context probes")
     reg.add_argument("--session-id", help="the agent's own session id")

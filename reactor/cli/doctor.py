@@ -45,7 +45,8 @@ def register(sub) -> None:
         "`ps-health statusline`. Each line is ok, warn or fail, with the fix; exit 1 when one fails.",
         ["ps-health doctor", "ps-health doctor --before-reactor    # what `make run` prints before starting it",
          "ps-health doctor --json | jq '.checks[] | select(.status != \"ok\")'"], func=_doctor)
-    p.add_argument("--host", help="host label to check (default PS_HEALTH_HOST, else the hostname)")
+    p.add_argument("--host", type=cliutil.host_label,
+                   help="host label to check (default PS_HEALTH_HOST, else the hostname)")
     p.add_argument("--tmux-socket", metavar="NAME",
                    help="tmux server (tmux -L) the reactor types into (default PS_HEALTH_TMUX_SOCKET, else tmux's "
                         "default)")

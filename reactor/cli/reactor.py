@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 
+from reactor.cli import util as cliutil
 from reactor.process.options import Options
 
 # Longer than a day is not an interval or timeout any loop here means (and 1e300 overflows sleeps).
@@ -56,7 +57,8 @@ def register(sub) -> None:
                "See docs/operations.md.")
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="log debug detail to stderr")
-    p.add_argument("--host", help="host label to serve (default: PS_HEALTH_HOST, else the hostname)")
+    p.add_argument("--host", type=cliutil.host_label,
+                   help="host label to serve (default: PS_HEALTH_HOST, else the hostname)")
     p.add_argument("--worker", help="worker id recorded on claimed prompts (default: HOST:PID)")
     sock = p.add_mutually_exclusive_group()
     sock.add_argument("--tmux-socket", metavar="NAME",

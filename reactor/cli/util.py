@@ -89,6 +89,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def host_label(text: str) -> str:
+    """argparse type for --host: a label, never empty (an empty one would quietly mean the default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must not be empty, got {text!r}; leave --host out for the default "
+                                         "(PS_HEALTH_HOST, else the hostname)")
+    return text
+
+
 def absolute_path(text: str) -> str:
     """argparse type for a file the reactor or another process looks at: made absolute from the current folder
     (the reactor runs elsewhere, and a relative path would name another file there)."""
