@@ -348,3 +348,11 @@ def test_a_port_out_of_range_is_refused_naming_the_variable(tmp_path, port):
     res = run_cli(None, "db", "url", env={"PS_HEALTH_PORT": port, "PS_HEALTH_HOME": str(tmp_path)})
     assert res.returncode != 0
     assert f"PS_HEALTH_PORT must be a port number from 1 to 65535, got '{port}'" in res.stderr
+
+
+def test_status_sees_pg_cron_running_for_the_server_when_its_extension_is_in_another_database(db, conn):
+    # pg_cron lives in cron.database_name and schedules into this database (ps-health cron install)
+    assert conn.execute("SELECT count(*) AS n FROM pg_extension WHERE extname = 'pg_cron'").fetchone()["n"] == 0
+    if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'").fetchone():
+        pytest.skip("this server does not run pg_cron")
+    assert "pg_cron: present" in ok(db, "status").stdout

@@ -133,11 +133,15 @@ $$;
 
 -- system_health: age of the last sweep, the reactors running now (holding their host's lock), whether
 -- pg_cron is there, and who sweeps: pg_cron, the reactor's fallback, or nobody lately (sweep_note).
+-- pg_cron counts as there when its extension is in this database or its scheduler runs on the server
+-- (it may live in another database, cron.database_name, and schedule into this one; no login but a
+-- superuser may read that setting, but anyone sees the scheduler's application_name).
 CREATE FUNCTION ps_health.system_health(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_last timestamptz;
-    v_cron boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron');
+    v_cron boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
+                      OR EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_cron scheduler');
     v_cron_last timestamptz;
     v_reactor_last timestamptz;
     -- a scheduled sweep runs every minute: none for this long means it stopped
