@@ -52,8 +52,9 @@ def _action(conn, prompt_id: int) -> str:
 def stalled_spawns(conn, project: str, n: int) -> int:
     """n spawns of project found stalled in one sweep: one prompt about all of them; returns its id."""
     for i in range(n):
+        task = f"task-{i:02d}-" + "parser-refactoring-part-" * 8
         conn.execute("SELECT ps_health.start_spawn(%s, %s, 'research', 'Research one part of the parser', NULL, "
-                     "NULL, NULL, now() - interval '20 minutes')", (project, f"task-{i:02d}-parser-refactoring-part"))
+                     "NULL, NULL, now() - interval '20 minutes')", (project, task))
     conn.execute("SELECT ps_health.run_checks(now())")
     return conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = %s", (project,)).fetchone()["id"]
 

@@ -35,7 +35,7 @@ def test_listener_gets_id_and_host_only_after_commit(db):
         prompt = writer.execute("SELECT id, host FROM prompts").fetchone()
     assert {note.channel for note in got} == {"ps_health"}
     # the session registered with a pane (its reactor identifies the pane at once), then the prompt
-    assert [json.loads(note.payload) for note in got] == [{"session": "alpha", "host": "h1"},
+    assert [json.loads(note.payload) for note in got] == [{"session": True, "host": "h1"},
                                                          {"id": prompt["id"], "host": "h1"}]
 
 
