@@ -250,3 +250,19 @@ def test_drift_is_zero_on_a_migrated_database_and_shows_the_fix_otherwise(db):
     drifted = run_cli(db, "drift")
     assert drifted.returncode == 2
     assert 'drop column "hand_added"' in drifted.stdout
+
+
+def test_a_migration_lock_held_by_another_login_ends_the_wait_naming_it(empty_db):
+    """Any login may take the runner's advisory lock; migrate waits --wait seconds, then names who holds it."""
+    with psycopg.connect(empty_db, autocommit=True, application_name="squatter") as squatter:
+        squatter.execute("SELECT pg_advisory_lock(hashtext('ps_health.migrate'))")
+        res = run_cli(empty_db, "migrate", "--wait", "0.5")
+        assert res.returncode == 1, res
+        assert (f"another session holds the migration lock (pid {squatter.info.backend_pid}, login postgres, "
+                "'squatter') after 0.5 s of waiting") in res.stderr
+        assert "waiting up to 0.5 s for another session's migration lock" in res.stderr
+        assert "Traceback" not in res.stderr
+        with psycopg.connect(empty_db) as c:
+            assert c.execute("SELECT to_regclass('ps_health_meta.migrations')").fetchone()[0] is None
+    assert run_cli(empty_db, "migrate").returncode == 0  # the lock gone, it builds
+    assert "--wait: must be from 0 to 86400 seconds" in run_cli(empty_db, "migrate", "--wait", "-1").stderr

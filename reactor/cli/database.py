@@ -8,6 +8,7 @@ import sys
 from reactor.cli.util import print_json
 from reactor.db import cluster as cluster_mod
 from reactor.db import migrate as migrate_mod
+from reactor.errors import BadInput
 
 
 def register(sub) -> None:
@@ -39,6 +40,9 @@ def register(sub) -> None:
                      help="when ps_health exists with nothing recorded, record it as current if it equals "
                           "the declared schema (checked with a schema diff)")
     mig.add_argument("--json", action="store_true", help="print `status` as JSON")
+    mig.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
+                     help="how long to wait for another session's migration lock before giving up, naming "
+                          "it (default 120)")
     mig.set_defaults(func=_migrate)
 
     drift = sub.add_parser("drift", help="diff the live schema against the declared one",
@@ -68,7 +72,9 @@ def _db(args: argparse.Namespace, cfg) -> int:
 
 
 def _migrate(args: argparse.Namespace, cfg) -> int:
-    runner = migrate_mod.Runner(cfg.require_dsn())
+    if not 0 <= args.wait <= 86400:
+        raise BadInput(f"--wait: must be from 0 to 86400 seconds, got {args.wait:g}")
+    runner = migrate_mod.Runner(cfg.require_dsn(), lock_wait=args.wait)
     if args.action == "status":
         rows = runner.status()
         if args.json:

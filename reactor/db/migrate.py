@@ -10,6 +10,7 @@ sql/migrations/NNNN_name.sql are deltas of the state for databases built by an e
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from reactor import db
 from reactor.db import drift as schemadiff
 from reactor.db.queries import SQL_DIR, query
 from reactor.errors import BadInput, MigrationError, PsHealthError, from_psycopg
+
+log = logging.getLogger(__name__)
 
 UP_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 SCHEMA_NAME = re.compile(r"^(\d{2})_([a-z0-9_]+)\.sql$")
@@ -131,11 +134,12 @@ class Runner:
     """Builds, brings forward, adopts and reports the schema of one database."""
 
     def __init__(self, dsn: str, files: list[MigrationFile] | None = None,
-                 say: Callable[[str], None] = print, schema: Schema | None = None):
+                 say: Callable[[str], None] = print, schema: Schema | None = None, lock_wait: float = 120.0):
         self.dsn = dsn
         self.files = discover() if files is None else files
         self.schema = schema or Schema(SQL_DIR / "schema")
         self.say = say
+        self.lock_wait = lock_wait  # seconds to wait for another runner's lock before giving up
 
     @property
     def latest(self) -> int:
@@ -197,7 +201,7 @@ class Runner:
             raise BadInput(f"--to {to}: the schema can be brought to version {self.latest} (the latest) "
                            "or removed with --to 0; older versions are not kept")
         with self._connect() as conn:
-            conn.execute(query("migrate", "lock"))
+            self._lock(conn)
             try:
                 applied = self._applied(conn)
                 self._verify(applied)
@@ -208,6 +212,24 @@ class Runner:
                 return self._forward(conn, applied, dry_run)
             finally:
                 conn.execute(query("migrate", "unlock"))
+
+    def _lock(self, conn) -> None:
+        """The runners' lock: wait up to lock_wait seconds for another runner, saying once who holds it; then
+        give up naming it (an advisory lock any login could hold forever, so the wait must end)."""
+        deadline = time.monotonic() + self.lock_wait
+        told = False
+        while not conn.execute(query("migrate", "try_lock")).fetchone()[0]:
+            holder = conn.execute(query("migrate", "lock_holder")).fetchone()
+            who = (f"pid {holder[0]}, login {holder[1] or '?'}" + (f", {holder[2]!r}" if holder[2] else "")
+                   if holder else "a session that just ended")
+            if time.monotonic() >= deadline:
+                raise MigrationError(f"another session holds the migration lock ({who}) after {self.lock_wait:g} s "
+                                     "of waiting; if it is not a ps-health migrate, end it: "
+                                     f"SELECT pg_terminate_backend({holder[0] if holder else 'PID'})")
+            if not told:
+                log.warning("waiting up to %g s for another session's migration lock (%s)", self.lock_wait, who)
+                told = True
+            time.sleep(0.2)
 
     # ------------------------------------------------------------------ the paths
 

@@ -1,9 +1,18 @@
 -- Queries of the schema runner. Its records live in ps_health_meta so a schema diff of ps_health
 -- never sees them.
 
--- name: lock
--- Serialise runners: a second `migrate` waits here, then finds nothing left to do.
-SELECT pg_advisory_lock(hashtext('ps_health.migrate'))
+-- name: try_lock
+-- Serialise runners: a second `migrate` waits for this, then finds nothing left to do.
+SELECT pg_try_advisory_lock(hashtext('ps_health.migrate')) AS locked
+
+-- name: lock_holder
+-- Who holds the runner's lock (any login may take an advisory lock: the message names it).
+SELECT l.pid, a.usename AS login, a.application_name
+  FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.objid = (hashtext('ps_health.migrate')::bigint & 4294967295)::oid
+ LIMIT 1
 
 -- name: unlock
 SELECT pg_advisory_unlock(hashtext('ps_health.migrate'))
