@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from reactor.agent import spool
 from tests.claude_code import Agent
 from tests.support import wait_for
 
@@ -284,3 +285,17 @@ def test_a_transaction_left_open_on_one_project_holds_back_only_that_projects_fa
              what="shop's facts forwarded, in order, once the lock is free")
     wait_for(lambda: forwarded(reactors.spool), what="no fact left in the spool")
     assert "refused" not in proc.text()
+
+
+def test_a_fact_naming_no_project_or_a_name_too_long_is_refused_and_later_facts_arrive(conn, reactors, agent):
+    # the hooks cut names to size, but any process of the user may append to the spool
+    proc = reactors.start()
+    for project in ("p" * 3000, None):
+        spool.append(str(reactors.spool), json.dumps({
+            "kind": "turn", "t": datetime.now(timezone.utc).timestamp(), "project": project, "host": "host-a",
+            "pane": agent.pane, "data": {}}).encode() + b"\n")
+    agent.session_start()
+    wait_for(lambda: session(conn), what="the fact after the refused ones")
+    refused = [line for line in proc.text().splitlines() if " refused [" in line]
+    assert len(refused) == 2 and "reactor.process.ingest: turn of None refused" in refused[1], refused
+    assert max(map(len, refused)) < 500, "a long name is cut in the log"

@@ -52,6 +52,12 @@ def parse(line: bytes) -> tuple[str, dict]:
     return "fact_" + fact["kind"], params
 
 
+def _clip(value, limit: int) -> str:
+    """A value for the log: at most limit characters (an agent's name may be longer than any log line)."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _text(value) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -212,11 +218,12 @@ class SpoolIngest:
             self._reader.set_aside(line)
         except BadInput as exc:
             # Refused for good (bad value, unknown project, not allowed): later facts must not wait.
-            log.warning("%s of %s refused [%s]: %s", name[5:], params["project"], exc.sqlstate, exc)
+            log.warning("%s of %s refused [%s]: %s", name[5:], _clip(params["project"], 80), exc.sqlstate,
+                        _clip(str(exc), 300))
         except DatabaseUnavailable:
             raise
         except PsHealthError as exc:
-            self._pause(f"{name[5:]} of {params['project']} failed [{exc.sqlstate}]: {exc}")
+            self._pause(f"{name[5:]} of {_clip(params['project'], 80)} failed [{exc.sqlstate}]: {_clip(str(exc), 300)}")
             return False
         return True
 

@@ -163,9 +163,10 @@ BEGIN
 END;
 $$;
 
--- _lock_project: the project's transaction lock.
+-- _lock_project: the project's transaction lock (a name no project may have is refused first, naming it).
 CREATE FUNCTION ps_health._lock_project(p_project text)
 RETURNS void LANGUAGE sql AS $$
+    SELECT ps_health._check_text('project', p_project);
     SELECT ps_health._lock('project', p_project)
 $$;
 

@@ -162,9 +162,10 @@ def test_long_text_arrives_whole_and_once(cli, launch, conn, reactors, standin):
     fast(conn)
     agent = launch(cli)
     name = register(conn, agent)
-    for i in range(17):  # seventeen spawns found stalled in one sweep: one prompt about all of them
+    for i in range(17):  # seventeen spawns found stalled in one sweep: one prompt about them (it lists ten)
+        task = f"task-{i:02d}-" + "parser-refactoring-part-" * 8
         conn.execute("SELECT ps_health.start_spawn(%s, %s, 'research', 'Research one part', NULL, NULL, NULL, "
-                     "now() - interval '20 minutes')", (name, f"task-{i:02d}-parser-refactoring-part"))
+                     "now() - interval '20 minutes')", (name, task))
     conn.execute("SELECT ps_health.run_checks(now())")
     prompt_id = conn.execute("SELECT max(id) AS id FROM ps_health.prompts").fetchone()["id"]
     reactors.start()
