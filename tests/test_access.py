@@ -262,3 +262,30 @@ def test_with_the_notify_queue_past_its_limit_calls_still_commit_and_the_prompt_
     assert payloads == ["marker"], payloads
     claimed = conn.execute("SELECT project FROM ps_health.claim_prompts('h1', 'h1:1', 10, 60)").fetchall()
     assert [r["project"] for r in claimed] == ["alpha"]
+
+
+def test_a_reactor_counts_as_running_only_while_its_own_listener_connection_is_open(db, conn, login):
+    """pid, login and application_name tell the listener from a later backend given the same pid, and the owner
+    restarting a login's worker takes the worker over, so that login's second reactor is still refused."""
+    name, reactor = login("ps_health_reactor")
+    conn.execute("SELECT ps_health.grant_reactor(%s, '*')", (name,))
+    live = "SELECT array_agg(worker ORDER BY worker) AS w FROM ps_health._live_reactors()"
+    with psycopg.connect(reactor, autocommit=True, application_name="ps-health-reactor:listen") as first, \
+            psycopg.connect(reactor, autocommit=True, application_name="ps-health-reactor:work") as other:
+        assert first.execute("SELECT ps_health.reactor_start('h1', 'h1:1')").fetchone()[0] is True
+        assert conn.execute(live).fetchone()["w"] == ["h1:1"]
+        # the listener gone and its pid given to another backend of the same login (pids wrap)
+        conn.execute("UPDATE ps_health.reactors SET backend_pid = %s WHERE worker = 'h1:1'", (other.info.backend_pid,))
+        assert conn.execute(live).fetchone()["w"] is None, "a backend that is not the listener keeps nothing alive"
+        # ... or to another reactor's listener, which clears the gone one's pid as it starts
+        conn.execute("UPDATE ps_health.reactors SET backend_pid = %s WHERE worker = 'h1:1'", (first.info.backend_pid,))
+        assert first.execute("SELECT ps_health.reactor_start('h2', 'h2:1')").fetchone()[0] is True
+        assert conn.execute(live).fetchone()["w"] == ["h2:1"]
+        with psycopg.connect(reactor, autocommit=True) as second:
+            assert second.execute("SELECT ps_health.reactor_start('h1', 'h1:2')").fetchone()[0] is True
+    # the owner restarts a login's worker: the worker is the owner's now, and counts as running
+    with psycopg.connect(db, autocommit=True) as owner, psycopg.connect(reactor, autocommit=True) as third:
+        assert owner.execute("SELECT ps_health.reactor_start('h1', 'h1:2')").fetchone()[0] is True
+        assert conn.execute(live).fetchone()["w"] == ["h1:2"]
+        with pytest.raises(psycopg.errors.LockNotAvailable, match='already running: worker "h1:2"'):
+            third.execute("SELECT ps_health.reactor_start('h1', 'h1:3')")

@@ -106,16 +106,19 @@ CREATE TABLE ps_health.prompt_items (
 CREATE INDEX idx_prompt_items_check ON ps_health.prompt_items (check_id);
 
 -- Reactors seen: every claim call says which worker on which host is alive; a worker id belongs
--- to the login that first claimed with it. A reactor that started through reactor_start also names
--- its listener connection (backend_pid): only such a reactor, while that connection of its login is
--- open, counts as running.
+-- to the login that first claimed with it (or last started a reactor with it). A reactor that started
+-- through reactor_start also names its listener connection (backend_pid, listener_name): only such a
+-- reactor, while that connection of its login is open, counts as running.
 CREATE TABLE ps_health.reactors (
     worker       varchar(255) PRIMARY KEY,
     host         varchar(255) NOT NULL,
     last_seen    timestamptz NOT NULL,
     login        name,
     backend_pid  integer,
-    started_at   timestamptz
+    started_at   timestamptz,
+    -- the listener connection's application_name when it started: with backend_pid and login, what tells
+    -- it from a later backend that got the same pid
+    listener_name text
 );
 
 -- How an agent CLI's screen looks to the reactor, and where its context figures are, per program

@@ -9,7 +9,8 @@ RETURNS SETOF ps_health.reactors LANGUAGE sql STABLE AS $$
     SELECT r.* FROM ps_health.reactors r
      WHERE r.backend_pid IS NOT NULL
        AND EXISTS (SELECT 1 FROM pg_stat_activity a
-                    WHERE a.pid = r.backend_pid AND a.usename = r.login AND a.datname = current_database())
+                    WHERE a.pid = r.backend_pid AND a.usename = r.login AND a.datname = current_database()
+                      AND a.application_name IS NOT DISTINCT FROM r.listener_name)
 $$;
 
 -- reactor_start: record the calling (listener) connection as the host's reactor. Refused (55P03)
@@ -39,13 +40,16 @@ BEGIN
             USING ERRCODE = '55P03',
                   HINT = 'one reactor serves a host; stop that one first, or give this one another host label (--host)';
     END IF;
-    -- no other row of this host is a running reactor: drop them
+    -- no other row of this host is a running reactor: drop them; and a row of another host naming this
+    -- connection is a reactor that is gone (its pid was given to this connection)
     DELETE FROM ps_health.reactors WHERE host = p_host AND worker <> p_worker;
-    INSERT INTO ps_health.reactors (worker, host, last_seen, login, backend_pid, started_at)
-    VALUES (p_worker, p_host, p_now, session_user, pg_backend_pid(), p_now)
+    UPDATE ps_health.reactors SET backend_pid = NULL WHERE backend_pid = pg_backend_pid() AND worker <> p_worker;
+    -- the login that starts a reactor under a worker id (the owner may take any) is the one its connection has
+    INSERT INTO ps_health.reactors (worker, host, last_seen, login, backend_pid, started_at, listener_name)
+    VALUES (p_worker, p_host, p_now, session_user, pg_backend_pid(), p_now, current_setting('application_name'))
     ON CONFLICT (worker) DO UPDATE
        SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen, backend_pid = EXCLUDED.backend_pid,
-           login = coalesce(ps_health.reactors.login, EXCLUDED.login),
+           login = EXCLUDED.login, listener_name = EXCLUDED.listener_name,
            started_at = coalesce(ps_health.reactors.started_at, EXCLUDED.started_at);
     RETURN true;
 END;
