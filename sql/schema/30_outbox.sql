@@ -172,6 +172,8 @@ DECLARE
     v_not_before timestamptz := p_now;
     v_last timestamptz;
     v_channel text;
+    v_evicted integer;
+    v_join boolean;
 BEGIN
     SELECT * INTO v_mute FROM ps_health.mutes WHERE project = p_project AND until > p_now;
     IF FOUND THEN
@@ -192,11 +194,28 @@ BEGIN
     SELECT * INTO v_prompt FROM ps_health.prompts
      WHERE project = p_project AND state = v_state AND channel = v_channel AND kind = 'alert'
      ORDER BY id DESC LIMIT 1 FOR UPDATE;
-    IF FOUND AND (SELECT count(*) FROM (SELECT FROM ps_health.prompt_items WHERE prompt_id = v_prompt.id
+    v_join := FOUND;
+    IF v_join AND (SELECT count(*) FROM (SELECT FROM ps_health.prompt_items WHERE prompt_id = v_prompt.id
                                           LIMIT ps_health._prompt_items_max()) x) >= ps_health._prompt_items_max() THEN
-        RETURN format('in no prompt: prompt #%s holds %s problems of the project already', v_prompt.id,
-                      ps_health._prompt_items_max());
-    ELSIF FOUND THEN
+        -- full: a critical problem takes the place of the newest warning in it (that one's check says so)
+        IF p_severity = 'critical' THEN
+            DELETE FROM ps_health.prompt_items i
+             WHERE i.prompt_id = v_prompt.id
+               AND i.check_id = (SELECT max(j.check_id) FROM ps_health.prompt_items j
+                                   JOIN ps_health.health_checks c ON c.id = j.check_id
+                                  WHERE j.prompt_id = v_prompt.id AND c.status <> 'critical')
+            RETURNING i.check_id INTO v_evicted;
+        END IF;
+        IF v_evicted IS NULL THEN
+            RETURN format('in no prompt: prompt #%s holds %s problems of the project already', v_prompt.id,
+                          ps_health._prompt_items_max());
+        END IF;
+        UPDATE ps_health.health_checks
+           SET action_taken = format('in no prompt: it made room in prompt #%s for critical check #%s', v_prompt.id,
+                                     p_check_id)
+         WHERE id = v_evicted;
+    END IF;
+    IF v_join THEN
         INSERT INTO ps_health.prompt_items VALUES (v_prompt.id, p_check_id, v_line) ON CONFLICT DO NOTHING;
         UPDATE ps_health.prompts
            SET severity = CASE WHEN p_severity = 'critical' THEN 'critical' ELSE severity END,

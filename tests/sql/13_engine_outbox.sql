@@ -1,7 +1,7 @@
 -- claim_prompts / complete_prompt: leases, lease expiry, attempts capped, expiry of recovered
 -- problems, release on shutdown, and clear refusals.
 BEGIN;
-SELECT plan(50);
+SELECT plan(54);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -158,11 +158,29 @@ SELECT count(start_spawn('many', 'f' || g, 'impl', NULL, NULL, NULL, NULL, pg_te
 SELECT count(finish_spawn('many', 'f' || g, 1, 'err', pg_temp.at(8400))) FROM generate_series(1, 95) g;
 SELECT is((SELECT count(*)::int FROM prompt_items i JOIN prompts p ON p.id = i.prompt_id WHERE p.project = 'many'), 100,
   'a prompt holds at most 100 problems');
-SELECT is((SELECT count(*)::int FROM health_checks WHERE project = 'many' AND status <> 'ok'
-             AND action_taken ~ '^in no prompt: prompt #[0-9]+ holds 100 problems of the project already$'), 8,
-  'the eight after them are recorded, their checks saying why no prompt lists them');
+SELECT is((SELECT count(*)::int FROM health_checks WHERE project = 'many' AND status = 'warning'
+             AND action_taken ~ '^in no prompt: it made room in prompt #[0-9]+ for critical check #[0-9]+$'), 8,
+  'the eight critical ones past 100 took the places of the newest warnings, whose checks say so');
+SELECT start_spawn('many', 'w13', 'impl', NULL, NULL, NULL, NULL, pg_temp.at(8500));
+SELECT run_checks(pg_temp.at(8500 + 20 * 60));
+SELECT matches((SELECT action_taken FROM health_checks WHERE project = 'many' AND subject = 'w13' AND status = 'warning'),
+  '^in no prompt: prompt #[0-9]+ holds 100 problems of the project already$',
+  'a warning past 100 is recorded, its check saying why no prompt lists it');
 SELECT matches((SELECT text FROM prompts WHERE project = 'many'), '\(10\) spawn f9 .* \(and 90 more problem\(s\)',
   'critical ones first: the failed spawns, in order');
+
+-- full of warnings, a critical problem takes the place of the newest warning (a context at the critical line
+-- asks for the handoff: it must reach the pane)
+SELECT register_session('full', 'cli', '%81', 'hFull', NULL, NULL, pg_temp.at(9000));
+SELECT count(start_spawn('full', 's' || g, 'impl', NULL, NULL, NULL, NULL, pg_temp.at(9000))) FROM generate_series(1, 101) g;
+SELECT run_checks(pg_temp.at(9000 + 20 * 60));
+SELECT report_context('full', 96, NULL, NULL, pg_temp.at(10300));
+SELECT matches((SELECT text FROM prompts WHERE project = 'full'),
+  '^\[ps-health #[0-9]+\] full: \(1\) context window at 96% .* \(2\) spawn s1 ', 'the critical context problem is listed first');
+SELECT is((SELECT count(*)::int FROM prompt_items i JOIN prompts p ON p.id = i.prompt_id WHERE p.project = 'full'), 100,
+  'still 100 problems');
+SELECT is((SELECT count(*)::int FROM health_checks WHERE project = 'full' AND action_taken ~ '^in no prompt: it made room in prompt #[0-9]+ for critical check #[0-9]+$'),
+  1, 'the warning it replaced says so');
 
 SELECT * FROM finish();
 ROLLBACK;
