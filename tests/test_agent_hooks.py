@@ -5,6 +5,7 @@ later, in order, at the time they happened."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 
 import psycopg
@@ -299,3 +300,21 @@ def test_a_fact_naming_no_project_or_a_name_too_long_is_refused_and_later_facts_
     refused = [line for line in proc.text().splitlines() if " refused [" in line]
     assert len(refused) == 2 and "reactor.process.ingest: turn of None refused" in refused[1], refused
     assert max(map(len, refused)) < 500, "a long name is cut in the log"
+
+
+def test_facts_set_aside_before_a_crash_keep_their_order_with_the_ones_after_them(conn, reactors, agent):
+    """The reactor died after setting session_start aside and before its checkpoint: the batch still holds it,
+    then session_end. The set-aside copy goes first, and the session ends (it must not come back live)."""
+    directory = str(reactors.spool)
+    spool.ensure_dir(directory)
+    start = spool.encode("session_start", "shop", {"session_id": agent.session_id, "transcript_path": None,
+                                                    "model": None, "agent": "claude"}, agent.pane, "host-a")
+    end = spool.encode("session_end", "shop", {"reason": "exit"}, agent.pane, "host-a")
+    for name, lines in (("batch-000000000001.jsonl", start + end), ("batch-000000000002-aside.jsonl", start)):
+        fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, lines)
+        os.close(fd)
+    reactors.start()
+    wait_for(lambda: forwarded(reactors.spool), what="every fact forwarded")
+    s = session(conn)
+    assert s is not None and s["ended_at"] is not None, s

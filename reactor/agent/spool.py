@@ -13,6 +13,8 @@ import time
 
 ACTIVE = "facts.jsonl"
 BATCH_PREFIX = "batch-"
+# A batch of facts a round set aside for a later one (their project's lock was held): batch-NNNNNNNNNNNN-aside.jsonl
+ASIDE_SUFFIX = "-aside.jsonl"
 CHECKPOINT = "checkpoint.json"
 LOCK = "ingest.lock"
 # A single fact never comes near this; a longer line is not a fact we wrote and is skipped.
@@ -238,15 +240,30 @@ class Reader:
         finally:
             os.close(fd)
 
-    def _next_batch(self) -> str:
-        taken = [int(n[len(BATCH_PREFIX):-len(".jsonl")]) for n in self.batches()]
-        return f"{BATCH_PREFIX}{max(taken, default=0) + 1:012d}.jsonl"
+    def _next_batch(self, kind: str = "") -> str:
+        taken = [int(n[len(BATCH_PREFIX):len(BATCH_PREFIX) + 12]) for n in self.batches()]
+        return f"{BATCH_PREFIX}{max(taken, default=0) + 1:012d}{kind}.jsonl"
+
+    def aside_projects(self) -> dict[str, set]:
+        """For each batch of facts set aside (by an earlier round), the projects it holds facts of."""
+        found: dict[str, set] = {}
+        for name in self.batches():
+            if name.endswith(ASIDE_SUFFIX):
+                projects = found.setdefault(name, set())
+                for line, _ in self.facts(name):
+                    try:
+                        fact = json.loads(line) if line is not None else None
+                    except (ValueError, RecursionError):
+                        continue
+                    if isinstance(fact, dict):
+                        projects.add(fact.get("project") if isinstance(fact.get("project"), str) else None)
+        return found
 
     def set_aside(self, line: bytes) -> None:
         """Keep a fact for the next round: in a batch after every batch taken so far (so it comes before
         any fact taken later), written to disk before the caller acknowledges the original."""
         if self._aside is None:
-            self._aside = self._next_batch()
+            self._aside = self._next_batch(ASIDE_SUFFIX[:-len(".jsonl")])
         fd = os.open(self._path(self._aside), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             view = memoryview(line if line.endswith(b"\n") else line + b"\n")

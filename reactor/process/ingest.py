@@ -176,9 +176,13 @@ class SpoolIngest:
         waiting: set[str | None] = set()  # projects whose facts wait for the next round
         try:
             self._reader.take()
+            aside = self._reader.aside_projects()
             for name in self._reader.batches():
+                # a project with facts set aside in a later batch (by a round that ended before it went on,
+                # or before a crash) has its facts here set aside too, so they keep their order
+                later = set().union(*(projects for batch, projects in aside.items() if batch > name))
                 for line, end in self._reader.facts(name):
-                    if not self._forward_one(line, waiting):
+                    if not self._forward_one(line, waiting, later):
                         return forwarded
                     self._reader.ack(name, end)
                     forwarded += 1
@@ -197,10 +201,11 @@ class SpoolIngest:
             self._held_back = None
         return forwarded
 
-    def _forward_one(self, line: bytes | None, waiting: set[str | None]) -> bool:
+    def _forward_one(self, line: bytes | None, waiting: set[str | None], later: set[str | None]) -> bool:
         """Forward one fact; False when it must wait (the database is away or failed). A fact whose project's
         lock another transaction holds (an agent's login may leave one open) is set aside for the next round,
-        with every later fact of that project, and the facts of the other projects go on."""
+        with every later fact of that project, and the facts of the other projects go on. A fact of a project
+        with facts set aside in a later batch (later) is set aside behind them."""
         try:
             if line is None:
                 raise BadFact(f"longer than {spool.MAX_LINE} bytes")
@@ -208,7 +213,7 @@ class SpoolIngest:
         except BadFact as exc:
             log.warning("skipped a spool line that is not a fact (%s)", exc)
             return True
-        if params["project"] in waiting:
+        if params["project"] in waiting or params["project"] in later:
             self._reader.set_aside(line)
             return True
         try:
