@@ -289,3 +289,19 @@ def test_a_reactor_counts_as_running_only_while_its_own_listener_connection_is_o
         assert conn.execute(live).fetchone()["w"] == ["h1:2"]
         with pytest.raises(psycopg.errors.LockNotAvailable, match='already running: worker "h1:2"'):
             third.execute("SELECT ps_health.reactor_start('h1', 'h1:3')")
+
+
+def test_a_reactor_login_that_leaves_its_sweep_open_is_ended_and_the_sweeps_go_on(db, conn, login):
+    name, reactor = login("ps_health_reactor")
+    conn.execute("SELECT ps_health.grant_reactor(%s, 'h9')", (name,))
+    ok(db, "session", "register", "alpha", "--target", "%1", "--host", "h1")
+    held = psycopg.connect(reactor)  # BEGIN; run_checks(); then nothing
+    try:
+        assert not held.execute("SELECT ps_health.run_checks()").fetchone()[0].get("skipped")
+        pid = held.info.backend_pid
+        wait_for(lambda: not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone(),
+                 timeout=20, what="the idle transaction ended by the server")
+    finally:
+        held.close()
+    assert not conn.execute("SELECT ps_health.run_checks()").fetchone()["run_checks"].get("skipped")
+    ok(db, "session", "heartbeat", "alpha")

@@ -310,6 +310,12 @@ DECLARE
     r record;
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
+    -- the sweep holds its lock and the lock of every project it writes until the caller's transaction
+    -- ends: a login other than the owner (a reactor's) that leaves it open and idle is ended after 5 s
+    IF NOT ps_health._is_owner() AND coalesce(nullif(current_setting('idle_in_transaction_session_timeout'), '0'),
+                                              '1 day')::interval > interval '5 seconds' THEN
+        PERFORM set_config('idle_in_transaction_session_timeout', '5s', true);
+    END IF;
     IF NOT ps_health._try_lock('sweep', '') THEN
         RETURN jsonb_build_object('skipped', true, 'reason', 'another sweep is running');
     END IF;
