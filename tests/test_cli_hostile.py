@@ -62,7 +62,8 @@ def test_text_already_in_the_database_is_escaped_in_every_table(db, conn):
 
 def test_an_error_message_echoing_hostile_input_is_escaped(db):
     res = refused(db, "session", "heartbeat", "x\x1b]0;TITLE\x07")
-    assert 'unknown project "x\\x1b]0;TITLE\\x07"' in res.stderr and _no_raw(res.stderr)
+    assert 'project must not contain control or invisible formatting characters: "x?]0;TITLE?"' in res.stderr
+    assert _no_raw(res.stderr)
 
 
 def test_arguments_that_are_not_utf8_exit_2_naming_the_field(db, conn):
