@@ -25,7 +25,10 @@ def register(sub) -> None:
     for name, text in (("install", "schedule the jobs (again: harmless)"),
                        ("remove", "unschedule the jobs"),
                        ("status", "list the jobs and their last run")):
-        p = csub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p = csub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
+                            epilog=f"examples:\n  ps-health cron {name}" + ("\n  ps-health cron status --json"
+                                                                             if name == "status" else ""),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--json", action="store_true", help="print JSON") if name == "status" else None
         p.set_defaults(func=_cron)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from reactor.cli.util import print_json
 from reactor.db import cluster as cluster_mod
@@ -22,16 +23,25 @@ def register(sub) -> None:
                        ("down", "stop the cluster cleanly"),
                        ("status", "say whether it runs, where its data and socket are"),
                        ("url", "print the DSN (libpq conninfo)")):
-        p = dsub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p = dsub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
+                            epilog=f"examples:\n  ps-health db {name}" + {
+                                "up": "\n  PS_HEALTH_HOME=~/.ps-health PS_HEALTH_PORT=54330 ps-health db up",
+                                "status": "\n  ps-health db status --json",
+                                "url": "\n  export PS_HEALTH_DSN=\"$(ps-health db url)\""}.get(name, ""),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == "status":
             p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=_db)
 
     mig = sub.add_parser("migrate", help="build or bring forward the database schema, or list its versions",
-                         description="Build the declared schema (sql/schema) on a database that has none, or "
-                                     "bring an older one forward: the deltas in sql/migrations in order, then "
-                                     "the functions, views and triggers reloaded from sql/schema whenever "
-                                     "they changed. All in one transaction, recorded in ps_health_meta.")
+                         description=textwrap.fill(
+                             "Build the declared schema (sql/schema) on a database that has none, or bring an "
+                             "older one forward: the deltas in sql/migrations in order, then the functions, views "
+                             "and triggers reloaded from sql/schema whenever they changed. All in one "
+                             "transaction, recorded in ps_health_meta.", 88),
+                         epilog="examples:\n  ps-health migrate\n  ps-health migrate status\n"
+                                "  ps-health migrate --dry-run\n  ps-health migrate --wait 10",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     mig.add_argument("action", nargs="?", choices=["status"], help="`status` lists versions and the code")
     mig.add_argument("--to", type=int, metavar="N",
                      help="0 removes the ps_health schema and its records (the roles stay)")
@@ -46,9 +56,11 @@ def register(sub) -> None:
     mig.set_defaults(func=_migrate)
 
     drift = sub.add_parser("drift", help="diff the live schema against the declared one",
-                           description="Compare the live ps_health schema with sql/schema (migra). "
-                                       "Exit 0 when equal, 2 when different (prints the SQL that would "
-                                       "reconcile them).")
+                           description=textwrap.fill("Compare the live ps_health schema with sql/schema (migra). "
+                                                     "Exit 0 when equal, 2 when different (prints the SQL that "
+                                                     "would reconcile them).", 88),
+                           epilog="examples:\n  ps-health drift\n  PS_HEALTH_DSN=postgresql://… ps-health drift",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     drift.set_defaults(func=_drift)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import textwrap
 
 from reactor.cli import util as cliutil
 from reactor.process.options import Options
@@ -50,11 +51,17 @@ def register(sub) -> None:
     """Add the `reactor` subcommand."""
     p = sub.add_parser(
         "reactor", help="run the per-host reactor: deliver prompts into tmux, probe the host",
-        description="Listen for prompts of this host, claim them, type them into their tmux panes and "
-                    "record the outcome; report output-file times, tmux and pid liveness and transcript "
-                    "usage. Stops cleanly on SIGTERM/SIGINT, giving back prompts it has not typed.",
-        epilog="Environment: PS_HEALTH_DSN (or PG*), PS_HEALTH_HOST, PS_HEALTH_TMUX_SOCKET. "
-               "See docs/operations.md.")
+        description=textwrap.fill("Listen for prompts of this host, claim them, type them into their tmux panes "
+                                  "and record the outcome; report output-file times, tmux and pid liveness and "
+                                  "transcript usage. Stops cleanly on SIGTERM/SIGINT, giving back prompts it has "
+                                  "not typed.", 88),
+        epilog="examples:\n"
+               "  ps-health reactor\n"
+               "  ps-health reactor --host build-01:alice --tmux-socket alice --run-checks-every 60\n"
+               "  ps-health reactor --metrics-port 9464 -v\n\n"
+               "Environment: PS_HEALTH_DSN (or PG*), PS_HEALTH_HOST, PS_HEALTH_TMUX_SOCKET.\n"
+               "See docs/operations.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="log debug detail to stderr")
     p.add_argument("--host", type=cliutil.host_label,
