@@ -310,11 +310,38 @@ def test_facts_set_aside_before_a_crash_keep_their_order_with_the_ones_after_the
     start = spool.encode("session_start", "shop", {"session_id": agent.session_id, "transcript_path": None,
                                                     "model": None, "agent": "claude"}, agent.pane, "host-a")
     end = spool.encode("session_end", "shop", {"reason": "exit"}, agent.pane, "host-a")
-    for name, lines in (("batch-000000000001.jsonl", start + end), ("batch-000000000002-aside.jsonl", start)):
-        fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, lines)
-        os.close(fd)
-    reactors.start()
+    copy = json.dumps({**json.loads(start), "origin": f"batch-000000000001.jsonl:{len(start)}"}).encode() + b"\n"
+    write(directory, {"batch-000000000001.jsonl": start + end, "batch-000000000002-aside.jsonl": copy})
+    proc = reactors.start()
     wait_for(lambda: forwarded(reactors.spool), what="every fact forwarded")
     s = session(conn)
     assert s is not None and s["ended_at"] is not None, s
+    assert "refused" not in proc.text(), "the copy and the fact it was copied from went once, not twice"
+
+
+def write(directory: str, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, data)
+        os.close(fd)
+
+
+def test_a_round_that_ended_early_leaves_a_projects_facts_in_order(conn, reactors, agent):
+    """The round before set shop's session_start aside (its lock was held), then ended early (the database went
+    away) with the batch's spawn_start not read; spawn_end came in a later batch. They go in their order."""
+    directory = str(reactors.spool)
+    spool.ensure_dir(directory)
+    fact = lambda kind, data: spool.encode(kind, "shop", data, agent.pane, "host-a")  # noqa: E731
+    start = fact("session_start", {"session_id": agent.session_id, "transcript_path": None, "model": None,
+                                   "agent": "claude"})
+    other = spool.encode("turn", "beta", {}, "%99", "host-a")
+    spawned = fact("spawn_start", {"task_id": "t1", "task_type": "research", "description": "d"})
+    copy = json.dumps({**json.loads(start), "origin": f"batch-000000000001.jsonl:{len(start)}"}).encode() + b"\n"
+    write(directory, {"batch-000000000001.jsonl": start + other + spawned, "batch-000000000002-aside.jsonl": copy,
+                      "batch-000000000003.jsonl": fact("spawn_end", {"task_id": "t1", "error": None,
+                                                                      "interrupted": None}),
+                      spool.CHECKPOINT: json.dumps({"batch": "batch-000000000001.jsonl",
+                                                    "offset": len(start)}).encode()})
+    reactors.start()
+    wait_for(lambda: forwarded(reactors.spool), what="every fact forwarded")
+    assert spawn(conn, "t1")["status"] == "completed"

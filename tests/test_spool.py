@@ -80,25 +80,58 @@ def test_reader_resumes_at_the_checkpoint_and_keeps_batches_in_order(tmp_path):
     assert projects == ["p1", "p2", "p3"]
 
 
-def test_facts_set_aside_come_after_the_batches_taken_and_before_any_taken_later(tmp_path):
+def test_facts_set_aside_come_before_every_batch_not_set_aside_and_each_batch_keeps_its_checkpoint(tmp_path):
     directory = str(tmp_path)
-    for n in range(2):
+    for n in range(3):
         spool.append(directory, spool.encode("turn", f"p{n}", {}, None, "h"))
     reader = spool.Reader(directory)
     assert reader.lock()
     first = reader.take()
     for line, end in reader.facts(first):
         if json.loads(line)["project"] == "p0":
-            reader.set_aside(line)  # p0's lock is busy: its fact waits for the next round
+            reader.set_aside(line, spool.source(line, first, end))  # p0's lock is busy: it waits
         reader.ack(first, end)
-    reader.done(first)
+        if json.loads(line)["project"] == "p1":
+            break  # the round ends early (the database went away): p2 is not read yet
     reader.unlock()
-    spool.append(directory, spool.encode("turn", "p2", {}, None, "h"))
+    spool.append(directory, spool.encode("turn", "p3", {}, None, "h"))
     assert reader.lock()
     reader.take()
-    projects = [json.loads(line)["project"] for name in reader.batches() for line, _ in reader.facts(name)]
-    assert projects == ["p0", "p2"]
+    aside, rest = reader.batches()[0], reader.batches()[1:]
+    assert aside.endswith(spool.ASIDE_SUFFIX) and rest[0] == first
+    read = []
+    for name in reader.batches():
+        for line, end in reader.facts(name):
+            read.append(json.loads(line)["project"])
+            reader.ack(name, end)  # an ack in one batch keeps every other batch's place
+    assert read == ["p0", "p2", "p3"]
     assert all(stat.S_IMODE(os.stat(tmp_path / n).st_mode) == 0o600 for n in reader.batches())
+
+
+def test_a_fact_copied_aside_just_before_the_reader_died_is_known_by_where_it_was_read(tmp_path):
+    directory = str(tmp_path)
+    spool.append(directory, spool.encode("turn", "p0", {}, None, "h"))
+    reader = spool.Reader(directory)
+    assert reader.lock()
+    first = reader.take()
+    line, end = next(reader.facts(first))
+    reader.set_aside(line, spool.source(line, first, end))  # ... and no ack: the reader died here
+    reader.unlock()
+    again = spool.Reader(directory)
+    assert again.lock()
+    copies = again.set_aside_sources()
+    origins = {spool.source(line, name, end) for name in again.batches() for line, end in again.facts(name)}
+    assert origins == {f"{first}:{end}"} and len(copies[f"{first}:{end}"]) == 1
+
+
+def test_files_that_are_not_batches_are_left_alone(tmp_path):
+    directory = str(tmp_path)
+    spool.ensure_dir(directory)
+    for stray in ("batch-1.jsonl", "batch-abc.jsonl", "batch-.jsonl", "batch-000000000009-x.jsonl"):
+        (tmp_path / stray).write_bytes(b"{}\n")
+    spool.append(directory, spool.encode("turn", "p0", {}, None, "h"))
+    reader = spool.Reader(directory)
+    assert reader.take() == "batch-000000000001.jsonl" and reader.batches() == ["batch-000000000001.jsonl"]
 
 
 def test_an_overlong_line_is_skipped_whole(tmp_path):

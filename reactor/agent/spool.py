@@ -221,8 +221,10 @@ class Reader:
             self._lock_fd = None
 
     def batches(self) -> list[str]:
-        """Taken batches not yet done, oldest first."""
-        return sorted(n for n in os.listdir(self.directory) if n.startswith(BATCH_PREFIX) and n.endswith(".jsonl"))
+        """Taken batches not yet done, in the order their facts are forwarded: the facts set aside first (each
+        was read before any fact not read yet), then the others, oldest first. Other files are left alone."""
+        names = [n for n in os.listdir(self.directory) if _batch_number(n) is not None]
+        return sorted(names, key=lambda n: (not n.endswith(ASIDE_SUFFIX), n))
 
     def take(self) -> str | None:
         """Rename the active file to the next batch, under the writers' lock, when it holds facts."""
@@ -241,29 +243,33 @@ class Reader:
             os.close(fd)
 
     def _next_batch(self, kind: str = "") -> str:
-        taken = [int(n[len(BATCH_PREFIX):len(BATCH_PREFIX) + 12]) for n in self.batches()]
+        taken = [_batch_number(n) for n in self.batches()]
         return f"{BATCH_PREFIX}{max(taken, default=0) + 1:012d}{kind}.jsonl"
 
-    def aside_projects(self) -> dict[str, set]:
-        """For each batch of facts set aside (by an earlier round), the projects it holds facts of."""
-        found: dict[str, set] = {}
+    def set_aside_sources(self) -> dict[str, set[str]]:
+        """For each fact set aside and not forwarded yet, where it was read first (source()) -> the set-aside
+        batches that hold it (two, when the reactor died between copying it and moving on)."""
+        found: dict[str, set[str]] = {}
         for name in self.batches():
             if name.endswith(ASIDE_SUFFIX):
-                projects = found.setdefault(name, set())
-                for line, _ in self.facts(name):
-                    try:
-                        fact = json.loads(line) if line is not None else None
-                    except (ValueError, RecursionError):
-                        continue
-                    if isinstance(fact, dict):
-                        projects.add(fact.get("project") if isinstance(fact.get("project"), str) else None)
+                for line, end in self.facts(name):
+                    found.setdefault(source(line, name, end), set()).add(name)
         return found
 
-    def set_aside(self, line: bytes) -> None:
-        """Keep a fact for the next round: in a batch after every batch taken so far (so it comes before
-        any fact taken later), written to disk before the caller acknowledges the original."""
+    def set_aside(self, line: bytes, origin: str) -> None:
+        """Keep a fact for the next round, in this round's set-aside batch (forwarded before the batches not
+        set aside, after the set-aside batches before it), written to disk before the caller acknowledges
+        the original. The copy names where it was read first (origin), so a fact copied just before the
+        reactor died, and read again after, is known and not copied twice."""
         if self._aside is None:
             self._aside = self._next_batch(ASIDE_SUFFIX[:-len(".jsonl")])
+        try:
+            fact = json.loads(line)
+        except (ValueError, RecursionError):
+            fact = None
+        if isinstance(fact, dict) and "origin" not in fact:
+            fact["origin"] = origin
+            line = json.dumps(fact, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         fd = os.open(self._path(self._aside), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             view = memoryview(line if line.endswith(b"\n") else line + b"\n")
@@ -273,19 +279,20 @@ class Reader:
         finally:
             os.close(fd)
 
-    def checkpoint(self) -> tuple[str | None, int]:
-        """(batch, offset) of the next fact to forward; (None, 0) when no batch is under way."""
+    def checkpoints(self) -> dict[str, int]:
+        """Each batch under way -> the offset of its next fact to forward (an earlier version kept one batch's)."""
         try:
             with open(self._path(CHECKPOINT), "rb") as fh:
                 data = json.loads(fh.read())
-            return str(data["batch"]), int(data["offset"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None, 0
+            if "offsets" in data:
+                return {str(k): int(v) for k, v in data["offsets"].items()}
+            return {str(data["batch"]): int(data["offset"])}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
 
     def facts(self, name: str):
-        """(line, end offset) for each fact of a batch from the checkpoint on; line None when overlong."""
-        batch, start = self.checkpoint()
-        pos = start if batch == name else 0
+        """(line, end offset) for each fact of a batch from its checkpoint on; line None when overlong."""
+        pos = self.checkpoints().get(name, 0)
         with open(self._path(name), "rb") as fh:
             fh.seek(pos)
             while line := fh.readline(MAX_LINE + 1):
@@ -298,13 +305,41 @@ class Reader:
                 yield line, pos
 
     def ack(self, name: str, offset: int) -> None:
-        """Everything of batch name before offset is forwarded (or skipped for good)."""
-        write_atomic(self._path(CHECKPOINT),
-                     json.dumps({"batch": name, "offset": offset}).encode())
+        """Everything of batch name before offset is forwarded (or skipped for good, or set aside)."""
+        offsets = self.checkpoints()
+        offsets[name] = offset
+        write_atomic(self._path(CHECKPOINT), json.dumps({"offsets": offsets}).encode())
 
     def done(self, name: str) -> None:
         os.unlink(self._path(name))
+        offsets = self.checkpoints()
+        offsets.pop(name, None)
+        if offsets:
+            write_atomic(self._path(CHECKPOINT), json.dumps({"offsets": offsets}).encode())
+            return
         try:
             os.unlink(self._path(CHECKPOINT))
         except FileNotFoundError:
             pass
+
+
+def _batch_number(name: str) -> int | None:
+    """The number of a batch's file name (batch-NNNNNNNNNNNN.jsonl or -aside.jsonl); None for any other name."""
+    for suffix in (ASIDE_SUFFIX, ".jsonl"):
+        if name.startswith(BATCH_PREFIX) and name.endswith(suffix):
+            digits = name[len(BATCH_PREFIX):-len(suffix)]
+            if len(digits) == 12 and digits.isascii() and digits.isdigit():
+                return int(digits)
+    return None
+
+
+def source(line: bytes | None, batch: str, end: int) -> str:
+    """Where a fact was read first: the origin a set-aside copy names, else its batch and end offset."""
+    if line is not None and b'"origin"' in line:
+        try:
+            fact = json.loads(line)
+        except (ValueError, RecursionError):
+            fact = None
+        if isinstance(fact, dict) and isinstance(fact.get("origin"), str):
+            return fact["origin"]
+    return f"{batch}:{end}"

@@ -176,13 +176,15 @@ class SpoolIngest:
         waiting: set[str | None] = set()  # projects whose facts wait for the next round
         try:
             self._reader.take()
-            aside = self._reader.aside_projects()
+            copies = self._reader.set_aside_sources()
+            # the facts set aside come first (each was read before any fact not read yet), so a project's facts
+            # keep their order whenever a round ends early or the reactor dies
             for name in self._reader.batches():
-                # a project with facts set aside in a later batch (by a round that ended before it went on,
-                # or before a crash) has its facts here set aside too, so they keep their order
-                later = set().union(*(projects for batch, projects in aside.items() if batch > name))
                 for line, end in self._reader.facts(name):
-                    if not self._forward_one(line, waiting, later):
+                    origin = spool.source(line, name, end)
+                    if copies.get(origin, set()) - {name}:
+                        pass  # copied to a set-aside batch just before the reactor died: that copy goes on
+                    elif not self._forward_one(line, waiting, origin):
                         return forwarded
                     self._reader.ack(name, end)
                     forwarded += 1
@@ -201,11 +203,10 @@ class SpoolIngest:
             self._held_back = None
         return forwarded
 
-    def _forward_one(self, line: bytes | None, waiting: set[str | None], later: set[str | None]) -> bool:
+    def _forward_one(self, line: bytes | None, waiting: set[str | None], origin: str) -> bool:
         """Forward one fact; False when it must wait (the database is away or failed). A fact whose project's
         lock another transaction holds (an agent's login may leave one open) is set aside for the next round,
-        with every later fact of that project, and the facts of the other projects go on. A fact of a project
-        with facts set aside in a later batch (later) is set aside behind them."""
+        with every later fact of that project, and the facts of the other projects go on."""
         try:
             if line is None:
                 raise BadFact(f"longer than {spool.MAX_LINE} bytes")
@@ -213,14 +214,14 @@ class SpoolIngest:
         except BadFact as exc:
             log.warning("skipped a spool line that is not a fact (%s)", exc)
             return True
-        if params["project"] in waiting or params["project"] in later:
-            self._reader.set_aside(line)
+        if params["project"] in waiting:
+            self._reader.set_aside(line, origin)
             return True
         try:
             self._link.call(name, params)
         except Busy:
             waiting.add(params["project"])
-            self._reader.set_aside(line)
+            self._reader.set_aside(line, origin)
         except BadInput as exc:
             # Refused for good (bad value, unknown project, not allowed): later facts must not wait.
             log.warning("%s of %s refused [%s]: %s", name[5:], _clip(params["project"], 80), exc.sqlstate,
