@@ -43,8 +43,9 @@ class Busy(PsHealthError):
 # server shutting down or terminating the backend).
 _OUTAGE_CLASSES = ("08", "57P")
 # SQLSTATE classes that mean "the caller sent something the database refused" (54: a value past a limit
-# of the server's own, such as an index row too large).
-_BAD_INPUT_CLASSES = ("22", "23", "54", "P0002", "55000", "42501")
+# of the server's own, such as an index row too large; 42804/42846: a value of the wrong type, as a JSON
+# true where a number goes).
+_BAD_INPUT_CLASSES = ("22", "23", "54", "P0002", "55000", "42501", "42804", "42846")
 # A missing schema, table or function of ours: the database was never migrated, or by an older ps-health.
 _NOT_MIGRATED = ("3F000", "42P01", "42883")
 MIGRATE_HINT = ("this database has no ps-health schema, or an older one: run `ps-health migrate` "

@@ -345,3 +345,15 @@ def test_a_round_that_ended_early_leaves_a_projects_facts_in_order(conn, reactor
     reactors.start()
     wait_for(lambda: forwarded(reactors.spool), what="every fact forwarded")
     assert spawn(conn, "t1")["status"] == "completed"
+
+
+def test_a_fact_with_a_value_of_the_wrong_type_is_refused_and_later_facts_arrive(conn, reactors, agent):
+    proc = reactors.start()
+    for kind, data in (("context", {"session_id": None, "transcript_path": None, "percent": True,
+                                    "window_size": None}),
+                       ("spawn_end", {"task_id": "t9", "error": None, "interrupted": 7})):
+        spool.append(str(reactors.spool), spool.encode(kind, "shop", data, agent.pane, "host-a"))
+    agent.session_start()
+    wait_for(lambda: session(conn), what="the fact after the refused ones")
+    wait_for(lambda: forwarded(reactors.spool), what="every fact forwarded")
+    assert "agent facts wait in the spool" not in proc.text()

@@ -6,6 +6,7 @@ import random
 import threading
 
 import psycopg
+import pytest
 from psycopg.conninfo import make_conninfo
 
 from reactor import db as dblayer
@@ -200,3 +201,15 @@ def test_a_sweep_never_waits_for_a_transaction_taking_a_project_lock_for_the_fir
         result = sweeper.execute(f"SELECT ps_health.run_checks({later})").fetchone()[0]
         swept = {r[0] for r in sweeper.execute("SELECT DISTINCT project FROM ps_health.health_checks")}
         assert PROJECTS[0] in swept, result
+
+
+def test_forget_waits_for_the_projects_lock_as_every_writer_of_its_rows(db):
+    """A sweep (or any call) holding alpha's lock is waited for: forgetting alpha beside it left its problem
+    and a queued prompt behind."""
+    _setup(db)
+    with psycopg.connect(db) as holder, psycopg.connect(db, autocommit=True, options="-c lock_timeout=1s") as c:
+        holder.execute("SELECT ps_health._lock_project('alpha')")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            c.execute("SELECT ps_health.forget_project('alpha')")
+        holder.rollback()
+        assert c.execute("SELECT ps_health.forget_project('alpha')").fetchone()[0]["session"] == 1

@@ -266,3 +266,34 @@ def test_a_migration_lock_held_by_another_login_ends_the_wait_naming_it(empty_db
             assert c.execute("SELECT to_regclass('ps_health_meta.migrations')").fetchone()[0] is None
     assert run_cli(empty_db, "migrate").returncode == 0  # the lock gone, it builds
     assert "--wait: must be from 0 to 86400 seconds" in run_cli(empty_db, "migrate", "--wait", "-1").stderr
+
+
+def test_a_reactor_running_through_the_upgrade_to_0010_still_counts_as_running(empty_db):
+    quiet(empty_db).migrate()
+    with psycopg.connect(empty_db, autocommit=True) as c:  # back to version 9's tables
+        c.execute("DROP TABLE ps_health.locks; ALTER TABLE ps_health.reactors DROP COLUMN listener_name; "
+                  "DELETE FROM ps_health_meta.migrations WHERE version = 10")
+    with psycopg.connect(empty_db, autocommit=True, application_name="ps-health-reactor:listen") as listener:
+        with psycopg.connect(empty_db, autocommit=True) as c:  # as reactor_start of version 9 left its row
+            c.execute("INSERT INTO ps_health.reactors (worker, host, last_seen, login, backend_pid, started_at) "
+                      "VALUES ('h1:1', 'h1', now(), current_user, %s, now())", (listener.info.backend_pid,))
+        quiet(empty_db).migrate()
+        with psycopg.connect(empty_db, autocommit=True) as c:
+            assert c.execute("SELECT worker FROM ps_health._live_reactors()").fetchall() == [("h1:1",)]
+            with pytest.raises(psycopg.errors.LockNotAvailable, match='already running: worker "h1:1"'):
+                c.execute("SELECT ps_health.reactor_start('h1', 'h1:2')")
+
+
+def test_a_table_another_session_keeps_locked_rolls_the_migration_back_after_wait_saying_why(empty_db):
+    quiet(empty_db).migrate()
+    with psycopg.connect(empty_db, autocommit=True) as c:  # back to version 9's tables: 0010 changes reactors
+        c.execute("DROP TABLE ps_health.locks; ALTER TABLE ps_health.reactors DROP COLUMN listener_name; "
+                  "DELETE FROM ps_health_meta.migrations WHERE version = 10")
+    with psycopg.connect(empty_db) as reader:  # e.g. a dashboard's transaction left open after a read
+        reader.execute("SELECT count(*) FROM ps_health.reactors")
+        res = run_cli(empty_db, "migrate", "--wait", "1")
+        assert res.returncode == 1, res
+        assert "migrating failed and was rolled back: canceling statement due to lock timeout" in res.stderr
+        assert "another session holds a lock on a table or view the migration changes" in res.stderr
+    assert [v for v, _ in recorded(empty_db)][-1] == 9
+    assert run_cli(empty_db, "migrate").returncode == 0

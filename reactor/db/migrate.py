@@ -130,6 +130,15 @@ def load_code(conn: psycopg.Connection, schema: Schema) -> None:
     conn.execute(query("migrate", "apply_privileges"))
 
 
+def _said(exc: psycopg.Error) -> str:
+    """A failed migration's database error, with what to do about a lock it waited for too long."""
+    said = str(from_psycopg(exc))
+    if getattr(exc, "sqlstate", None) == "55P03":
+        said += (" (another session holds a lock on a table or view the migration changes: see pg_locks and "
+                 "pg_stat_activity, end that transaction, or give migrate a longer --wait)")
+    return said
+
+
 class Runner:
     """Builds, brings forward, adopts and reports the schema of one database."""
 
@@ -230,6 +239,9 @@ class Runner:
                 log.warning("waiting up to %g s for another session's migration lock (%s)", self.lock_wait, who)
                 told = True
             time.sleep(0.2)
+        # a change waits as long for a lock another session holds on what it changes (a reader's open
+        # transaction on a table or view), then the migration is rolled back, saying so
+        conn.execute(f"SET lock_timeout = '{max(int(self.lock_wait * 1000), 100)}ms'")
 
     # ------------------------------------------------------------------ the paths
 
@@ -257,7 +269,7 @@ class Runner:
                     self._stamp(conn, f.version if f else self.latest, "schema", started, f)
                 self._record_code(conn)
         except psycopg.Error as exc:
-            raise MigrationError(f"building the schema failed and was rolled back: {from_psycopg(exc)}") from exc
+            raise MigrationError(f"building the schema failed and was rolled back: {_said(exc)}") from exc
         return self._said(f"built the schema (version {self.latest}) in {_ms(started):.1f} ms")
 
     def _forward(self, conn, applied: list[tuple], dry_run: bool) -> list[str]:
@@ -282,7 +294,7 @@ class Runner:
                 load_code(conn, self.schema)
                 self._record_code(conn)
         except psycopg.Error as exc:
-            raise MigrationError(f"migrating failed and was rolled back: {from_psycopg(exc)}") from exc
+            raise MigrationError(f"migrating failed and was rolled back: {_said(exc)}") from exc
         except MigrationError as exc:
             raise MigrationError(f"migrating failed and was rolled back: {exc}") from exc
         done.append(f"reloaded the code in {_ms(started):.1f} ms")

@@ -182,9 +182,11 @@ BEGIN
 END;
 $$;
 
--- _try_lock_project: the project's lock if nobody holds it (the sweep never waits for one).
+-- _try_lock_project: the project's lock if nobody holds it (the sweep never waits for one); a name no
+-- project may have is refused, naming it.
 CREATE FUNCTION ps_health._try_lock_project(p_project text)
 RETURNS boolean LANGUAGE sql AS $$
+    SELECT ps_health._check_text('project', p_project);
     SELECT ps_health._try_lock('project', p_project)
 $$;
 

@@ -126,11 +126,13 @@ CREATE FUNCTION ps_health._prompt_items_max()
 RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 100 $$;
 
 -- _rerender_prompt: rebuild a prompt's text from its items (several problems, one prompt): the first
--- _prompt_lines_shown() of them, critical ones first, then how many more it holds.
+-- _prompt_lines_shown() of them, critical ones first (the PS's own context and handoff first among
+-- them: they ask for the handoff), then how many more it holds.
 CREATE FUNCTION ps_health._rerender_prompt(p_id bigint)
 RETURNS void LANGUAGE sql AS $$
     WITH items AS (
-        SELECT i.line, row_number() OVER (ORDER BY (c.status = 'critical') DESC, i.check_id) AS n,
+        SELECT i.line, row_number() OVER (ORDER BY (c.status = 'critical') DESC,
+                                                   (c.check_type IN ('context', 'handoff')) DESC, i.check_id) AS n,
                count(*) OVER () AS total
           FROM ps_health.prompt_items i JOIN ps_health.health_checks c ON c.id = i.check_id
          WHERE i.prompt_id = p_id)

@@ -15,8 +15,9 @@ DECLARE
     v_settings integer;
 BEGIN
     PERFORM ps_health._check_text('project', p_project);
-    -- the session row is the project's lock: calls for it wait until it is gone, then find nothing
-    PERFORM 1 FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;
+    -- the project's lock, as every writer of its rows takes it first: a sweep or a call for the project
+    -- waits until it is gone, then finds nothing (a sweep skips it meanwhile)
+    PERFORM ps_health._lock_project(p_project);
     DELETE FROM ps_health.prompts WHERE project = p_project AND state IN ('waiting', 'pending', 'claimed');
     GET DIAGNOSTICS v_prompts = ROW_COUNT;
     WITH gone AS (DELETE FROM ps_health.check_state WHERE project = p_project RETURNING status)

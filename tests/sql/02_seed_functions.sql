@@ -1,6 +1,6 @@
 -- The seed's functions and views behave as documented, with time moved through p_now.
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 INSERT INTO ps_health.active_spawns (project, task_id, task_type, spawn_time, last_output_change) VALUES
   ('alpha', 'quiet-new', 'research', '2026-01-01 12:00+00', NULL),
@@ -58,6 +58,8 @@ SELECT is((SELECT details->>'task_id' FROM ps_health.health_checks WHERE project
 SELECT throws_ok(format('SELECT ps_health.heartbeat_session(%L)', repeat('p', 3000)), '22023',
   'project is too long (3000 characters, at most 255): "pppppppppppppppppppppppppppppppppppppppp..."',
   'a name no project may have is refused naming the field, before any lock is taken for it');
+SELECT throws_ok($$SELECT ps_health.report_session_panes(ARRAY[NULL], ARRAY['seen'], ARRAY['%1'], ARRAY[NULL])$$,
+  '22023', 'project is required', 'a probe report naming no project is refused naming the field');
 SELECT throws_ok($$SELECT ps_health.record_health_check('alpha', 'bogus', 'ok')$$, '22023',
   'check_type must be one of spawn, context, handoff, orphaned_work, pane, got "bogus"', 'an unknown check type names the field');
 SELECT throws_ok($$SELECT ps_health.record_health_check('alpha', 'spawn', 'weird')$$, '22023',

@@ -1,7 +1,7 @@
 -- claim_prompts / complete_prompt: leases, lease expiry, attempts capped, expiry of recovered
 -- problems, release on shutdown, and clear refusals.
 BEGIN;
-SELECT plan(54);
+SELECT plan(55);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -182,5 +182,12 @@ SELECT is((SELECT count(*)::int FROM prompt_items i JOIN prompts p ON p.id = i.p
 SELECT is((SELECT count(*)::int FROM health_checks WHERE project = 'full' AND action_taken ~ '^in no prompt: it made room in prompt #[0-9]+ for critical check #[0-9]+$'),
   1, 'the warning it replaced says so');
 
+-- among critical problems, the PS's own context comes first: it asks for the handoff
+SELECT register_session('crit', 'cli', '%82', 'hCrit', NULL, NULL, pg_temp.at(11000));
+SELECT count(start_spawn('crit', 'a' || g, 'impl', NULL, NULL, NULL, NULL, pg_temp.at(11000))) FROM generate_series(1, 12) g;
+SELECT count(finish_spawn('crit', 'a' || g, 1, 'err', pg_temp.at(11001))) FROM generate_series(1, 12) g;
+SELECT report_context('crit', 96, NULL, NULL, pg_temp.at(11002));
+SELECT matches((SELECT text FROM prompts WHERE project = 'crit'), '^\[ps-health #[0-9]+\] crit: \(1\) context window at 96% ',
+  'the critical context problem is listed before twelve critical spawn problems');
 SELECT * FROM finish();
 ROLLBACK;
