@@ -181,7 +181,7 @@ def test_bad_duration_is_refused_naming_the_flag(db, conn, args, flag, value):
 
 def test_settings_show_set_reset(db, conn):
     res = refused(db, "settings", "set", "--project", "alpah", "stall_after", "20 minutes")  # a typo
-    assert "--project: unknown project 'alpah': no session registered" in res.stderr and "--ahead" in res.stderr
+    assert 'unknown project "alpah": no session registered' in res.stderr and "--ahead" in res.stderr
     assert conn.execute("SELECT count(*) AS n FROM ps_health.settings").fetchone()["n"] == 0
     ok(db, "settings", "set", "--project", "alpha", "--ahead", "stall_after", "20 minutes")  # before its session
     ok(db, "settings", "set", "context_warning", "0.6")

@@ -222,12 +222,8 @@ def _settings(args, cfg) -> int:
             print(render.settings_table(rows))
         return 0
     value = args.value if args.action == "set" else None
-    if args.action == "set" and args.project not in (None, "*") and not args.ahead:
-        known = call_one(cfg, "project_known", {"project": args.project})["known"]
-        if not known:
-            raise BadInput(f"--project: unknown project {safe(args.project)!r}: no session registered (a typo? "
-                           "ps-health status lists the projects); to set it before its first session, add --ahead")
-    row = call_one(cfg, "set_setting", {"key": args.key, "value": value, "project": args.project})
+    row = call_one(cfg, "set_setting", {"key": args.key, "value": value, "project": args.project,
+                                        "ahead": args.action == "reset" or args.ahead})
     scope = f"for {safe(args.project)}" if args.project else "globally"
     verb = "set" if args.action == "set" else "reset"
     print(f"{safe(args.key)} {verb} {scope}: now {safe(row['value'])}")

@@ -121,7 +121,7 @@ class Demo:
                     # the demo PS is a stand-in program, not one of the agent CLIs accepted by default
                     "agent_programs": '["reactor.demo.ps"]'}
         for key, value in settings.items():
-            self.call("set_setting", key=key, value=value, project=PROJECT)
+            self.call("set_setting", key=key, value=value, project=PROJECT, ahead=False)
         self.call("report_context", project=PROJECT, percent=35, tokens_used=None, tokens_total=None)
         self.say(f"session of {PROJECT} registered at {HOST}:{self.state['pane']}; context 35%; settings "
                  + ", ".join(f"{k}={v}" for k, v in settings.items()))

@@ -81,13 +81,9 @@ SELECT * FROM ps_health.list_prompts(%(project)s::text, %(state)s::text, %(limit
 SELECT key, value, source, default_value, kind, allowed, secret, description, problem
   FROM ps_health.list_settings(%(project)s::text)
 
--- name: project_known
--- Whether a session ever named the project (settings set --project refuses a typo otherwise).
-SELECT EXISTS (SELECT 1 FROM ps_health.project_status() WHERE project = %(project)s::text) AS known
-
 -- name: set_setting
 -- Change a setting globally or for one project (a NULL value resets it); returns the effective value.
-SELECT ps_health.set_setting(%(key)s::text, %(value)s::text, %(project)s::text) AS value
+SELECT ps_health.set_setting(%(key)s::text, %(value)s::text, %(project)s::text, %(ahead)s::boolean) AS value
 
 -- name: run_checks
 -- A sweep now, on behalf of the CLI.

@@ -326,9 +326,10 @@ END;
 $$;
 
 -- set_setting: change a setting globally (p_project NULL) or for one project; a NULL value resets
--- it. The value must be of the setting's kind and inside its range, and the change must keep every
+-- it. With p_ahead false, a project no session has named is refused (P0002). The value must be of the setting's kind and inside its range, and the change must keep every
 -- setting_rules pair in order wherever it reaches; otherwise 22023 and nothing is written.
-CREATE FUNCTION ps_health.set_setting(p_key text, p_value text, p_project text DEFAULT NULL)
+CREATE FUNCTION ps_health.set_setting(p_key text, p_value text, p_project text DEFAULT NULL,
+                                      p_ahead boolean DEFAULT true)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_scope text := coalesce(nullif(p_project, '*'), '*');
@@ -340,6 +341,14 @@ BEGIN
     END IF;
     IF v_scope <> '*' THEN
         PERFORM ps_health._check_text('project', v_scope);
+    END IF;
+    -- as mute_project: a value for a project no session has named is refused unless p_ahead says it is
+    -- meant (a typo would leave a setting nobody sees); SQL clients set ahead unless they ask otherwise
+    IF p_value IS NOT NULL AND v_scope <> '*' AND NOT coalesce(p_ahead, false)
+       AND NOT EXISTS (SELECT 1 FROM ps_health.ps_sessions WHERE project = v_scope) THEN
+        RAISE EXCEPTION 'unknown project "%": no session registered', left(v_scope, 255) USING ERRCODE = 'P0002',
+            HINT = 'a typo? ps-health status lists the projects; to set it before its first session, say so: '
+                   'ps-health settings set --project PROJECT --ahead KEY VALUE';
     END IF;
     IF p_value IS NULL THEN
         DELETE FROM ps_health.settings WHERE key = p_key AND project = v_scope;

@@ -1,7 +1,7 @@
 -- Settings have a kind and a range, keep their order across keys wherever a change reaches, a
 -- stored value that is not allowed fails only the prompts that need it, and secrets stay the owner's.
 BEGIN;
-SELECT plan(64);
+SELECT plan(67);
 SET LOCAL search_path = ps_health, public;
 
 -- every default is allowed, and the defaults keep the rules
@@ -167,6 +167,12 @@ SELECT throws_ok($$SELECT ps_health.setting('context_critical', 'p2')$$, '42501'
   'login "tap_agent" may not see project "p2"', 'agent: not another project''s settings');
 SELECT throws_ok($$SELECT * FROM ps_health.list_settings('p2')$$, '42501', NULL, 'agent: nor their list');
 RESET SESSION AUTHORIZATION;
+
+-- p_ahead false (the CLI without --ahead): a project no session has named is refused, as mute_project does
+SELECT throws_ok($$SELECT ps_health.set_setting('stall_after', '20 minutes', 'alpah', false)$$, 'P0002',
+  'unknown project "alpah": no session registered', 'a typo''d project is refused');
+SELECT is((SELECT count(*)::int FROM ps_health.settings WHERE project = 'alpah'), 0, 'and nothing is written');
+SELECT is(ps_health.set_setting('stall_after', '20 minutes', 'alpah'), '20 minutes', 'SQL clients set ahead by default');
 
 SELECT * FROM finish();
 ROLLBACK;
