@@ -263,11 +263,8 @@ class Reader:
         reactor died, and read again after, is known and not copied twice."""
         if self._aside is None:
             self._aside = self._next_batch(ASIDE_SUFFIX[:-len(".jsonl")])
-        try:
-            fact = json.loads(line)
-        except (ValueError, RecursionError):
-            fact = None
-        if isinstance(fact, dict) and "origin" not in fact:
+        fact = _fact(line)
+        if fact is not None and "origin" not in fact:
             fact["origin"] = origin
             line = json.dumps(fact, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         fd = os.open(self._path(self._aside), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -335,11 +332,16 @@ def _batch_number(name: str) -> int | None:
 
 def source(line: bytes | None, batch: str, end: int) -> str:
     """Where a fact was read first: the origin a set-aside copy names, else its batch and end offset."""
-    if line is not None and b'"origin"' in line:
-        try:
-            fact = json.loads(line)
-        except (ValueError, RecursionError):
-            fact = None
-        if isinstance(fact, dict) and isinstance(fact.get("origin"), str):
-            return fact["origin"]
+    fact = _fact(line) if line is not None and b'"origin"' in line else None
+    if fact is not None and isinstance(fact.get("origin"), str):
+        return fact["origin"]
     return f"{batch}:{end}"
+
+
+def _fact(line: bytes) -> dict | None:
+    """A spool line as a JSON object, or None."""
+    try:
+        fact = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return fact if isinstance(fact, dict) else None

@@ -130,7 +130,7 @@ def load_code(conn: psycopg.Connection, schema: Schema) -> None:
     conn.execute(query("migrate", "apply_privileges"))
 
 
-def _said(exc: psycopg.Error) -> str:
+def _failure(exc: psycopg.Error) -> str:
     """A failed migration's database error, with what to do about a lock it waited for too long."""
     said = str(from_psycopg(exc))
     if getattr(exc, "sqlstate", None) == "55P03":
@@ -269,7 +269,7 @@ class Runner:
                     self._stamp(conn, f.version if f else self.latest, "schema", started, f)
                 self._record_code(conn)
         except psycopg.Error as exc:
-            raise MigrationError(f"building the schema failed and was rolled back: {_said(exc)}") from exc
+            raise MigrationError(f"building the schema failed and was rolled back: {_failure(exc)}") from exc
         return self._said(f"built the schema (version {self.latest}) in {_ms(started):.1f} ms")
 
     def _forward(self, conn, applied: list[tuple], dry_run: bool) -> list[str]:
@@ -294,7 +294,7 @@ class Runner:
                 load_code(conn, self.schema)
                 self._record_code(conn)
         except psycopg.Error as exc:
-            raise MigrationError(f"migrating failed and was rolled back: {_said(exc)}") from exc
+            raise MigrationError(f"migrating failed and was rolled back: {_failure(exc)}") from exc
         except MigrationError as exc:
             raise MigrationError(f"migrating failed and was rolled back: {exc}") from exc
         done.append(f"reloaded the code in {_ms(started):.1f} ms")
