@@ -119,9 +119,9 @@ CREATE TRIGGER trg_prompts_update AFTER UPDATE OF state ON ps_health.prompts
 CREATE FUNCTION ps_health._prompt_lines_shown()
 RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 10 $$;
 
--- A prompt holds at most this many problems: a further problem of the project is recorded (its check says
--- so in action_taken) but joins no prompt, so a flood of problems costs each sweep little and the prompt
--- stays short.
+-- A prompt holds at most this many problems, so a flood of problems costs each sweep little and the prompt
+-- stays short: a further warning of the project is recorded (its check says so in action_taken) but joins
+-- no prompt; a further critical problem takes the place of the newest warning (_queue_prompt).
 CREATE FUNCTION ps_health._prompt_items_max()
 RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 100 $$;
 
