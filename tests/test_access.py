@@ -214,8 +214,10 @@ def test_no_login_can_hold_the_locks_of_the_sweep_a_project_the_settings_or_a_ho
             # a call holding alpha's lock shows no key to take
             with psycopg.connect(db, options="-c lock_timeout=5s") as holder:
                 holder.execute("SELECT ps_health.heartbeat_session('alpha')")
-                held = owner.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                     "AND pid <> %s", (attacker.info.backend_pid,)).fetchone()[0]
+                # (in this database: tests running beside this one take advisory locks in theirs)
+                held = owner.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s "
+                                     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                                     (attacker.info.backend_pid,)).fetchone()[0]
                 assert held == 0
         first = psycopg.connect(reactor, autocommit=True, options="-c lock_timeout=5s")
         try:

@@ -136,6 +136,26 @@ def test_changed_code_is_reloaded_in_place_without_a_migration(empty_db, tmp_pat
     assert definer, "privileges are applied again after a reload"
 
 
+def profiles_version(dsn) -> str:
+    with psycopg.connect(dsn) as c:
+        return c.execute("SELECT ps_health._profiles_version()").fetchone()[0]
+
+
+def test_a_reload_of_the_code_is_a_new_version_of_the_agent_profiles_a_reactor_is_sent_again(empty_db, tmp_path):
+    # the functions that hand out the profiles and the marker may have changed: a reactor holding the version from
+    # before the upgrade must not keep using what it holds
+    folder = tmp_path / "schema"
+    shutil.copytree(SQL_DIR / "schema", folder)
+    quiet(empty_db, schema=migrate.Schema(folder)).migrate()
+    before = profiles_version(empty_db)
+    assert quiet(empty_db, schema=migrate.Schema(folder)).migrate() == []
+    assert profiles_version(empty_db) == before, "nothing loaded: the same version"
+    changed = folder / "54_panes.sql"
+    changed.write_text(changed.read_text() + "\n-- changed\n")
+    quiet(empty_db, schema=migrate.Schema(folder)).migrate()
+    assert profiles_version(empty_db) != before
+
+
 def test_a_reload_refuses_to_drop_what_others_built_on_the_code(empty_db, tmp_path):
     folder = tmp_path / "schema"
     shutil.copytree(SQL_DIR / "schema", folder)
@@ -271,8 +291,9 @@ def test_a_migration_lock_held_by_another_login_ends_the_wait_naming_it(empty_db
 def test_a_reactor_running_through_the_upgrade_to_0010_still_counts_as_running(empty_db):
     quiet(empty_db).migrate()
     with psycopg.connect(empty_db, autocommit=True) as c:  # back to version 9's tables
-        c.execute("DROP TABLE ps_health.locks; ALTER TABLE ps_health.reactors DROP COLUMN listener_name; "
-                  "DELETE FROM ps_health_meta.migrations WHERE version = 10")
+        c.execute("DROP TABLE ps_health.locks, ps_health.profiles_version; "
+                  "ALTER TABLE ps_health.reactors DROP COLUMN listener_name; "
+                  "DELETE FROM ps_health_meta.migrations WHERE version >= 10")
     with psycopg.connect(empty_db, autocommit=True, application_name="ps-health-reactor:listen") as listener:
         with psycopg.connect(empty_db, autocommit=True) as c:  # as reactor_start of version 9 left its row
             c.execute("INSERT INTO ps_health.reactors (worker, host, last_seen, login, backend_pid, started_at) "
@@ -287,8 +308,9 @@ def test_a_reactor_running_through_the_upgrade_to_0010_still_counts_as_running(e
 def test_a_table_another_session_keeps_locked_rolls_the_migration_back_after_wait_saying_why(empty_db):
     quiet(empty_db).migrate()
     with psycopg.connect(empty_db, autocommit=True) as c:  # back to version 9's tables: 0010 changes reactors
-        c.execute("DROP TABLE ps_health.locks; ALTER TABLE ps_health.reactors DROP COLUMN listener_name; "
-                  "DELETE FROM ps_health_meta.migrations WHERE version = 10")
+        c.execute("DROP TABLE ps_health.locks, ps_health.profiles_version; "
+                  "ALTER TABLE ps_health.reactors DROP COLUMN listener_name; "
+                  "DELETE FROM ps_health_meta.migrations WHERE version >= 10")
     with psycopg.connect(empty_db) as reader:  # e.g. a dashboard's transaction left open after a read
         reader.execute("SELECT count(*) FROM ps_health.reactors")
         res = run_cli(empty_db, "migrate", "--wait", "1")

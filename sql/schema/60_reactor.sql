@@ -15,20 +15,38 @@ BEGIN
 END;
 $$;
 
--- _profiles_version: a text that changes whenever an agent profile or the marker template changes
--- (any insert or update makes a row version with a new xmin and ctid; a delete drops one), and
--- whenever the functions that hand them out are loaded again (an upgrade: they get new oids).
+-- _profiles_version: a text that changes whenever an agent profile or the marker template changes, and
+-- whenever the code is loaded again (an upgrade: the functions that hand them out may have changed). One
+-- row to read: it is on the way of every prompt (see profiles_version).
 CREATE FUNCTION ps_health._profiles_version()
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN (SELECT 'f' || to_regproc('ps_health._agent_profiles')::oid || '.' || to_regproc('ps_health._marker_pattern')::oid
-                   || ',' || coalesce(string_agg(v.x, ',' ORDER BY v.x), '') FROM (
-              SELECT a.xmin::text || '@' || a.ctid::text AS x FROM ps_health.agent_profiles a
-              UNION ALL
-              SELECT 'm' || t.xmin::text || '@' || t.ctid::text FROM ps_health.prompt_templates t
-               WHERE t.key = 'marker') v);
+    RETURN coalesce((SELECT 'v' || version FROM ps_health.profiles_version),
+                    -- (the row gone: a version no reactor holds, so every claim sends them)
+                    'unversioned ' || clock_timestamp());
 END;
 $$;
+
+-- trg_raise_profiles_version: a new version of the profiles and the marker (a statement changed them).
+CREATE FUNCTION ps_health.trg_raise_profiles_version()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE ps_health.profiles_version SET version = version + 1;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER trg_agent_profiles_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ps_health.agent_profiles
+    FOR EACH STATEMENT EXECUTE FUNCTION ps_health.trg_raise_profiles_version();
+
+-- (any template: the marker is one of them, and templates change rarely)
+CREATE TRIGGER trg_prompt_templates_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ps_health.prompt_templates
+    FOR EACH STATEMENT EXECUTE FUNCTION ps_health.trg_raise_profiles_version();
+
+-- This file runs at every load of the code: the functions that hand the profiles out are new, and so is
+-- their version.
+INSERT INTO ps_health.profiles_version AS v (version) VALUES (1)
+ON CONFLICT (one) DO UPDATE SET version = v.version + 1;
 
 -- claim_prompts: hand out up to p_limit deliverable prompts of one host under a lease
 -- (FOR UPDATE SKIP LOCKED, so reactors never get the same row). Expired leases are claimable

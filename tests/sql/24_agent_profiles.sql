@@ -2,7 +2,7 @@
 -- rows; the handoff cycle's reset is the agent's own unless a project set reset_command; a session
 -- knows its agent, and the probes read its transcript in that agent's format.
 BEGIN;
-SELECT plan(26);
+SELECT plan(27);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -53,16 +53,15 @@ DELETE FROM agent_profiles WHERE program = 'short-lived';
 SELECT results_eq($$SELECT profiles, marker, version <> (SELECT held FROM v) FROM pg_temp.again((SELECT held FROM v))$$,
   $$VALUES (true, true, true)$$, 'a profile deleted: sent again');
 UPDATE v SET held = (SELECT version FROM pg_temp.again(NULL));
-DO $$
-DECLARE
-    v_def text := pg_get_functiondef('ps_health._marker_pattern'::regproc);
-BEGIN
-    DROP FUNCTION ps_health._marker_pattern();
-    EXECUTE v_def;
-END;
-$$;
+DELETE FROM prompt_templates WHERE key = 'no-such-template';
 SELECT results_eq($$SELECT profiles, marker, version <> (SELECT held FROM v) FROM pg_temp.again((SELECT held FROM v))$$,
-  $$VALUES (true, true, true)$$, 'the functions that hand them out loaded again (an upgrade): sent again');
+  $$VALUES (true, true, true)$$, 'any statement on the templates (it may have changed the marker): sent again');
+UPDATE v SET held = (SELECT version FROM pg_temp.again(NULL));
+DELETE FROM profiles_version;
+SELECT results_eq($$SELECT profiles, marker FROM pg_temp.again((SELECT held FROM v))
+                   UNION ALL SELECT profiles, marker FROM pg_temp.again(ps_health._profiles_version())$$,
+  $$VALUES (true, true), (true, true)$$, 'the version''s row gone: every claim sends them');
+INSERT INTO profiles_version (version) VALUES (1);
 
 -- users edit and add profiles; bad patterns are refused
 UPDATE agent_profiles SET busy_pattern = 'Working|Thinking' WHERE program = 'codex';
