@@ -136,21 +136,25 @@ BEGIN
         IF v_unsettled THEN
             PERFORM ps_health._fail_unsettled(v_ids, p_now);
         END IF;
-        UPDATE ps_health.prompts p
-           SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
-         WHERE p.id = ANY (v_ids) AND p.state = 'pending' AND p.kind = 'alert'
-           AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i
-                             JOIN ps_health.health_checks c ON c.id = i.check_id
-                             JOIN ps_health.check_state st
-                               ON st.project = c.project AND st.check_type = c.check_type AND st.subject = c.subject
-                            WHERE i.prompt_id = p.id AND st.status <> 'ok');
-
+        -- Those whose problems all recovered expire, the others are claimed: one statement (on the way of every
+        -- prompt, each statement costs), whose two parts see the rows as they were before it.
         RETURN QUERY
-        WITH claimed AS (
+        WITH recovered AS (
+            UPDATE ps_health.prompts p
+               SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
+             WHERE p.id = ANY (v_ids) AND p.state = 'pending' AND p.kind = 'alert'
+               AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i
+                                 JOIN ps_health.health_checks c ON c.id = i.check_id
+                                 JOIN ps_health.check_state st
+                                   ON st.project = c.project AND st.check_type = c.check_type AND st.subject = c.subject
+                                WHERE i.prompt_id = p.id AND st.status <> 'ok')
+            RETURNING p.id),
+        claimed AS (
             UPDATE ps_health.prompts p
                SET state = 'claimed', worker = p_worker, lease_until = p_now + make_interval(secs => p_lease_seconds),
                    attempts = p.attempts + 1, claimed_at = p_now
              WHERE p.id = ANY (v_ids) AND p.state IN ('pending', 'claimed')
+               AND p.id NOT IN (SELECT r.id FROM recovered r)
             RETURNING p.*)
         SELECT c.id, c.project, c.target, c.severity, c.text, c.attempts,
                (extract(epoch FROM (st.v->>'submit_delay')::interval) * 1000)::integer,

@@ -1,7 +1,7 @@
 -- claim_prompts / complete_prompt: leases, lease expiry, attempts capped, expiry of recovered
 -- problems, release on shutdown, and clear refusals.
 BEGIN;
-SELECT plan(55);
+SELECT plan(57);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -49,6 +49,16 @@ SELECT is((SELECT state::text FROM prompts WHERE text LIKE '%spawn k3%'), 'pendi
 SELECT report_spawn_output('p', 'k3', NULL, pg_temp.at(200 + 16 * 60));
 SELECT is((SELECT count(*)::int FROM claim_prompts('hA', 'w1', 10, 60, pg_temp.at(200 + 17 * 60))), 0, 'k3 recovered: nothing claimed');
 SELECT is((SELECT state::text FROM prompts WHERE text LIKE '%spawn k3%'), 'expired', 'the prompt expired');
+
+-- an expired prompt leaves its room to the next one: a claim of one gets the live prompt behind it
+SELECT register_session('q', 'cli', '%21', 'hA', NULL, NULL, pg_temp.at(300));
+SELECT start_spawn('p', 'k5', 'research', NULL, NULL, NULL, 'hA', pg_temp.at(300));
+SELECT start_spawn('q', 'k6', 'research', NULL, NULL, NULL, 'hA', pg_temp.at(301));
+SELECT run_checks(pg_temp.at(301 + 15 * 60));
+SELECT report_spawn_output('p', 'k5', NULL, pg_temp.at(301 + 16 * 60));
+SELECT results_eq($$SELECT project::text FROM claim_prompts('hA', 'w1', 1, 60, pg_temp.at(301 + 17 * 60))$$,
+  $$VALUES ('q')$$, 'the recovered prompt expired, the live one behind it claimed in the same call');
+SELECT is((SELECT state::text FROM prompts WHERE text LIKE '%spawn k5%'), 'expired', 'k5''s prompt expired');
 
 SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('hA', 'w1', 0)$$, '22023', 'limit must be between 1 and 1000, got 0',
   'a bad limit is refused');
