@@ -149,6 +149,26 @@ def test_a_reactor_login_forwards_facts_for_its_host_only(db, conn, login):
     assert conn.execute("SELECT count(*) AS n FROM ps_health.ps_sessions WHERE project = 'delta'").fetchone()["n"] == 0
 
 
+def test_a_call_naming_no_project_is_told_the_project_is_required_whoever_makes_it(db, conn, login):
+    # (not "may not act for host NULL": the field is missing, whatever the login may do)
+    _two_projects(db)
+    name, reactor = login("ps_health_reactor")
+    agent_name, agent = login("ps_health_agent")
+    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1'), ps_health.grant_agent(%s, 'alpha')", (name, agent_name))
+    for dsn in (reactor, agent, db):
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for call in ("heartbeat_session(NULL)", "end_session(NULL)", "start_spawn(NULL, 't9', 'impl')",
+                         "report_context(NULL, 50)"):
+                with pytest.raises(psycopg.errors.InvalidParameterValue) as refused_call:
+                    c.execute(f"SELECT ps_health.{call}")
+                assert refused_call.value.diag.message_primary == "project is required", call
+    # and a login that may not act for a project learns nothing of it, not even whether it has a session
+    with psycopg.connect(agent, autocommit=True) as c:
+        for project in ("beta", "no-such-project"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f'may not act for project "{project}"'):
+                c.execute("SELECT ps_health.report_context(%s, 50)", (project,))
+
+
 def test_a_reactor_for_a_host_not_granted_to_its_login_stops_with_a_clear_error(db, login):
     _two_projects(db)
     name, reactor = login("ps_health_reactor")

@@ -85,10 +85,12 @@ $$;
 -- _authorize_locked: _authorize, then the project's lock, then _authorize again: who may act can depend on
 -- where the project's session is (a reactor's hosts, an agent login's), and a call that waited for the lock
 -- must decide on the session as the transaction it waited for left it. (A login refused at first takes no
--- lock.)
+-- lock. A call naming no project, or a name no project may have, is told that first: it says nothing of what
+-- the login may do.)
 CREATE FUNCTION ps_health._authorize_locked(p_project text, p_host text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM ps_health._check_text('project', p_project);
     PERFORM ps_health._authorize(p_project, p_host);
     PERFORM ps_health._lock_project(p_project);
     PERFORM ps_health._authorize(p_project, p_host);  -- (a statement of its own: it sees what committed meanwhile)

@@ -204,6 +204,9 @@ DECLARE
     v_total integer;
     v_percent numeric := p_percent;
 BEGIN
+    -- (who may act first: a login that may not learns nothing of the project, not even whether it is known)
+    PERFORM ps_health._check_text('project', p_project);
+    PERFORM ps_health._authorize(p_project);
     s := ps_health._session(p_project);
     IF v_percent IS NULL THEN
         v_total := coalesce(p_tokens_total, s.estimated_tokens_total);
