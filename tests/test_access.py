@@ -327,3 +327,52 @@ def test_a_reactor_login_that_leaves_its_sweep_open_is_ended_and_the_sweeps_go_o
         held.close()
     assert not conn.execute("SELECT ps_health.run_checks()").fetchone()["run_checks"].get("skipped")
     ok(db, "session", "heartbeat", "alpha")
+
+
+def test_a_reactor_login_cannot_touch_another_hosts_prompts_through_a_worker_id_or_learn_of_them(db, conn, login):
+    """A worker id says nothing of who may use it: a reactor that stopped leaves its claims under an id with no row,
+    and any login may claim with that id again. Outcomes, leases and releases go only to prompts of a host the login
+    may act for; another host's prompt is as unknown to it as one that does not exist, and it locks nothing of
+    that host's projects on the way to being refused."""
+    _two_projects(db)
+    name1, reactor1 = login("ps_health_reactor")
+    name2, reactor2 = login("ps_health_reactor")
+    agent_name, agent_b = login("ps_health_agent")
+    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1'), ps_health.grant_reactor(%s, 'h2'), "
+                 "ps_health.grant_agent(%s, 'beta')", (name1, name2, agent_name))
+    beta = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'beta'").fetchone()["id"]
+    missing = beta + 1000
+    with psycopg.connect(reactor2, autocommit=True) as r2:  # h2's reactor claims, then restarts as another worker
+        assert [r[0] for r in r2.execute("SELECT id FROM ps_health.claim_prompts('h2', 'h2:100')")] == [beta]
+        r2.execute("SELECT ps_health.reactor_start('h2', 'h2:101')")
+    assert conn.execute("SELECT count(*) AS n FROM ps_health.reactors WHERE worker = 'h2:100'").fetchone()["n"] == 0
+
+    def refusal(dsn: str, query: str, *args) -> tuple[str, str]:
+        with psycopg.connect(dsn, autocommit=True, options="-c lock_timeout=5s") as c:
+            with pytest.raises(psycopg.Error) as refused_call:
+                c.execute(query, args)
+        return refused_call.value.sqlstate, refused_call.value.diag.message_primary
+
+    with psycopg.connect(reactor1, autocommit=True) as r1:
+        r1.execute("SELECT * FROM ps_health.claim_prompts('h1', 'h2:100')")  # the id is free: h1's reactor takes it
+        extended = r1.execute("SELECT ps_health.extend_leases('h2:100', ARRAY[%s]::bigint[], 86400)", (beta,))
+        assert extended.fetchone()[0] == 0
+        assert r1.execute("SELECT ps_health.locked_prompts('h2:100', ARRAY[%s]::bigint[])", (beta,)).fetchall() == []
+        assert r1.execute("SELECT ps_health.release_prompts('h2:100', ARRAY[%s]::bigint[])", (beta,)).fetchone()[0] == 0
+        r1.execute("SELECT ps_health.release_prompts('h2:100')")  # (its own claim of alpha's prompt goes back)
+    for worker in ("h2:100", "h1:w"):
+        assert refusal(reactor1, "SELECT ps_health.complete_prompt(%s, %s, 'delivered')", beta, worker) \
+            == ("P0002", f"unknown prompt {beta}")
+    assert refusal(reactor1, "SELECT ps_health.complete_prompt(%s, 'h1:w', 'delivered')", missing) \
+        == ("P0002", f"unknown prompt {missing}"), "the same answer as for a prompt that does not exist"
+    row = conn.execute("SELECT state, worker, lease_until < now() + interval '1 hour' AS short FROM ps_health.prompts "
+                       "WHERE id = %s", (beta,)).fetchone()
+    assert (row["state"], row["worker"], row["short"]) == ("claimed", "h2:100", True), "beta's prompt is untouched"
+
+    # while beta's own agent holds beta's lock, h1's reactor is refused at once: it takes no lock of beta's
+    with psycopg.connect(agent_b) as holder:
+        holder.execute("SELECT ps_health.heartbeat_session('beta')")
+        assert refusal(reactor1, "SELECT ps_health.complete_prompt(%s, 'h1:w', 'bogus')", beta)[0] == "22023"
+        assert refusal(reactor1, "SELECT * FROM ps_health.complete_prompts('h1:w', ARRAY[%s]::bigint[], "
+                                 "ARRAY['delivered'])", beta) == ("P0002", f"unknown prompt {beta}")
+        holder.rollback()

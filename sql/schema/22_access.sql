@@ -98,7 +98,7 @@ END;
 $$;
 
 -- _authorize_worker: a worker id belongs to the login that claimed with it; another login using
--- it is refused (the owner excepted).
+-- it is refused (the owner excepted), without learning which login that is.
 CREATE FUNCTION ps_health._authorize_worker(p_worker text)
 RETURNS void LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -106,9 +106,26 @@ DECLARE
 BEGIN
     SELECT r.login INTO v_login FROM ps_health.reactors r WHERE r.worker = p_worker;
     IF v_login IS NOT NULL AND v_login <> session_user AND NOT ps_health._is_owner() THEN
-        RAISE EXCEPTION 'worker "%" belongs to login "%", not "%"', left(p_worker, 255), v_login, session_user
+        RAISE EXCEPTION 'worker "%" belongs to another login, not "%"', left(p_worker, 255), session_user
             USING ERRCODE = '42501';
     END IF;
+END;
+$$;
+
+-- _handled: of the prompts p_ids, those the login may record outcomes and leases for: the prompts of a host it
+-- may act for, and escalations (no host: any reactor may run one). The owner handles every prompt. A worker id
+-- alone says nothing: one whose reactor stopped has no row, and any login could claim with it again.
+CREATE FUNCTION ps_health._handled(p_ids bigint[])
+RETURNS bigint[] LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF ps_health._is_owner() THEN
+        RETURN ARRAY(SELECT p.id FROM ps_health.prompts p WHERE p.id = ANY (p_ids));
+    END IF;
+    RETURN ARRAY(SELECT p.id FROM ps_health.prompts p
+                   LEFT JOIN (SELECT h.host, ps_health._may_act(NULL, h.host) AS ok  -- (once per host)
+                                FROM (SELECT DISTINCT q.host FROM ps_health.prompts q
+                                       WHERE q.id = ANY (p_ids) AND q.host IS NOT NULL) h) a ON a.host = p.host
+                  WHERE p.id = ANY (p_ids) AND (p.host IS NULL OR a.ok));
 END;
 $$;
 

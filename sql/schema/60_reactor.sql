@@ -244,6 +244,7 @@ DECLARE
     v_bad record;
     v_steps ps_health.prompts[];
     v_step ps_health.prompts;
+    v_handled bigint[];
 BEGIN
     IF p_ids IS NULL OR p_outcomes IS NULL OR cardinality(p_outcomes) <> v_n
        OR (p_details IS NOT NULL AND cardinality(p_details) <> v_n) THEN
@@ -255,8 +256,7 @@ BEGIN
         RAISE EXCEPTION 'at most 10000 outcomes per call, got %', v_n USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._authorize_worker(p_worker);
-    PERFORM ps_health._lock_projects(ARRAY(SELECT p.project FROM ps_health.prompts p WHERE p.id = ANY (p_ids)));
+    PERFORM ps_health._check_text('worker', p_worker);
     SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o)
      WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed', 'deferred', 'target_changed') LIMIT 1;
     IF FOUND THEN
@@ -267,7 +267,17 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'prompt % is given more than one outcome', coalesce(v_bad.i::text, 'NULL') USING ERRCODE = '22023';
     END IF;
+    PERFORM ps_health._authorize_worker(p_worker);
+    -- Before any lock: a prompt of a host the login may not act for is unknown to it, as one that does not exist
+    -- (it learns nothing of other hosts' prompts, and takes no lock of their projects).
+    v_handled := ps_health._handled(p_ids);
+    SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) WHERE u.i <> ALL (v_handled) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown prompt %', v_bad.i USING ERRCODE = 'P0002';
+    END IF;
+    PERFORM ps_health._lock_projects(ARRAY(SELECT p.project FROM ps_health.prompts p WHERE p.id = ANY (p_ids)));
     PERFORM 1 FROM ps_health.prompts p WHERE p.id = ANY (p_ids) ORDER BY p.id FOR UPDATE;
+    -- (deleted meanwhile: prune)
     SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) WHERE NOT EXISTS (SELECT 1 FROM ps_health.prompts p WHERE p.id = u.i) LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'unknown prompt %', v_bad.i USING ERRCODE = 'P0002';
@@ -366,6 +376,7 @@ BEGIN
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize_worker(p_worker);
+    p_ids := ps_health._handled(p_ids);
     -- rows in id order, as complete_prompts takes them
     PERFORM 1 FROM ps_health.prompts WHERE state = 'claimed' AND worker = p_worker AND id = ANY (p_ids)
      ORDER BY id FOR UPDATE;
@@ -384,8 +395,10 @@ CREATE FUNCTION ps_health.locked_prompts(p_worker text, p_ids bigint[])
 RETURNS SETOF bigint LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ps_health._authorize_worker(p_worker);
+    p_ids := ps_health._handled(p_ids);
     RETURN QUERY SELECT p.id FROM ps_health.prompts p
-                  WHERE p.id = ANY (p_ids) AND p.worker = p_worker AND NOT ps_health._try_lock_project(p.project)
+                  WHERE p.id = ANY (p_ids) AND p.worker = p_worker
+                    AND NOT ps_health._try_lock_project(p.project)
                   ORDER BY p.id;
 END;
 $$;
@@ -438,11 +451,13 @@ DECLARE
     v_n integer;
 BEGIN
     PERFORM ps_health._authorize_worker(p_worker);
-    PERFORM 1 FROM ps_health.prompts WHERE state = 'claimed' AND worker = p_worker AND (p_ids IS NULL OR id = ANY (p_ids))
+    p_ids := ps_health._handled(ARRAY(SELECT p.id FROM ps_health.prompts p WHERE p.state = 'claimed' AND p.worker = p_worker
+                                         AND (p_ids IS NULL OR p.id = ANY (p_ids))));
+    PERFORM 1 FROM ps_health.prompts WHERE state = 'claimed' AND worker = p_worker AND id = ANY (p_ids)
      ORDER BY id FOR UPDATE;
     UPDATE ps_health.prompts
        SET state = 'pending', worker = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0)
-     WHERE state = 'claimed' AND worker = p_worker AND (p_ids IS NULL OR id = ANY (p_ids));
+     WHERE state = 'claimed' AND worker = p_worker AND id = ANY (p_ids);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END;

@@ -114,7 +114,7 @@ RESET SESSION AUTHORIZATION;
 -- a worker id belongs to the login that claimed with it
 SET SESSION AUTHORIZATION reactor_any;
 SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('h1', 'w1', 10, 60)$$, '42501',
-  'worker "w1" belongs to login "reactor_h1", not "reactor_any"', 'another login cannot claim with a worker id');
+  'worker "w1" belongs to another login, not "reactor_any"', 'another login cannot claim with a worker id (and is not told whose it is)');
 SELECT throws_ok(format('SELECT * FROM ps_health.complete_prompts(%L, ARRAY[%s::bigint], ARRAY[%L])', 'w1',
   (SELECT prompt_id FROM ids WHERE project = 'alpha'), 'delivered'), '42501', NULL,
   'another login cannot complete a worker''s prompts');
