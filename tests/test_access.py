@@ -376,3 +376,25 @@ def test_a_reactor_login_cannot_touch_another_hosts_prompts_through_a_worker_id_
         assert refusal(reactor1, "SELECT * FROM ps_health.complete_prompts('h1:w', ARRAY[%s]::bigint[], "
                                  "ARRAY['delivered'])", beta) == ("P0002", f"unknown prompt {beta}")
         holder.rollback()
+
+
+def test_system_health_shows_a_login_only_the_reactors_of_its_hosts_and_projects(db, conn, login):
+    _two_projects(db)
+    name1, reactor1 = login("ps_health_reactor")
+    name2, reactor2 = login("ps_health_reactor")
+    agent_name, agent_a = login("ps_health_agent")
+    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1'), ps_health.grant_reactor(%s, 'h2'), "
+                 "ps_health.grant_agent(%s, 'alpha')", (name1, name2, agent_name))
+
+    def reactors(dsn: str) -> list[str]:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            return sorted(r["worker"] for r in c.execute("SELECT ps_health.system_health() -> 'reactors' AS r")
+                          .fetchone()[0])
+
+    with psycopg.connect(reactor1, autocommit=True) as l1, psycopg.connect(reactor2, autocommit=True) as l2:
+        l1.execute("SELECT ps_health.reactor_start('h1', 'h1:one')")
+        l2.execute("SELECT ps_health.reactor_start('h2', 'h2:secret')")
+        assert reactors(db) == ["h1:one", "h2:secret"], "the owner sees every reactor"
+        assert reactors(reactor1) == ["h1:one"]
+        assert reactors(reactor2) == ["h2:secret"]
+        assert reactors(agent_a) == ["h1:one"], "alpha's agent sees the reactor of alpha's host only"

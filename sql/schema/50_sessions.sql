@@ -106,8 +106,9 @@ BEGIN
     -- caller may act for that project too (the reactor later checks the pane itself: _bind_pane)
     v_holder := ps_health._pane_holder(p_project, p_host, p_tmux_target, NULL, session_user);
     IF v_holder IS NOT NULL THEN
-        RAISE EXCEPTION 'pane % on host % belongs to the live session of project "%"', left(p_tmux_target, 255),
-            coalesce(left(p_host, 255), '(none)'), v_holder
+        -- (not named: the holder is a project this login may not act for, and it learns no project's name)
+        RAISE EXCEPTION 'pane % on host % belongs to the live session of another project', left(p_tmux_target, 255),
+            coalesce(left(p_host, 255), '(none)')
             USING ERRCODE = '42501', HINT = 'End that session first (ps-health session end PROJECT), as a login that may act for it.';
     END IF;
     SELECT * INTO old FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;

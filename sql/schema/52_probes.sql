@@ -1,18 +1,19 @@
 -- Facts from the reactor's probes (output times, pane and pid liveness, handoff files) and what it
 -- should look at on its host. A reactor login reports and looks only at the hosts granted to it.
 
--- _authorize_spawns: refuse a batch about spawns the login may not act for (a spawn's host, or its
--- session's when it has none, as probe_spawns lists them); return the spawns whose project's lock was
--- free and is now held. A probe never waits for a project's lock: a transaction left open by an agent
--- would stop the probe for every project of the host. A busy project's spawns wait for the next round.
+-- _authorize_spawns: of a batch of spawns, those the login may act for (a spawn's host, or its session's when it
+-- has none, as probe_spawns lists them) whose project's lock was free and is now held. Another host's spawn is
+-- left alone as an id no spawn has is: the login learns nothing of it, and takes no lock of its project. A probe
+-- never waits for a project's lock: a transaction left open by an agent would stop the probe for every project
+-- of the host. A busy project's spawns wait for the next round.
 CREATE FUNCTION ps_health._authorize_spawns(p_spawn_ids integer[])
 RETURNS integer[] LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM ps_health._authorize(NULL, coalesce(sp.host, s.host))
-       FROM ps_health.active_spawns sp LEFT JOIN ps_health.ps_sessions s ON s.project = sp.project
-      WHERE sp.id = ANY (p_spawn_ids);
-    RETURN ARRAY(SELECT sp.id FROM ps_health.active_spawns sp
-                  WHERE sp.id = ANY (p_spawn_ids) AND ps_health._try_lock_project(sp.project));
+    RETURN ARRAY(SELECT sp.id FROM ps_health.active_spawns sp LEFT JOIN ps_health.ps_sessions s ON s.project = sp.project
+                  WHERE sp.id = ANY (p_spawn_ids)
+                    -- (CASE: who may act is decided before the lock is tried)
+                    AND CASE WHEN ps_health._may_act(NULL, coalesce(sp.host, s.host))
+                             THEN ps_health._try_lock_project(sp.project) ELSE false END);
 END;
 $$;
 

@@ -269,17 +269,18 @@ BEGIN
     IF s.registered_by IS NOT NULL AND ps_health._restricted(s.registered_by) THEN
         v_holder := ps_health._pane_holder(s.project, s.host, s.tmux_target, p_identity, s.registered_by);
         IF v_holder IS NOT NULL THEN
-            RETURN format('pane %s on host %s belongs to the live session of project "%s"',
-                          split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
+            -- (the reason is the session's check, which its agent reads: it names no project it may not act for)
+            RETURN format('pane %s on host %s belongs to the live session of another project',
+                          split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'));
         END IF;
         SELECT x.project INTO v_holder FROM ps_health.ps_sessions x
          WHERE x.target_identity = p_identity AND x.host = s.host AND x.ended_at IS NOT NULL AND x.project <> s.project
            AND NOT ps_health._login_may_act(s.registered_by, x.project)
          ORDER BY x.project LIMIT 1;
         IF v_holder IS NOT NULL THEN
-            RETURN format('pane %s on host %s is the pane of project "%s", whose session ended there (its agent may '
-                          'start there again); another project''s agent may use a pane of its own',
-                          split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'), v_holder);
+            RETURN format('pane %s on host %s is the pane of another project, whose session ended there (its agent '
+                          'may start there again); use a pane of your own',
+                          split_part(p_identity, ' ', 3), coalesce(s.host, '(none)'));
         END IF;
     END IF;
     UPDATE ps_health.ps_sessions SET target_identity = p_identity WHERE id = s.id;

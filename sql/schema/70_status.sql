@@ -158,7 +158,11 @@ BEGIN
         'reactors', coalesce((SELECT jsonb_agg(jsonb_build_object('worker', worker, 'host', host, 'last_seen', last_seen,
                                                                   'started_at', started_at)
                                               ORDER BY host, started_at)
-                                FROM ps_health._live_reactors()), '[]'),
+                                FROM ps_health._live_reactors() r
+                               -- a login sees the reactors of the hosts it serves, and of its projects' sessions
+                               WHERE ps_health._sees_all() OR ps_health._may_act(NULL, r.host)
+                                  OR EXISTS (SELECT 1 FROM ps_health.ps_sessions s
+                                              WHERE s.host = r.host AND ps_health._may_see(s.project))), '[]'),
         'pg_cron', v_cron,
         'sweep_job', coalesce(v_cron_last > p_now - v_late, false),
         'sweep_note', CASE
