@@ -1,4 +1,4 @@
--- 0011: the version of the agent profiles and the marker handed out with a claim is a number kept in a
--- row (raised by triggers and by every load of the code) instead of a text built from every profile's
+-- 0011: the version of the agent profiles and the marker handed out with a claim is a random token kept in a
+-- row (drawn anew by triggers and by every load of the code) instead of a text built from every profile's
 -- row version at every claim.
 -- create table: ps_health.profiles_version

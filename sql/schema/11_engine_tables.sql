@@ -166,11 +166,11 @@ CREATE TABLE ps_health.locks (
     PRIMARY KEY (kind, name)
 );
 
--- The version of the agent profiles and the prompts' marker a claim hands out: one row, one number, raised
--- by every change to agent_profiles or prompt_templates and by every load of the code. A reactor holding
--- the current version is not sent them again, and reading it costs a claim one row instead of a look at
--- every profile.
+-- The version of the agent profiles and the prompts' marker a claim hands out: one row, a random token drawn
+-- anew at every change to agent_profiles or prompt_templates and at every load of the code (never a number
+-- that a restore could set back to one a reactor holds). A reactor holding the current version is not sent
+-- them again, and reading it costs a claim one row instead of a look at every profile.
 CREATE TABLE ps_health.profiles_version (
     one      boolean PRIMARY KEY DEFAULT true CONSTRAINT profiles_version_one_check CHECK (one),
-    version  bigint NOT NULL
+    version  uuid NOT NULL DEFAULT gen_random_uuid()
 );

@@ -27,26 +27,27 @@ BEGIN
 END;
 $$;
 
--- trg_raise_profiles_version: a new version of the profiles and the marker (a statement changed them).
-CREATE FUNCTION ps_health.trg_raise_profiles_version()
+-- trg_new_profiles_version: a new version of the profiles and the marker (a statement changed them): a token never
+-- used before, so no restore of an earlier row and no reload can bring back one a reactor holds.
+CREATE FUNCTION ps_health.trg_new_profiles_version()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE ps_health.profiles_version SET version = version + 1;
+    UPDATE ps_health.profiles_version SET version = gen_random_uuid();
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER trg_agent_profiles_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ps_health.agent_profiles
-    FOR EACH STATEMENT EXECUTE FUNCTION ps_health.trg_raise_profiles_version();
+    FOR EACH STATEMENT EXECUTE FUNCTION ps_health.trg_new_profiles_version();
 
 -- (any template: the marker is one of them, and templates change rarely)
 CREATE TRIGGER trg_prompt_templates_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ps_health.prompt_templates
-    FOR EACH STATEMENT EXECUTE FUNCTION ps_health.trg_raise_profiles_version();
+    FOR EACH STATEMENT EXECUTE FUNCTION ps_health.trg_new_profiles_version();
 
 -- This file runs at every load of the code: the functions that hand the profiles out are new, and so is
 -- their version.
-INSERT INTO ps_health.profiles_version AS v (version) VALUES (1)
-ON CONFLICT (one) DO UPDATE SET version = v.version + 1;
+INSERT INTO ps_health.profiles_version (version) VALUES (gen_random_uuid())
+ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version;
 
 -- claim_prompts: hand out up to p_limit deliverable prompts of one host under a lease
 -- (FOR UPDATE SKIP LOCKED, so reactors never get the same row). Expired leases are claimable

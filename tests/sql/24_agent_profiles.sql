@@ -2,7 +2,7 @@
 -- rows; the handoff cycle's reset is the agent's own unless a project set reset_command; a session
 -- knows its agent, and the probes read its transcript in that agent's format.
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -61,7 +61,16 @@ DELETE FROM profiles_version;
 SELECT results_eq($$SELECT profiles, marker FROM pg_temp.again((SELECT held FROM v))
                    UNION ALL SELECT profiles, marker FROM pg_temp.again(ps_health._profiles_version())$$,
   $$VALUES (true, true), (true, true)$$, 'the version''s row gone: every claim sends them');
-INSERT INTO profiles_version (version) VALUES (1);
+INSERT INTO profiles_version DEFAULT VALUES;
+-- a restore puts an earlier version back (here: the row as it was), then a profile changes: a reactor holding the
+-- version from before the restore is sent the profiles (a counter would have come back to the one it holds)
+CREATE TEMP TABLE before_restore AS SELECT version FROM profiles_version;
+UPDATE agent_profiles SET busy_pattern = busy_pattern WHERE program = 'aider';
+UPDATE v SET held = (SELECT version FROM pg_temp.again(NULL));
+UPDATE profiles_version SET version = (SELECT version FROM before_restore);
+UPDATE agent_profiles SET busy_pattern = busy_pattern WHERE program = 'aider';
+SELECT results_eq($$SELECT profiles, marker FROM pg_temp.again((SELECT held FROM v))$$, $$VALUES (true, true)$$,
+  'an earlier version restored, then a change: sent again (never a version a reactor holds)');
 
 -- users edit and add profiles; bad patterns are refused
 UPDATE agent_profiles SET busy_pattern = 'Working|Thinking' WHERE program = 'codex';
