@@ -398,3 +398,59 @@ def test_system_health_shows_a_login_only_the_reactors_of_its_hosts_and_projects
         assert reactors(reactor1) == ["h1:one"]
         assert reactors(reactor2) == ["h2:secret"]
         assert reactors(agent_a) == ["h1:one"], "alpha's agent sees the reactor of alpha's host only"
+
+
+# (login, call, SQLSTATE, the error's first line); each call is refused before any lookup or lock, naming the field
+BAD_INPUT = [
+    ("reactor", "record_session_end(NULL)", "22023", "project is required"),
+    ("reactor", "record_session_end('')", "22023", "project is required"),
+    ("reactor", "record_session_end(E'x\\x1b[2J')", "22023",
+     'project must not contain control or invisible formatting characters: "x?[2J"'),
+    ("reactor", "report_handoff_file(NULL, 'f', now())", "22023", "project is required"),
+    ("reactor", "report_session_targets(ARRAY[NULL], ARRAY['seen'])", "22023", "project is required"),
+    ("reactor", "probe_sessions(NULL)", "22023", "host is required"),
+    ("reactor", "probe_spawns('')", "22023", "host is required"),
+    ("reactor", "handoff_watches(E'h\\x1b')", "22023",
+     'host must not contain control or invisible formatting characters: "h?"'),
+    ("reactor", "complete_prompt(1, NULL, 'delivered')", "22023", "worker is required"),
+    ("reactor", "extend_leases('', ARRAY[1]::bigint[])", "22023", "worker is required"),
+    ("reactor", "record_context('%1', 'h1', 'alpha', NULL, NULL, 'NaN', 200000)", "22023",
+     "context_percentage must be between 0 and 100, got NaN"),
+    ("agent", "setting('idle_seconds', '')", "22023", "project is required"),
+    ("agent", "list_settings(E'x\\x1b')", "22023",
+     'project must not contain control or invisible formatting characters: "x?"'),
+    ("agent", "report_spawn_output('alpha', NULL)", "22023", "task_id is required"),
+    ("agent", "finish_spawn('alpha', repeat('p', 300), 0)", "22023",
+     'task_id is too long (300 characters, at most 255): "pppppppppppppppppppppppppppppppppppppppp..."'),
+    ("agent", "statusline(NULL, NULL, 'alpha', 'Infinity', 200000)", "22023",
+     "context_percentage must be between 0 and 100, got Infinity"),
+    ("agent", "statusline(NULL, NULL, 'alpha', 1e12, 200000)", "22023",
+     "context_percentage must be between 0 and 100, got 1000000000000"),
+    ("agent", "set_spawn_status('alpha', 't1', 'stalled', 'infinity')", "22023", None),
+    ("agent", "set_spawn_status('alpha', 't1', 'bogus')", "22023", None),
+]
+
+
+def test_bad_input_is_refused_naming_the_field_whoever_sends_it(db, conn, login):
+    _two_projects(db)
+    reactor_name, reactor = login("ps_health_reactor")
+    agent_name, agent = login("ps_health_agent")
+    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1'), ps_health.grant_agent(%s, 'alpha')",
+                 (reactor_name, agent_name))
+    before = conn.execute("SELECT count(*) AS n, max(status) AS s FROM ps_health.active_spawns").fetchone()
+    for who, call, sqlstate, message in BAD_INPUT:
+        with psycopg.connect(reactor if who == "reactor" else agent, autocommit=True) as c:
+            with pytest.raises(psycopg.Error) as refused_call:
+                c.execute(f"SELECT * FROM ps_health.{call}")
+        error = refused_call.value
+        assert (error.sqlstate, error.diag.message_primary if message else None) == (sqlstate, message), call
+    assert "p_now must be" in _first_line(agent, "set_spawn_status('alpha', 't1', 'stalled', 'infinity')")
+    assert _first_line(agent, "set_spawn_status('alpha', 't1', 'bogus')").startswith("status must be one of ")
+    assert conn.execute("SELECT count(*) AS n, max(status) AS s FROM ps_health.active_spawns").fetchone() == before
+
+
+def _first_line(dsn: str, call: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        with pytest.raises(psycopg.Error) as refused_call:
+            c.execute(f"SELECT * FROM ps_health.{call}")
+    return refused_call.value.diag.message_primary

@@ -252,6 +252,7 @@ CREATE FUNCTION ps_health.setting(p_key text, p_project text DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF p_project IS NOT NULL AND p_project <> '*' THEN
+        PERFORM ps_health._check_text('project', p_project);
         PERFORM ps_health._authorize_view(p_project);
     END IF;
     RETURN ps_health._setting_shown(p_key, ps_health._setting(p_key, p_project));
@@ -266,6 +267,7 @@ RETURNS TABLE (key varchar, value text, source text, default_value text, kind va
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF p_project IS NOT NULL AND p_project <> '*' THEN
+        PERFORM ps_health._check_text('project', p_project);
         PERFORM ps_health._authorize_view(p_project);
     END IF;
     RETURN QUERY

@@ -101,6 +101,8 @@ RETURNS ps_health.active_spawns LANGUAGE plpgsql AS $$
 DECLARE
     s ps_health.active_spawns;
 BEGIN
+    PERFORM ps_health._check_text('project', p_project);
+    PERFORM ps_health._check_text('task_id', p_task_id);
     PERFORM ps_health._authorize_locked(p_project);
     SELECT * INTO s FROM ps_health.active_spawns WHERE project = p_project AND task_id = p_task_id FOR UPDATE;
     IF NOT FOUND THEN

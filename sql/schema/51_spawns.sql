@@ -147,6 +147,8 @@ RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     sp ps_health.active_spawns;
 BEGIN
+    PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._refuse_unlisted('status', p_status, 'active_spawns', 'status');
     sp := ps_health._spawn(p_project, p_task_id);
     IF p_status IN ('completed', 'failed') THEN
         RETURN ps_health.finish_spawn(p_project, p_task_id, CASE WHEN p_status = 'completed' THEN 0 ELSE 1 END,

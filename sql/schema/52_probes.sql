@@ -82,6 +82,7 @@ BEGIN
     END IF;
     PERFORM ps_health._check_identity(i) FROM unnest(p_identities) i;
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._check_text('project', f.project) FROM unnest(p_projects) f(project);
     PERFORM ps_health._authorize(f.project) FROM unnest(p_projects) f(project);
     -- a project whose lock another transaction holds (an agent's, perhaps left open) is not written, as if not
     -- looked at (v_states): the probe never waits for one, so no tenant can stop it for the others (its
@@ -239,6 +240,7 @@ RETURNS TABLE (project varchar, tmux_target varchar, transcript_path text, estim
                context_source varchar, context_window integer)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    PERFORM ps_health._check_text('host', p_host);
     PERFORM ps_health._authorize(NULL, p_host);
     RETURN QUERY
     SELECT s.project, s.tmux_target, s.transcript_path, s.estimated_tokens_total,
@@ -255,6 +257,7 @@ CREATE FUNCTION ps_health.probe_spawns(p_host text)
 RETURNS TABLE (id integer, output_file text, pid integer)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    PERFORM ps_health._check_text('host', p_host);
     PERFORM ps_health._authorize(NULL, p_host);
     RETURN QUERY
     SELECT sp.id, sp.output_file, sp.pid
@@ -271,6 +274,7 @@ CREATE FUNCTION ps_health.handoff_watches(p_host text)
 RETURNS TABLE (project varchar, folder text, pattern text, requested_at timestamptz)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    PERFORM ps_health._check_text('host', p_host);
     PERFORM ps_health._authorize(NULL, p_host);
     RETURN QUERY
     SELECT s.project, ps_health._setting('handoff_folder', s.project), ps_health._setting('handoff_pattern', s.project),
@@ -290,6 +294,7 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     s ps_health.ps_sessions;
 BEGIN
+    PERFORM ps_health._check_text('project', p_project);
     PERFORM ps_health._check_time('p_mtime', p_mtime);
     PERFORM ps_health._authorize(p_project);
     s := ps_health._session(p_project);

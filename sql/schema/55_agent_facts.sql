@@ -95,8 +95,9 @@ BEGIN
     IF p_percent IS NULL THEN
         RETURN 'window';
     END IF;
-    PERFORM ps_health.update_session_context(
-        s.project, p_percent, CASE WHEN p_window_size > 0 THEN round(p_percent * p_window_size / 100)::integer END,
+    PERFORM ps_health.update_session_context(  -- (it refuses a percent out of range, NaN or infinite, naming it)
+        s.project, p_percent,
+        CASE WHEN p_window_size > 0 AND p_percent BETWEEN 0 AND 100 THEN round(p_percent * p_window_size / 100)::integer END,
         p_window_size, p_now);
     RETURN 'recorded';
 END;
@@ -195,6 +196,7 @@ CREATE FUNCTION ps_health.record_session_end(p_project text, p_reason text DEFAU
                                              p_now timestamptz DEFAULT now())
 RETURNS integer LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM ps_health._check_text('project', p_project);
     PERFORM ps_health._check_text('reason', p_reason, 64, false);
     PERFORM ps_health._check_time('p_now', p_now);
     PERFORM ps_health._authorize(p_project);

@@ -56,7 +56,9 @@ BEGIN
         IF p_percent IS NOT NULL THEN
             PERFORM ps_health.update_session_context(
                 s.project, p_percent,
-                CASE WHEN p_window_size > 0 THEN round(p_percent * p_window_size / 100)::integer END,
+                -- (update_session_context refuses a percent out of range, NaN or infinite, naming it)
+                CASE WHEN p_window_size > 0 AND p_percent BETWEEN 0 AND 100
+                     THEN round(p_percent * p_window_size / 100)::integer END,
                 CASE WHEN p_window_size > 0 THEN p_window_size END, p_now);
         END IF;
     END IF;
