@@ -45,6 +45,26 @@ def _two_projects(db: str) -> None:
         ok(db, "spawn", "finish", project, "t1", "--exit-code", "1", "--error", f"{project} secret")
 
 
+def _tenants(conn, login) -> dict[str, str]:
+    """DSNs of reactor1 (granted h1), reactor2 (h2), agent_a (alpha) and agent_b (beta): _two_projects' tenants."""
+    dsns, names = {}, {}
+    for key, role in (("reactor1", "ps_health_reactor"), ("reactor2", "ps_health_reactor"),
+                      ("agent_a", "ps_health_agent"), ("agent_b", "ps_health_agent")):
+        names[key], dsns[key] = login(role)
+    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1'), ps_health.grant_reactor(%s, 'h2'), "
+                 "ps_health.grant_agent(%s, 'alpha'), ps_health.grant_agent(%s, 'beta')",
+                 (names["reactor1"], names["reactor2"], names["agent_a"], names["agent_b"]))
+    return dsns
+
+
+def _refused(dsn: str, query: str, *args) -> psycopg.Error:
+    """The error a call that must be refused gets (a wait for a lock ends after 5 s instead of hanging the test)."""
+    with psycopg.connect(dsn, autocommit=True, options="-c lock_timeout=5s") as c:
+        with pytest.raises(psycopg.Error) as refused_call:
+            c.execute(query, args or None)
+    return refused_call.value
+
+
 def test_an_agent_login_sees_only_its_own_project(db, conn, login):
     _two_projects(db)
     name, agent = login("ps_health_agent")
@@ -335,11 +355,8 @@ def test_a_reactor_login_cannot_touch_another_hosts_prompts_through_a_worker_id_
     may act for; another host's prompt is as unknown to it as one that does not exist, and it locks nothing of
     that host's projects on the way to being refused."""
     _two_projects(db)
-    name1, reactor1 = login("ps_health_reactor")
-    name2, reactor2 = login("ps_health_reactor")
-    agent_name, agent_b = login("ps_health_agent")
-    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1'), ps_health.grant_reactor(%s, 'h2'), "
-                 "ps_health.grant_agent(%s, 'beta')", (name1, name2, agent_name))
+    dsns = _tenants(conn, login)
+    reactor1, reactor2, agent_b = dsns["reactor1"], dsns["reactor2"], dsns["agent_b"]
     beta = conn.execute("SELECT max(id) AS id FROM ps_health.prompts WHERE project = 'beta'").fetchone()["id"]
     missing = beta + 1000
     with psycopg.connect(reactor2, autocommit=True) as r2:  # h2's reactor claims, then restarts as another worker
@@ -348,10 +365,8 @@ def test_a_reactor_login_cannot_touch_another_hosts_prompts_through_a_worker_id_
     assert conn.execute("SELECT count(*) AS n FROM ps_health.reactors WHERE worker = 'h2:100'").fetchone()["n"] == 0
 
     def refusal(dsn: str, query: str, *args) -> tuple[str, str]:
-        with psycopg.connect(dsn, autocommit=True, options="-c lock_timeout=5s") as c:
-            with pytest.raises(psycopg.Error) as refused_call:
-                c.execute(query, args)
-        return refused_call.value.sqlstate, refused_call.value.diag.message_primary
+        error = _refused(dsn, query, *args)
+        return error.sqlstate, error.diag.message_primary
 
     with psycopg.connect(reactor1, autocommit=True) as r1:
         r1.execute("SELECT * FROM ps_health.claim_prompts('h1', 'h2:100')")  # the id is free: h1's reactor takes it
@@ -380,11 +395,8 @@ def test_a_reactor_login_cannot_touch_another_hosts_prompts_through_a_worker_id_
 
 def test_system_health_shows_a_login_only_the_reactors_of_its_hosts_and_projects(db, conn, login):
     _two_projects(db)
-    name1, reactor1 = login("ps_health_reactor")
-    name2, reactor2 = login("ps_health_reactor")
-    agent_name, agent_a = login("ps_health_agent")
-    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1'), ps_health.grant_reactor(%s, 'h2'), "
-                 "ps_health.grant_agent(%s, 'alpha')", (name1, name2, agent_name))
+    dsns = _tenants(conn, login)
+    reactor1, reactor2, agent_a = dsns["reactor1"], dsns["reactor2"], dsns["agent_a"]
 
     def reactors(dsn: str) -> list[str]:
         with psycopg.connect(dsn, autocommit=True) as c:
@@ -433,24 +445,13 @@ BAD_INPUT = [
 
 def test_bad_input_is_refused_naming_the_field_whoever_sends_it(db, conn, login):
     _two_projects(db)
-    reactor_name, reactor = login("ps_health_reactor")
-    agent_name, agent = login("ps_health_agent")
-    conn.execute("SELECT ps_health.grant_reactor(%s, 'h1'), ps_health.grant_agent(%s, 'alpha')",
-                 (reactor_name, agent_name))
+    dsns = _tenants(conn, login)
     before = conn.execute("SELECT count(*) AS n, max(status) AS s FROM ps_health.active_spawns").fetchone()
     for who, call, sqlstate, message in BAD_INPUT:
-        with psycopg.connect(reactor if who == "reactor" else agent, autocommit=True) as c:
-            with pytest.raises(psycopg.Error) as refused_call:
-                c.execute(f"SELECT * FROM ps_health.{call}")
-        error = refused_call.value
+        error = _refused(dsns["reactor1" if who == "reactor" else "agent_a"], f"SELECT * FROM ps_health.{call}")
         assert (error.sqlstate, error.diag.message_primary if message else None) == (sqlstate, message), call
-    assert "p_now must be" in _first_line(agent, "set_spawn_status('alpha', 't1', 'stalled', 'infinity')")
-    assert _first_line(agent, "set_spawn_status('alpha', 't1', 'bogus')").startswith("status must be one of ")
+    said = [_refused(dsns["agent_a"], f"SELECT * FROM ps_health.{call}").diag.message_primary
+            for call in ("set_spawn_status('alpha', 't1', 'stalled', 'infinity')",
+                         "set_spawn_status('alpha', 't1', 'bogus')")]
+    assert said[0].startswith("p_now must be") and said[1].startswith("status must be one of "), said
     assert conn.execute("SELECT count(*) AS n, max(status) AS s FROM ps_health.active_spawns").fetchone() == before
-
-
-def _first_line(dsn: str, call: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as c:
-        with pytest.raises(psycopg.Error) as refused_call:
-            c.execute(f"SELECT * FROM ps_health.{call}")
-    return refused_call.value.diag.message_primary
