@@ -306,6 +306,10 @@ BEGIN
     PERFORM ps_health._check_text('identity', p_identity);
     PERFORM ps_health._check_identity(p_identity);
     PERFORM ps_health._check_time('p_now', p_now);
+    -- no session: nothing to bind, and no lock taken (a lock leaves a row for each project name it is asked for)
+    IF NOT EXISTS (SELECT 1 FROM ps_health.ps_sessions x WHERE x.project = p_project) THEN
+        RETURN NULL;
+    END IF;
     -- only a reactor of the session's host sees its panes: another may not bind one (nor read the binding)
     PERFORM ps_health._authorize_locked(p_project, p_host);
     SELECT * INTO s FROM ps_health.ps_sessions WHERE project = p_project FOR UPDATE;

@@ -1,7 +1,7 @@
 -- What the reactor may type into: the pane a session registered (identity bound at first sight, a
 -- changed pane makes the session gone), prompts deferred without losing an attempt, one project per pane.
 BEGIN;
-SELECT plan(63);
+SELECT plan(65);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 SELECT set_setting('prompt_max_attempts', '2');
@@ -65,6 +65,10 @@ SELECT is(bind_target('q', 'hA', '%21', '222 1700000099 %21 5151', pg_temp.at(10
   'a later look gets the identity seen first');
 SELECT is(bind_target('q', 'hB', '%21', '222 1700000099 %21 5151', pg_temp.at(102)), NULL, 'another host: nothing');
 SELECT is(bind_target('q', 'hA', '%22', '222 1700000099 %22 5151', pg_temp.at(102)), NULL, 'another target: nothing');
+SELECT is(bind_target('no-such-project', 'hA', '%22', '222 1700000099 %22 5151', pg_temp.at(102)), NULL,
+  'no such session: nothing');
+SELECT is((SELECT count(*)::int FROM locks WHERE name = 'no-such-project'), 0,
+  'and no lock row is left behind for a name no session has');
 SELECT throws_ok($$SELECT ps_health.bind_target('q', 'hA', '%21', 'whatever')$$, '22023',
   'identity must be "SERVER_PID SERVER_START PANE_ID PANE_PID", got "whatever"', 'a malformed identity is refused');
 CREATE TEMP TABLE q1 AS SELECT pg_temp.failed_spawn('q', 'k', 103) AS id;
