@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.reactor_proc import create_login
 from tests.support import ROOT, ok, refused, run_cli, wait_for
@@ -440,6 +441,7 @@ BAD_INPUT = [
      "context_percentage must be between 0 and 100, got 1000000000000"),
     ("agent", "set_spawn_status('alpha', 't1', 'stalled', 'infinity')", "22023", None),
     ("agent", "set_spawn_status('alpha', 't1', 'bogus')", "22023", None),
+    ("agent", "set_spawn_status('alpha', 't1', NULL)", "22023", "status is required"),
 ]
 
 
@@ -455,3 +457,42 @@ def test_bad_input_is_refused_naming_the_field_whoever_sends_it(db, conn, login)
                          "set_spawn_status('alpha', 't1', 'bogus')")]
     assert said[0].startswith("p_now must be") and said[1].startswith("status must be one of "), said
     assert conn.execute("SELECT count(*) AS n, max(status) AS s FROM ps_health.active_spawns").fetchone() == before
+
+
+def test_a_reactor_gets_no_hold_on_prompts_without_a_host_nor_on_other_hosts_sessions(db, conn, login):
+    """Only escalations are every reactor's among the prompts without a host (one waiting for its session is
+    nobody's); a prompt this worker does not hold has its project's lock left alone; and a reactor learns nothing
+    of the sessions of a host it does not serve."""
+    _two_projects(db)
+    dsns = _tenants(conn, login)
+    reactor1, reactor2 = dsns["reactor1"], dsns["reactor2"]
+    ok(db, "spawn", "start", "beta", "t2", "--type", "build")
+    conn.execute("SELECT ps_health.end_session('beta')")  # its running spawn is orphaned work: a prompt, no host
+    waiting = conn.execute("SELECT id FROM ps_health.prompts WHERE project = 'beta' AND host IS NULL "
+                           "AND channel <> 'escalation' ORDER BY id DESC LIMIT 1").fetchone()["id"]
+    error = _refused(reactor1, "SELECT ps_health.complete_prompt(%s, 'h1:w', 'delivered')", waiting)
+    assert (error.sqlstate, error.diag.message_primary) == ("P0002", f"unknown prompt {waiting}")
+
+    pending = conn.execute("SELECT id FROM ps_health.prompts WHERE project = 'beta' AND host = 'h2' "
+                           "ORDER BY id LIMIT 1").fetchone()["id"]
+    with psycopg.connect(dsns["agent_b"]) as holder:  # beta's agent holds beta's lock
+        holder.execute("SELECT ps_health.register_session('beta', 'cli', '%2', 'h2')")
+        error = _refused(reactor2, "SELECT ps_health.complete_prompt(%s, 'h2:w', 'delivered')", pending)
+        assert error.sqlstate == "55000", "refused at once, not after waiting for beta's lock"
+        holder.rollback()
+
+    for project in ("beta", "no-such-project"):
+        error = _refused(reactor1, "SELECT ps_health.bind_target(%s, 'h2', '%%2', '1 2 %%2 3')", project)
+        assert (error.sqlstate, error.diag.message_primary) == ("42501", f'login "{_login(reactor1)}" may not act '
+                                                                          'for host "h2"'), project
+
+
+def _login(dsn: str) -> str:
+    return conninfo_to_dict(dsn)["user"]
+
+
+def test_a_reactors_default_worker_id_cannot_be_guessed_by_another_host():
+    from reactor.cli.reactor import default_worker
+
+    first, second = default_worker("h2"), default_worker("h2")
+    assert first != second and re.fullmatch(rf"h2:{os.getpid()}:[0-9a-f]{{8}}", first), (first, second)

@@ -555,7 +555,7 @@ def test_a_reactor_of_another_host_cannot_bind_a_pane_here_so_an_agent_can_take_
     pane, alpha, beta = _beta_pane_and_two_agents(conn, tmux_server, agent_logins)
     beta.execute("SELECT ps_health.register_session('beta', 'cli', %s, %s)", (pane.target, HOST))
     # host-b's reactor login records a made-up identity for beta's pane on host-a ...
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match='may not act for project "beta"'):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f'may not act for host "{HOST}"'):
         other_reactor.execute("SELECT ps_health.bind_target('beta', %s, %s, '1 1 %%999 1')", (HOST, pane.target))
     assert _state(conn, "beta")["target_identity"] is None
     # (had it been recorded, alpha's agent naming the same pane another way would find it held by nobody, be bound

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import textwrap
 
 from reactor.cli import util as cliutil
@@ -12,6 +13,12 @@ from reactor.process.options import Options
 
 # Longer than a day is not an interval or timeout any loop here means (and 1e300 overflows sleeps).
 _MAX_SECONDS = 86400
+
+
+def default_worker(host: str) -> str:
+    """HOST:PID and a random part: a worker id belongs to the first login that claims with it, so one that another
+    host's login could guess (HOST:PID alone) could be claimed first, and this reactor then refused."""
+    return f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _positive(kind):
@@ -66,7 +73,8 @@ def register(sub) -> None:
                    help="log debug detail to stderr")
     p.add_argument("--host", type=cliutil.host_label,
                    help="host label to serve (default: PS_HEALTH_HOST, else the hostname)")
-    p.add_argument("--worker", help="worker id recorded on claimed prompts (default: HOST:PID)")
+    p.add_argument("--worker", help="worker id recorded on claimed prompts (default: HOST:PID:RANDOM, which no "
+                                    "other login can take first)")
     sock = p.add_mutually_exclusive_group()
     sock.add_argument("--tmux-socket", metavar="NAME",
                       help="tmux server socket name, as tmux -L (default: PS_HEALTH_TMUX_SOCKET, else "
@@ -117,7 +125,7 @@ def _reactor(args: argparse.Namespace, cfg) -> int:
         logging.getLogger("reactor.process.dispatcher").setLevel(logging.WARNING)
     host = args.host or cfg.host_label
     socket_name = None if args.tmux_socket_path else (args.tmux_socket or cfg.tmux_socket)
-    opts = Options(dsn=cfg.require_dsn(), host=host, worker=args.worker or f"{host}:{os.getpid()}",
+    opts = Options(dsn=cfg.require_dsn(), host=host, worker=args.worker or default_worker(host),
                    tmux_socket=socket_name, tmux_socket_path=args.tmux_socket_path, tmux_control=args.tmux_control,
                    poll_interval=args.poll_interval, probe_interval=args.probe_interval, lease=args.lease,
                    batch=args.batch, max_held=args.max_held, run_checks_every=args.run_checks_every,

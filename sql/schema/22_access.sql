@@ -113,7 +113,8 @@ END;
 $$;
 
 -- _handled: of the prompts p_ids, those the login may record outcomes and leases for: the prompts of a host it
--- may act for, and escalations (no host: any reactor may run one). The owner handles every prompt. A worker id
+-- may act for, and escalations (no host: any reactor may claim one, as claim_prompts hands them out; no other
+-- prompt without a host, such as one waiting for its session, is any reactor's). The owner handles every prompt. A worker id
 -- alone says nothing: one whose reactor stopped has no row, and any login could claim with it again.
 CREATE FUNCTION ps_health._handled(p_ids bigint[])
 RETURNS bigint[] LANGUAGE plpgsql STABLE AS $$
@@ -125,7 +126,7 @@ BEGIN
                    LEFT JOIN (SELECT h.host, ps_health._may_act(NULL, h.host) AS ok  -- (once per host)
                                 FROM (SELECT DISTINCT q.host FROM ps_health.prompts q
                                        WHERE q.id = ANY (p_ids) AND q.host IS NOT NULL) h) a ON a.host = p.host
-                  WHERE p.id = ANY (p_ids) AND (p.host IS NULL OR a.ok));
+                  WHERE p.id = ANY (p_ids) AND ((p.host IS NULL AND p.channel = 'escalation') OR a.ok));
 END;
 $$;
 

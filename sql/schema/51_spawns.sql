@@ -148,6 +148,7 @@ DECLARE
     sp ps_health.active_spawns;
 BEGIN
     PERFORM ps_health._check_time('p_now', p_now);
+    PERFORM ps_health._check_text('status', p_status, 20);
     PERFORM ps_health._refuse_unlisted('status', p_status, 'active_spawns', 'status');
     sp := ps_health._spawn(p_project, p_task_id);
     IF p_status IN ('completed', 'failed') THEN

@@ -306,7 +306,9 @@ BEGIN
     PERFORM ps_health._check_text('identity', p_identity);
     PERFORM ps_health._check_identity(p_identity);
     PERFORM ps_health._check_time('p_now', p_now);
-    -- no session: nothing to bind, and no lock taken (a lock leaves a row for each project name it is asked for)
+    -- no session: nothing to bind, and no lock taken (a lock leaves a row for each project name it is asked for);
+    -- after the host's check, so a login learns nothing of the sessions of a host it does not serve
+    PERFORM ps_health._authorize(NULL, p_host);
     IF NOT EXISTS (SELECT 1 FROM ps_health.ps_sessions x WHERE x.project = p_project) THEN
         RETURN NULL;
     END IF;

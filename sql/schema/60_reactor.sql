@@ -276,6 +276,14 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'unknown prompt %', v_bad.i USING ERRCODE = 'P0002';
     END IF;
+    -- and only the projects of prompts this worker holds are locked (an escalation names any tenant's project);
+    -- under the lock it is checked again below
+    SELECT p.id, p.state INTO v_bad FROM ps_health.prompts p
+     WHERE p.id = ANY (p_ids) AND (p.state <> 'claimed' OR p.worker IS DISTINCT FROM p_worker) ORDER BY p.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'prompt % is % and not claimed by worker "%"', v_bad.id, v_bad.state, left(p_worker, 255)
+            USING ERRCODE = '55000';
+    END IF;
     PERFORM ps_health._lock_projects(ARRAY(SELECT p.project FROM ps_health.prompts p WHERE p.id = ANY (p_ids)));
     PERFORM 1 FROM ps_health.prompts p WHERE p.id = ANY (p_ids) ORDER BY p.id FOR UPDATE;
     -- (deleted meanwhile: prune)
