@@ -496,3 +496,14 @@ def test_a_reactors_default_worker_id_cannot_be_guessed_by_another_host():
 
     first, second = default_worker("h2"), default_worker("h2")
     assert first != second and re.fullmatch(rf"h2:{os.getpid()}:[0-9a-f]{{8}}", first), (first, second)
+
+
+def test_a_sweep_run_by_a_reactor_login_tells_it_of_its_own_projects_only(db, conn, login):
+    _two_projects(db)
+    dsns = _tenants(conn, login)
+    ok(db, "spawn", "start", "beta", "t2", "--type", "build")
+    with psycopg.connect(dsns["reactor1"], autocommit=True) as c:
+        sweep = c.execute("SELECT ps_health.run_checks() AS s").fetchone()[0]
+    assert sweep["targets"] == 1, sweep  # alpha's session (beta's session and running spawn are h2's)
+    owner = conn.execute("SELECT targets FROM ps_health.sweep_runs ORDER BY swept_at DESC LIMIT 1").fetchone()
+    assert owner["targets"] == 3, "the sweep itself covered every project"

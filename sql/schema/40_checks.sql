@@ -410,6 +410,16 @@ BEGIN
              WHERE id > v_first_check GROUP BY 1) x;
     INSERT INTO ps_health.sweep_runs (swept_at, started_at, duration_ms, targets, counts, source)
     VALUES (p_now, v_started, extract(epoch FROM clock_timestamp() - v_started) * 1000, v_targets, v_counts, p_source);
+    IF NOT ps_health._sees_all() THEN
+        -- a reactor's login is told of the projects it may see only, not of the whole database's
+        SELECT (SELECT count(*) FROM ps_health.ps_sessions WHERE ended_at IS NULL AND ps_health._may_see(project))
+             + (SELECT count(*) FROM ps_health.active_spawns
+                 WHERE status IN ('running', 'stalled') AND ps_health._may_see(project))
+          INTO v_targets;
+        SELECT coalesce(jsonb_object_agg(k, n), '{}'), coalesce(sum(n), 0) INTO v_counts, v_changed
+          FROM (SELECT check_type || '.' || status AS k, count(*) AS n FROM ps_health.health_checks
+                 WHERE id > v_first_check AND ps_health._may_see(project) GROUP BY 1) x;
+    END IF;
     RETURN jsonb_build_object('swept_at', p_now, 'targets', v_targets, 'changes', v_changed, 'counts', v_counts,
                               'duration_ms', round((extract(epoch FROM clock_timestamp() - v_started) * 1000)::numeric, 3));
 END;
