@@ -228,6 +228,27 @@ BEGIN
 END;
 $$;
 
+-- _refuse_unheld: refuse a batch of outcomes for prompts this worker does not hold: one the login may not handle
+-- (another host's) or that does not exist is 'unknown prompt', one not claimed by the worker says its state.
+CREATE FUNCTION ps_health._refuse_unheld(p_ids bigint[], p_worker text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_handled bigint[] := ps_health._handled(p_ids);
+    v_bad record;
+BEGIN
+    SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) WHERE u.i <> ALL (v_handled) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown prompt %', v_bad.i USING ERRCODE = 'P0002';
+    END IF;
+    SELECT p.id, p.state INTO v_bad FROM ps_health.prompts p
+     WHERE p.id = ANY (p_ids) AND (p.state <> 'claimed' OR p.worker IS DISTINCT FROM p_worker) ORDER BY p.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'prompt % is % and not claimed by worker "%"', v_bad.id, v_bad.state, left(p_worker, 255)
+            USING ERRCODE = '55000';
+    END IF;
+END;
+$$;
+
 -- complete_prompts: the reactor's outcomes for a batch of claimed prompts (delivered, target_missing,
 -- failed, deferred, target_changed), one set-based pass; writes the checks' action_taken. A failed
 -- attempt goes back to pending after the retry delay (times the attempt); out of attempts it fails.
@@ -245,7 +266,6 @@ DECLARE
     v_bad record;
     v_steps ps_health.prompts[];
     v_step ps_health.prompts;
-    v_handled bigint[];
 BEGIN
     IF p_ids IS NULL OR p_outcomes IS NULL OR cardinality(p_outcomes) <> v_n
        OR (p_details IS NOT NULL AND cardinality(p_details) <> v_n) THEN
@@ -270,33 +290,12 @@ BEGIN
     END IF;
     PERFORM ps_health._authorize_worker(p_worker);
     -- Before any lock: a prompt of a host the login may not act for is unknown to it, as one that does not exist
-    -- (it learns nothing of other hosts' prompts, and takes no lock of their projects).
-    v_handled := ps_health._handled(p_ids);
-    SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) WHERE u.i <> ALL (v_handled) LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'unknown prompt %', v_bad.i USING ERRCODE = 'P0002';
-    END IF;
-    -- and only the projects of prompts this worker holds are locked (an escalation names any tenant's project);
-    -- under the lock it is checked again below
-    SELECT p.id, p.state INTO v_bad FROM ps_health.prompts p
-     WHERE p.id = ANY (p_ids) AND (p.state <> 'claimed' OR p.worker IS DISTINCT FROM p_worker) ORDER BY p.id LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'prompt % is % and not claimed by worker "%"', v_bad.id, v_bad.state, left(p_worker, 255)
-            USING ERRCODE = '55000';
-    END IF;
+    -- (it learns nothing of other hosts' prompts), and only the projects of prompts this worker holds are locked
+    -- (an escalation names any tenant's project). Checked again under the lock.
+    PERFORM ps_health._refuse_unheld(p_ids, p_worker);
     PERFORM ps_health._lock_projects(ARRAY(SELECT p.project FROM ps_health.prompts p WHERE p.id = ANY (p_ids)));
     PERFORM 1 FROM ps_health.prompts p WHERE p.id = ANY (p_ids) ORDER BY p.id FOR UPDATE;
-    -- (deleted meanwhile: prune)
-    SELECT u.i INTO v_bad FROM unnest(p_ids) u(i) WHERE NOT EXISTS (SELECT 1 FROM ps_health.prompts p WHERE p.id = u.i) LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'unknown prompt %', v_bad.i USING ERRCODE = 'P0002';
-    END IF;
-    SELECT p.id, p.state INTO v_bad FROM ps_health.prompts p
-     WHERE p.id = ANY (p_ids) AND (p.state <> 'claimed' OR p.worker IS DISTINCT FROM p_worker) ORDER BY p.id LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'prompt % is % and not claimed by worker "%"', v_bad.id, v_bad.state, left(p_worker, 255)
-            USING ERRCODE = '55000';
-    END IF;
+    PERFORM ps_health._refuse_unheld(p_ids, p_worker);  -- (deleted by prune, or completed, meanwhile)
     -- the cycle's steps and escalations as they were before this outcome
     SELECT array_agg(p ORDER BY p.id) INTO v_steps FROM ps_health.prompts p WHERE p.id = ANY (p_ids) AND p.kind <> 'alert';
 
