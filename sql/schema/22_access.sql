@@ -97,13 +97,14 @@ BEGIN
 END;
 $$;
 
--- _authorize_worker: a worker id belongs to the login that claimed with it; another login using
--- it is refused (the owner excepted), without learning which login that is.
+-- _authorize_worker: a worker id (a name: required, plain) belongs to the login that claimed with it; another
+-- login using it is refused (the owner excepted), without learning which login that is.
 CREATE FUNCTION ps_health._authorize_worker(p_worker text)
 RETURNS void LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_login name;
 BEGIN
+    PERFORM ps_health._check_text('worker', p_worker);
     SELECT r.login INTO v_login FROM ps_health.reactors r WHERE r.worker = p_worker;
     IF v_login IS NOT NULL AND v_login <> session_user AND NOT ps_health._is_owner() THEN
         RAISE EXCEPTION 'worker "%" belongs to another login, not "%"', left(p_worker, 255), session_user
@@ -114,8 +115,9 @@ $$;
 
 -- _handled: of the prompts p_ids, those the login may record outcomes and leases for: the prompts of a host it
 -- may act for, and escalations (no host: any reactor may claim one, as claim_prompts hands them out; no other
--- prompt without a host, such as one waiting for its session, is any reactor's). The owner handles every prompt. A worker id
--- alone says nothing: one whose reactor stopped has no row, and any login could claim with it again.
+-- prompt without a host, such as one waiting for its session, is any reactor's). The owner handles every
+-- prompt. A worker id alone says nothing: one whose reactor stopped has no row, and any login could claim with
+-- it again.
 CREATE FUNCTION ps_health._handled(p_ids bigint[])
 RETURNS bigint[] LANGUAGE plpgsql STABLE AS $$
 BEGIN

@@ -296,6 +296,20 @@ BEGIN
 END;
 $$;
 
+-- _sweep_summary: what a sweep looked at (open sessions and running or stalled spawns) and the checks it wrote
+-- after check p_first_check, by type and status: of every project (p_all), or of those the login may see.
+CREATE FUNCTION ps_health._sweep_summary(p_first_check integer, p_all boolean,
+                                         OUT targets integer, OUT counts jsonb, OUT checks integer)
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*) FROM ps_health.ps_sessions
+             WHERE ended_at IS NULL AND (p_all OR ps_health._may_see(project)))::integer
+         + (SELECT count(*) FROM ps_health.active_spawns
+             WHERE status IN ('running', 'stalled') AND (p_all OR ps_health._may_see(project)))::integer,
+           coalesce(jsonb_object_agg(x.k, x.n), '{}'), coalesce(sum(x.n), 0)::integer
+      FROM (SELECT check_type || '.' || status AS k, count(*) AS n FROM ps_health.health_checks
+             WHERE id > p_first_check AND (p_all OR ps_health._may_see(project)) GROUP BY 1) x
+$$;
+
 -- run_checks: one sweep over everything monitored. A concurrent second call returns at once
 -- ({"skipped": true}); every completed sweep writes one sweep_runs row. A project another call is
 -- writing to at that moment is left to the next sweep (the sweep never waits for a project's lock).
@@ -402,23 +416,13 @@ BEGIN
     v_changed := v_changed + ps_health._remind(p_now);
     v_changed := v_changed + ps_health._escalate(p_now);
 
-    SELECT (SELECT count(*) FROM ps_health.ps_sessions WHERE ended_at IS NULL)
-         + (SELECT count(*) FROM ps_health.active_spawns WHERE status IN ('running', 'stalled'))
-      INTO v_targets;
-    SELECT coalesce(jsonb_object_agg(k, n), '{}') INTO v_counts
-      FROM (SELECT check_type || '.' || status AS k, count(*) AS n FROM ps_health.health_checks
-             WHERE id > v_first_check GROUP BY 1) x;
+    SELECT s.targets, s.counts INTO v_targets, v_counts FROM ps_health._sweep_summary(v_first_check, true) s;
     INSERT INTO ps_health.sweep_runs (swept_at, started_at, duration_ms, targets, counts, source)
     VALUES (p_now, v_started, extract(epoch FROM clock_timestamp() - v_started) * 1000, v_targets, v_counts, p_source);
     IF NOT ps_health._sees_all() THEN
         -- a reactor's login is told of the projects it may see only, not of the whole database's
-        SELECT (SELECT count(*) FROM ps_health.ps_sessions WHERE ended_at IS NULL AND ps_health._may_see(project))
-             + (SELECT count(*) FROM ps_health.active_spawns
-                 WHERE status IN ('running', 'stalled') AND ps_health._may_see(project))
-          INTO v_targets;
-        SELECT coalesce(jsonb_object_agg(k, n), '{}'), coalesce(sum(n), 0) INTO v_counts, v_changed
-          FROM (SELECT check_type || '.' || status AS k, count(*) AS n FROM ps_health.health_checks
-                 WHERE id > v_first_check AND ps_health._may_see(project) GROUP BY 1) x;
+        SELECT s.targets, s.counts, s.checks INTO v_targets, v_counts, v_changed
+          FROM ps_health._sweep_summary(v_first_check, false) s;
     END IF;
     RETURN jsonb_build_object('swept_at', p_now, 'targets', v_targets, 'changes', v_changed, 'counts', v_counts,
                               'duration_ms', round((extract(epoch FROM clock_timestamp() - v_started) * 1000)::numeric, 3));

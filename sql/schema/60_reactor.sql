@@ -277,7 +277,6 @@ BEGIN
         RAISE EXCEPTION 'at most 10000 outcomes per call, got %', v_n USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._check_text('worker', p_worker);
     SELECT u.o INTO v_bad FROM unnest(p_outcomes) u(o)
      WHERE u.o IS NULL OR u.o NOT IN ('delivered', 'target_missing', 'failed', 'deferred', 'target_changed') LIMIT 1;
     IF FOUND THEN
@@ -383,7 +382,6 @@ BEGIN
         RAISE EXCEPTION 'lease_seconds must be between 1 and 86400, got %', p_lease_seconds USING ERRCODE = '22023';
     END IF;
     PERFORM ps_health._check_time('p_now', p_now);
-    PERFORM ps_health._check_text('worker', p_worker);
     PERFORM ps_health._authorize_worker(p_worker);
     p_ids := ps_health._handled(p_ids);
     -- rows in id order, as complete_prompts takes them
@@ -403,12 +401,10 @@ $$;
 CREATE FUNCTION ps_health.locked_prompts(p_worker text, p_ids bigint[])
 RETURNS SETOF bigint LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM ps_health._check_text('worker', p_worker);
     PERFORM ps_health._authorize_worker(p_worker);
     p_ids := ps_health._handled(p_ids);
     RETURN QUERY SELECT p.id FROM ps_health.prompts p
-                  WHERE p.id = ANY (p_ids) AND p.worker = p_worker
-                    AND NOT ps_health._try_lock_project(p.project)
+                  WHERE p.id = ANY (p_ids) AND p.worker = p_worker AND NOT ps_health._try_lock_project(p.project)
                   ORDER BY p.id;
 END;
 $$;
@@ -460,7 +456,6 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_n integer;
 BEGIN
-    PERFORM ps_health._check_text('worker', p_worker);
     PERFORM ps_health._authorize_worker(p_worker);
     p_ids := ps_health._handled(ARRAY(SELECT p.id FROM ps_health.prompts p WHERE p.state = 'claimed' AND p.worker = p_worker
                                          AND (p_ids IS NULL OR p.id = ANY (p_ids))));
