@@ -1,7 +1,7 @@
 -- Projects and hosts cannot see or reach each other: an agent login sees only its projects, a
 -- reactor login acts only on its hosts (and for the sessions there), a worker id belongs to one login.
 BEGIN;
-SELECT plan(56);
+SELECT plan(59);
 SET LOCAL search_path = ps_health, public;
 
 -- alpha's PS is on h1, beta's on h2; each has a failed spawn (a critical prompt for its host) and a
@@ -65,11 +65,22 @@ SELECT results_eq($$SELECT DISTINCT project::text FROM ps_health.active_monitori
 RESET SESSION AUTHORIZATION;
 
 -- a reactor login is bound to its hosts
+CREATE TEMP TABLE row_locks AS SELECT id, xmax::text AS locker FROM ps_health.prompts;
 SET SESSION AUTHORIZATION reactor_h1;
 SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('h2', 'evil', 10, 60)$$, '42501',
   'login "reactor_h1" may not act for host "h2"', 'reactor: cannot claim another host''s prompts');
 SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('h2', 'evil', 0, 60)$$, '42501',
   'login "reactor_h1" may not act for host "h2"', 'reactor: another host''s claim is refused before its arguments are judged');
+SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('h1', 'w1', 10, 0)$$, '22023',
+  'lease_seconds must be between 1 and 86400, got 0', 'reactor: a bad lease is refused');
+SELECT throws_ok($$SELECT * FROM ps_health.claim_prompts('h1', 'w1', 0, 60)$$, '22023',
+  'limit must be between 1 and 1000, got 0', 'reactor: a bad limit is refused');
+RESET SESSION AUTHORIZATION;
+-- (a row lock leaves its locker in xmax, also when its transaction was rolled back)
+SELECT results_eq($$SELECT id, xmax::text FROM ps_health.prompts ORDER BY id$$,
+  $$SELECT id, locker FROM row_locks ORDER BY id$$,
+  'reactor: a refused claim locks no prompt, not even for a moment: another host''s, or its own with a bad lease or limit');
+SET SESSION AUTHORIZATION reactor_h1;
 SELECT results_eq($$SELECT project::text FROM ps_health.claim_prompts('h1', 'w1', 10, 60)$$, $$VALUES ('alpha')$$,
   'reactor: claims its own host''s prompts');
 SELECT throws_ok($$SELECT ps_health.report_session_targets(ARRAY['beta'], ARRAY['missing'])$$, '42501',
