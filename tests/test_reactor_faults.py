@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 
 from reactor.db.migrate import Runner
 from reactor.tmux.client import sanitise
-from tests.reactor_proc import Reactors, create_login, delivered, failed_spawn, fast, session, submitted
+from tests.reactor_proc import HOST, Reactors, create_login, delivered, failed_spawn, fast, session, submitted
 from tests.support import wait_for
 
 pytestmark = pytest.mark.faults
@@ -149,3 +149,39 @@ def test_an_agent_transaction_left_open_holds_up_no_other_project(conn, db, admi
         delivered(conn, prompt_id, timeout=20)
     assert proc.text().count("outcome delivered waits") == len(locked)  # said once each
     assert proc.running()
+
+
+def _claims(conn) -> int:
+    row = conn.execute("SELECT calls FROM pg_stat_user_functions WHERE schemaname = 'ps_health' "
+                       "AND funcname = 'claim_prompts'").fetchone()
+    return row["calls"] if row else 0
+
+
+def test_a_flood_of_wake_ups_costs_few_claims_and_a_prompt_sent_amid_it_is_delivered(conn, db, admin_dsn,
+                                                                                      tmux_server, reactors):
+    """Any login may NOTIFY the reactors' channel: 5,000 wake-ups naming the reactor's host, each in a transaction
+    of its own, must not cost a claim each (before: a claim for every 5 to 15 of them), and a real prompt among them
+    is typed as usual."""
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:  # (count the claims of this database's sessions)
+        admin.execute(sql.SQL("ALTER DATABASE {} SET track_functions = 'all'").format(
+            sql.Identifier(conninfo_to_dict(db)["dbname"])))
+    fast(conn)
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    proc = reactors.start(poll=NO_POLL)
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    flood = 5000
+    with psycopg.connect(db, autocommit=True) as noisy:
+        for n in range(flood):
+            noisy.execute("SELECT pg_notify('ps_health', %s)", (f'{{"id": {n}, "host": "{HOST}"}}',))
+            if n == flood // 2:
+                prompt_id = failed_spawn(conn, "alpha")
+    row = delivered(conn, prompt_id, timeout=30)
+    assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+    assert proc.stop() == 0
+    # (a session's counts reach the statistics as it ends)
+    wait_for(lambda: not conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+                                      " AND application_name LIKE 'ps-health-reactor:%'").fetchone()["n"],
+             what="the reactor's connections closed")
+    claims = wait_for(lambda: _claims(conn), what="the reactor's claims counted")
+    assert claims <= flood // 20, f"{claims} claims for {flood} wake-ups"

@@ -35,6 +35,10 @@ _PING_SECONDS = 10.0
 _BACKOFF_CAP = 30.0
 # The longest wake-up ps-health sends is about 600 characters (a host and a project of 255 each).
 _NOTE_LIMIT = 1024
+# Any login may NOTIFY the channel: after this many wake-ups in a row found nothing to claim, wake-ups claim at
+# most once every _QUIET seconds (a flood of them would otherwise cost a claim each), until a claim finds a prompt.
+_EMPTY_WAKES = 3
+_QUIET = 0.05
 
 
 # The same few settings come with every prompt: parsed once and shared (never changed) by all.
@@ -161,6 +165,7 @@ class Reactor:
         now = time.monotonic()
         next_poll, next_lease, next_ping = (now + self.opts.poll_interval, now + self.opts.lease / 3,
                                             now + _PING_SECONDS)
+        empty, quiet_until = 0, 0.0  # wake-ups in a row that found nothing; no claim on a wake-up before then
         while not self._stop.is_set():
             now = time.monotonic()
             wait = max(0.0, min(_TICK, next_poll - now, next_lease - now))
@@ -171,11 +176,18 @@ class Reactor:
             now = time.monotonic()
             if woke:
                 next_ping = now + _PING_SECONDS
+                if now < quiet_until:  # (a flood of wake-ups): claim once the quiet time is over
+                    woke, next_poll = False, min(next_poll, quiet_until)
             if self._stop.is_set():
                 return
             if woke or now >= next_poll or (self._backlog and self._held_count() <= self.opts.max_held // 2):
-                self._drain()
+                claimed = self._drain()
                 next_poll = time.monotonic() + self.opts.poll_interval
+                if claimed or self._backlog:  # (a backlog: it stopped for room, prompts are left)
+                    empty = 0
+                elif woke:
+                    empty += 1
+                quiet_until = time.monotonic() + _QUIET if empty >= _EMPTY_WAKES else 0.0
             if now >= next_lease:
                 self._extend()
                 next_lease = now + self.opts.lease / 3
