@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from reactor.process.service import Options, Reactor
+from reactor.process.service import Options, Reactor, WakeThrottle
 from reactor.tmux.client import plain, sanitise
 from tests.pg import free_port
 from tests.reactor_proc import HOST, delivered, failed_spawn, fast, prompt, session, submitted
@@ -485,3 +485,35 @@ def test_reactor_types_through_one_control_client_and_leaves_none(conn, tmux_ser
     assert _control_clients(tmux_server) == (0 if flag else 1)
     assert proc.stop() == 0
     wait_for(lambda: _control_clients(tmux_server) == 0, what="no control client left once the reactor stopped")
+
+
+def test_wake_ups_are_held_back_only_while_many_in_a_row_find_nothing():
+    """Time is given, not waited for: a flood of empty wake-ups holds the next ones back 50 ms each, a claim that
+    finds a prompt ends it, and empty wake-ups far apart (session registrations, prompts not due yet) never start
+    it (they did: the third empty wake-up of the reactor's life made every later empty one hold the next back)."""
+    flood = WakeThrottle()
+    for at in (100.0, 100.01, 100.02):
+        assert flood.admit(at)
+        flood.drained(at, woke=True, found=False)
+    assert not flood.admit(100.03)  # held back until the quiet time ends
+    assert flood.quiet_until == pytest.approx(100.07)
+    flood.drained(100.07, woke=False, found=False)  # the claim at its end counts as the wake-up held back
+    assert not flood.admit(100.08)
+    flood.drained(100.12, woke=False, found=True)  # a prompt found: wake-ups claim at once again
+    assert flood.admit(100.121)
+
+    spread = WakeThrottle()
+    for at in (10.0, 12.0, 14.0, 16.0):  # empty wake-ups 2 s apart: no flood
+        assert spread.admit(at)
+        spread.drained(at, woke=True, found=False)
+    assert spread.admit(16.001)
+
+    polls = WakeThrottle()
+    for at in (5.0, 5.01, 5.02):  # claims on the poll interval that find nothing say nothing of wake-ups
+        polls.drained(at, woke=False, found=False)
+    assert polls.admit(5.03)
+
+    backlog = WakeThrottle()
+    for at in (1.0, 1.01, 1.02):  # a claim that stopped for room (prompts left) is not an empty one
+        backlog.drained(at, woke=True, found=True)
+    assert backlog.admit(1.03)

@@ -35,10 +35,41 @@ _PING_SECONDS = 10.0
 _BACKOFF_CAP = 30.0
 # The longest wake-up ps-health sends is about 600 characters (a host and a project of 255 each).
 _NOTE_LIMIT = 1024
-# Any login may NOTIFY the channel: after this many wake-ups in a row found nothing to claim, wake-ups claim at
-# most once every _QUIET seconds (a flood of them would otherwise cost a claim each), until a claim finds a prompt.
+# Any login may NOTIFY the channel (see WakeThrottle).
 _EMPTY_WAKES = 3
+_FLOOD_GAP = 1.0
 _QUIET = 0.05
+
+
+class WakeThrottle:
+    """Whether a wake-up claims at once. Any login may NOTIFY the channel, and a flood of wake-ups would cost a
+    claim each: once _EMPTY_WAKES wake-ups in a row found nothing to claim, each less than _FLOOD_GAP seconds
+    after the one before, a wake-up claims at most every _QUIET seconds, until a claim finds a prompt. A wake-up
+    held back is claimed when the quiet time ends. Times are time.monotonic() values, given by the caller."""
+
+    def __init__(self):
+        self.quiet_until = 0.0
+        self._empty = 0  # wake-ups in a row that found nothing, each soon after the one before
+        self._last_empty = -math.inf
+        self._held_back = False
+
+    def admit(self, now: float) -> bool:
+        """A wake-up at now: True to claim now, False to claim at quiet_until."""
+        if now < self.quiet_until:
+            self._held_back = True
+            return False
+        return True
+
+    def drained(self, now: float, woke: bool, found: bool) -> None:
+        """A claim ended at now: for a wake-up (or one held back), or on the poll interval; found: it claimed a
+        prompt, or stopped for room with prompts left."""
+        woke, self._held_back = woke or self._held_back, False
+        if found:
+            self._empty, self.quiet_until = 0, 0.0
+        elif woke:
+            self._empty = self._empty + 1 if now - self._last_empty < _FLOOD_GAP else 1
+            self._last_empty = now
+            self.quiet_until = now + _QUIET if self._empty >= _EMPTY_WAKES else 0.0
 
 
 # The same few settings come with every prompt: parsed once and shared (never changed) by all.
@@ -165,29 +196,29 @@ class Reactor:
         now = time.monotonic()
         next_poll, next_lease, next_ping = (now + self.opts.poll_interval, now + self.opts.lease / 3,
                                             now + _PING_SECONDS)
-        empty, quiet_until = 0, 0.0  # wake-ups in a row that found nothing; no claim on a wake-up before then
+        throttle = WakeThrottle()
         while not self._stop.is_set():
             now = time.monotonic()
             wait = max(0.0, min(_TICK, next_poll - now, next_lease - now))
-            notes = [note for note in map(self._note, self._listener.wait(wait)) if note is not None]
+            payloads = self._listener.wait(wait)
+            notes = [note for note in map(self._note, payloads) if note is not None]
             woke = bool(notes)
             if any("session" in note for note in notes):
                 self._housekeeper.poke()  # a pane was just registered here: identify it now
             now = time.monotonic()
-            if woke:
+            if payloads:
+                # Any notification shows the connection is alive; and a ping sent while a flood of them waits on
+                # it would wait until every one of them was read (and kept in memory), claiming nothing meanwhile.
                 next_ping = now + _PING_SECONDS
-                if now < quiet_until:  # (a flood of wake-ups): claim once the quiet time is over
-                    woke, next_poll = False, min(next_poll, quiet_until)
+            if woke and not throttle.admit(now):
+                woke, next_poll = False, min(next_poll, throttle.quiet_until)
             if self._stop.is_set():
                 return
             if woke or now >= next_poll or (self._backlog and self._held_count() <= self.opts.max_held // 2):
                 claimed = self._drain()
                 next_poll = time.monotonic() + self.opts.poll_interval
-                if claimed or self._backlog:  # (a backlog: it stopped for room, prompts are left)
-                    empty = 0
-                elif woke:
-                    empty += 1
-                quiet_until = time.monotonic() + _QUIET if empty >= _EMPTY_WAKES else 0.0
+                # (a backlog: it stopped for room, prompts are left)
+                throttle.drained(time.monotonic(), woke, bool(claimed) or self._backlog)
             if now >= next_lease:
                 self._extend()
                 next_lease = now + self.opts.lease / 3
