@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.process.housekeeping import Housekeeper, Timer
+from reactor.process.housekeeping import POKE_GAP, Housekeeper, Timer
 from tests.reactor_proc import session
 from tests.support import wait_for
 
@@ -130,3 +130,22 @@ def test_a_hung_timer_stops_no_other_and_is_reported(caplog):
     finally:
         release.set()
         keeper.stop(5)
+
+
+def test_a_flood_of_pokes_runs_probe_rounds_at_most_every_poke_gap():
+    """Every session note naming this host pokes the probes, and any login may send one: a round runs at once
+    when poked, but rounds start at least POKE_GAP apart (before: back to back, 1,359 rounds in 4 s)."""
+    starts = []
+    keeper = Housekeeper([Timer("probe targets", 60, lambda: starts.append(time.monotonic()))])
+    keeper.start()
+    try:
+        wait_for(lambda: starts, what="the first round")
+        deadline = time.monotonic() + 30
+        while len(starts) < 6 and time.monotonic() < deadline:  # poked a thousand times a second
+            keeper.poke()
+            time.sleep(0.001)
+    finally:
+        keeper.stop(5)
+    assert len(starts) >= 6, "poked rounds stopped running"
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.9 * POKE_GAP, gaps  # (each time taken just after its round started)

@@ -24,6 +24,8 @@ TRIM_SECONDS = 10.0
 CONTEXT_ROUND_SECONDS = 5.0
 # A timer's round running longer than this (and than four of its intervals) is reported as stuck.
 STUCK_SECONDS = 30.0
+# A poked probe round (a session registered with a pane here) runs at once, but rounds start at most this often.
+POKE_GAP = 0.2
 
 
 class HostProbe:
@@ -214,13 +216,15 @@ class Housekeeper:
 
     def _loop(self, timer: Timer) -> None:
         while not self._stop.is_set():
-            timer.running_since = time.monotonic()
+            started = timer.running_since = time.monotonic()
             _guarded(timer.name, timer.task)
             timer.running_since = None
             if timer.stuck:
                 timer.stuck = False
                 log.warning("%s round finished after all; it runs again every %g s", timer.name, timer.every)
-            timer.wake.wait(timer.every)
+            if timer.wake.wait(timer.every):
+                # Poked: at once, but rounds at most every POKE_GAP (any login may send the notes that poke).
+                self._stop.wait(max(0.0, started + POKE_GAP - time.monotonic()))
             timer.wake.clear()
 
     def _watch(self) -> None:
