@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import psycopg
@@ -185,3 +186,23 @@ def test_a_flood_of_wake_ups_costs_few_claims_and_a_prompt_sent_amid_it_is_deliv
              what="the reactor's connections closed")
     claims = wait_for(lambda: _claims(conn), what="the reactor's claims counted")
     assert claims <= flood // 20, f"{claims} claims for {flood} wake-ups"
+
+
+def test_notifications_for_another_host_keep_the_listener_from_being_pinged(conn, tmux_server, reactors):
+    """A ping (SELECT 1) sent while notifications wait on the listener returns only once every one of them was read
+    and kept in memory: behind a flood naming another host the reactor claimed nothing and let its leases lapse
+    for tens of seconds, at gigabytes. Notifications show the connection is alive: past the 10 s ping interval,
+    while another host's notifications keep coming, the listener's last statement is still its LISTEN."""
+    proc = reactors.start(poll=NO_POLL)
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    pid = _listener_pid(conn)
+    listener = "SELECT query FROM pg_stat_activity WHERE pid = %s"
+    assert 'LISTEN "ps_health"' in conn.execute(listener, (pid,)).fetchone()["query"]
+    with psycopg.connect(conn.info.dsn, autocommit=True) as noisy:
+        deadline = time.monotonic() + 12  # (past one ping interval)
+        while time.monotonic() < deadline:
+            noisy.execute("SELECT pg_notify('ps_health', json_build_object('id', g, 'host', 'elsewhere')::text) "
+                          "FROM generate_series(1, 20) g")
+            time.sleep(0.01)
+    assert 'LISTEN "ps_health"' in conn.execute(listener, (pid,)).fetchone()["query"], "the listener was pinged"
+    assert _listener_pid(conn) == pid and proc.running()
