@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 import uuid
 
@@ -206,3 +208,22 @@ def test_notifications_for_another_host_keep_the_listener_from_being_pinged(conn
             time.sleep(0.01)
     assert 'LISTEN "ps_health"' in conn.execute(listener, (pid,)).fetchone()["query"], "the listener was pinged"
     assert _listener_pid(conn) == pid and proc.running()
+
+
+def test_a_stop_waits_for_no_answer_from_the_listener(conn, server, tmux_server, reactors):
+    """A stop removed the reactor's row on its listener connection, which answers only once it has sent every
+    notification waiting for it: behind a flood of them the stop took 5 to 23 s, and behind a listener whose server
+    process does not answer at all it never ended. The row goes on another connection; the listener is closed
+    without a word."""
+    if server[1] is None:
+        pytest.skip("the server runs in a container: its processes cannot be paused from here")
+    proc = reactors.start(poll=NO_POLL)
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    pid = _listener_pid(conn)
+    os.kill(pid, signal.SIGSTOP)  # the listener's server process answers nothing
+    try:
+        assert proc.stop() == 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert "stopped: released 0 undelivered prompts" in proc.text()
+    assert not conn.execute("SELECT worker FROM reactors WHERE worker = %s", (proc.worker,)).fetchall()

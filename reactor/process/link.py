@@ -131,14 +131,10 @@ class Listener:
         except PsHealthError as exc:
             raise DatabaseUnavailable(f"listener ping failed: {exc}", exc.sqlstate) from exc
 
-    def release(self) -> None:
-        """A clean stop: remove this reactor's row (the host's lock goes when the connection closes)."""
-        if self._conn is None:
-            return
-        try:
-            db.fetch(self._conn, TOPIC, "reactor_stop", {"worker": self._worker})
-        except PsHealthError:  # the row stays, but without the host's lock it no longer counts
-            pass
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the listener connection (None while it is closed): how its row is named."""
+        return self._conn.info.backend_pid if self._conn is not None else None
 
     def close(self) -> None:
         if self._conn is not None:

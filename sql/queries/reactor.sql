@@ -11,8 +11,8 @@ LISTEN {channel}
 SELECT ps_health.reactor_start(%(host)s, %(worker)s) AS started
 
 -- name: reactor_stop
--- A clean stop removes this reactor's row.
-SELECT ps_health.reactor_stop(%(worker)s) AS stopped
+-- A clean stop removes this reactor's row, named by its listener connection (on another connection).
+SELECT ps_health.reactor_stop(%(worker)s, %(listener)s) AS stopped
 
 -- name: ping
 -- Liveness check of an idle listener connection.

@@ -55,11 +55,16 @@ BEGIN
 END;
 $$;
 
--- reactor_stop: a clean stop removes the reactor's row, called on its listener connection.
-CREATE FUNCTION ps_health.reactor_stop(p_worker text)
+-- reactor_stop: a clean stop removes the reactor's row: the one of the calling (listener) connection, or, given
+-- p_listener, of that listener connection when the row is the caller's login's. The reactor stops on another of
+-- its connections: a listener with a flood of notifications to send first, or one that does not answer, would
+-- hold up the stop.
+CREATE FUNCTION ps_health.reactor_stop(p_worker text, p_listener integer DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM ps_health.reactors WHERE worker = p_worker AND backend_pid = pg_backend_pid();
+    DELETE FROM ps_health.reactors
+     WHERE worker = p_worker AND backend_pid = coalesce(p_listener, pg_backend_pid())
+       AND (p_listener IS NULL OR login = session_user);
     RETURN FOUND;
 END;
 $$;

@@ -1,6 +1,6 @@
 -- Least privilege: each role can do its part and nothing else; agents act only for their projects.
 BEGIN;
-SELECT plan(56);
+SELECT plan(59);
 SET LOCAL search_path = ps_health, public;
 
 SELECT has_role(r) FROM unnest(ARRAY['ps_health_owner', 'ps_health_reactor', 'ps_health_agent', 'ps_health_reader']) r;
@@ -58,7 +58,15 @@ SELECT lives_ok($$SELECT ps_health.report_session_targets(ARRAY['alpha'], ARRAY[
 SELECT throws_ok($$SELECT ps_health.register_session('gamma')$$, '42501', NULL, 'reactor: cannot register sessions');
 SELECT throws_ok($$SELECT ps_health.respond(1, 'x')$$, '42501', NULL, 'reactor: cannot answer checks');
 SELECT throws_ok($$SELECT * FROM ps_health.ps_sessions$$, '42501', NULL, 'reactor: no table reads');
+SELECT ok(ps_health.reactor_start('h1', 'reactor_h1:r'), 'reactor: takes its host');
 RESET SESSION AUTHORIZATION;
+CREATE ROLE reactor_h1b LOGIN IN ROLE ps_health_reactor;
+SELECT grant_reactor('reactor_h1b', 'h1');
+SET SESSION AUTHORIZATION reactor_h1b;
+SELECT ok(NOT ps_health.reactor_stop('reactor_h1:r', pg_backend_pid()),
+  'reactor: another login cannot remove a reactor''s row by naming its listener connection');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT login::text FROM ps_health.reactors WHERE worker = 'reactor_h1:r'), 'reactor_h1', 'the row is still there');
 
 -- the reader
 SET SESSION AUTHORIZATION reader_ops;
