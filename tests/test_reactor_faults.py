@@ -220,10 +220,13 @@ def test_a_stop_waits_for_no_answer_from_the_listener(conn, server, tmux_server,
     proc = reactors.start(poll=NO_POLL)
     wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
     pid = _listener_pid(conn)
+    live = "SELECT worker FROM _live_reactors()"
     os.kill(pid, signal.SIGSTOP)  # the listener's server process answers nothing
     try:
         assert proc.stop() == 0
+        assert "stopped: released 0 undelivered prompts" in proc.text()
+        # its listener connection is not over for the server yet: the row stays, and counts
+        assert [row["worker"] for row in conn.execute(live)] == [proc.worker]
     finally:
         os.kill(pid, signal.SIGCONT)
-    assert "stopped: released 0 undelivered prompts" in proc.text()
-    assert not conn.execute("SELECT worker FROM reactors WHERE worker = %s", (proc.worker,)).fetchall()
+    wait_for(lambda: not conn.execute(live).fetchall(), what="the stopped reactor no longer counting")

@@ -399,16 +399,16 @@ class Reactor:
                 log.warning("could not release %d prompts: %s", len(ids), exc)
         if left:
             log.warning("%d outcomes not recorded (database away); their leases will expire", left)
-        # The reactor's row goes on another connection: the listener may have a flood of notifications to send
-        # before it would answer, or not answer at all. It is closed without a word.
+        # The listener is closed without a word and the reactor's row removed on another connection: the listener
+        # may have a flood of notifications to send before it would answer, or not answer at all.
         listener = self._listener.backend_pid
+        self._listener.close()
         if listener is not None:
             try:
                 self._work.call("reactor_stop", {"worker": self.opts.worker, "listener": listener})
-            except PsHealthError:  # the row stays, but once the listener is closed it no longer counts
+            except PsHealthError:  # the row stays, but with its listener closed it no longer counts
                 pass
         log.info("stopped: released %d undelivered prompts", released)
-        self._listener.close()
         self._work.close()
         self._complete_link.close()
         self._probe_link.close()

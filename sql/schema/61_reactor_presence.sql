@@ -56,15 +56,26 @@ END;
 $$;
 
 -- reactor_stop: a clean stop removes the reactor's row: the one of the calling (listener) connection, or, given
--- p_listener, of that listener connection when the row is the caller's login's. The reactor stops on another of
--- its connections: a listener with a flood of notifications to send first, or one that does not answer, would
--- hold up the stop.
+-- p_listener, the row of the caller's login whose listener connection that was, once it has ended. The reactor
+-- closes its listener and stops on another connection: a listener with a flood of notifications to send first,
+-- or one that does not answer, would hold up the stop. A listener still open keeps its row (removing it would let
+-- a second reactor for the host in while the first still runs); the server notices a closed one within moments,
+-- and this waits up to a second for it.
 CREATE FUNCTION ps_health.reactor_stop(p_worker text, p_listener integer DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM ps_health.reactors
-     WHERE worker = p_worker AND backend_pid = coalesce(p_listener, pg_backend_pid())
-       AND (p_listener IS NULL OR login = session_user);
+    IF p_listener IS NULL THEN
+        DELETE FROM ps_health.reactors WHERE worker = p_worker AND backend_pid = pg_backend_pid();
+        RETURN FOUND;
+    END IF;
+    FOR i IN 1 .. 100 LOOP
+        PERFORM pg_stat_clear_snapshot();  -- (pg_stat_activity is read once per transaction otherwise)
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p_listener);
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    DELETE FROM ps_health.reactors r
+     WHERE r.worker = p_worker AND r.backend_pid = p_listener AND r.login = session_user
+       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p_listener);
     RETURN FOUND;
 END;
 $$;

@@ -1,7 +1,7 @@
 -- Typos change nothing (start_spawn, mute_project), forget_project, one reactor per host
 -- (reactor_start/stop and who counts as running), prompt_reason, doctor_checks.
 BEGIN;
-SELECT plan(44);
+SELECT plan(46);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -54,9 +54,12 @@ SELECT ok(reactor_stop('hR:1'), 'a clean stop');
 SELECT is((SELECT count(*)::int FROM reactors WHERE worker = 'hR:1'), 0, 'removes its row');
 SELECT ok(NOT reactor_stop('hS:1'), 'a stop never removes the row of another connection''s reactor');
 SELECT ok(reactor_start('hR', 'hR:1', pg_temp.at(6)), 'taken again');
-SELECT ok(NOT reactor_stop('hR:1', pg_backend_pid() + 1), 'a stop naming another listener connection removes nothing');
-SELECT ok(reactor_stop('hR:1', pg_backend_pid()), 'a stop on another connection names the listener''s');
-SELECT is((SELECT count(*)::int FROM reactors WHERE worker = 'hR:1'), 0, 'and removes its row');
+SELECT ok(NOT reactor_stop('hR:1', 4194000), 'a stop naming another listener connection removes nothing');
+SELECT ok(NOT reactor_stop('hR:1', pg_backend_pid()), 'nor one naming a listener connection still open');
+SELECT is((SELECT array_agg(worker)::text FROM _live_reactors()), '{hR:1}', 'which still counts as running');
+UPDATE reactors SET backend_pid = 4194000 WHERE worker = 'hR:1';  -- (its listener connection has ended)
+SELECT ok(reactor_stop('hR:1', 4194000), 'a stop on another connection, naming the listener that ended');
+SELECT is((SELECT count(*)::int FROM reactors WHERE worker = 'hR:1'), 0, 'removes its row');
 
 -- prompt_reason
 SELECT register_session('p', 'cli', '%3', 'hP', NULL, NULL, pg_temp.at(0));
