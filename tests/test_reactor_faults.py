@@ -210,23 +210,29 @@ def test_notifications_for_another_host_keep_the_listener_from_being_pinged(conn
     assert _listener_pid(conn) == pid and proc.running()
 
 
-def test_a_stop_waits_for_no_answer_from_the_listener(conn, server, tmux_server, reactors):
+@pytest.mark.parametrize("paused", ["listen", "work"])
+def test_a_stop_waits_for_no_connection_that_does_not_answer(conn, server, tmux_server, reactors, paused):
     """A stop removed the reactor's row on its listener connection, which answers only once it has sent every
     notification waiting for it: behind a flood of them the stop took 5 to 23 s, and behind a listener whose server
-    process does not answer at all it never ended. The row goes on another connection; the listener is closed
-    without a word."""
+    process does not answer at all it never ended. The listener is closed without a word and the row removed on
+    the reactor's work connection, whose last calls get a few seconds: a server process that does not answer there
+    keeps the reactor from exiting no longer either."""
     if server[1] is None:
         pytest.skip("the server runs in a container: its processes cannot be paused from here")
     proc = reactors.start(poll=NO_POLL)
     wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
-    pid = _listener_pid(conn)
+    pid = wait_for(lambda: (row := conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+        (f"ps-health-reactor:{paused}",)).fetchone()) and row["pid"], what=f"the reactor's {paused} connection")
     live = "SELECT worker FROM _live_reactors()"
-    os.kill(pid, signal.SIGSTOP)  # the listener's server process answers nothing
+    os.kill(pid, signal.SIGSTOP)  # that connection's server process answers nothing
     try:
         assert proc.stop() == 0
         assert "stopped: released 0 undelivered prompts" in proc.text()
-        # its listener connection is not over for the server yet: the row stays, and counts
-        assert [row["worker"] for row in conn.execute(live)] == [proc.worker]
+        if paused == "listen":  # its listener connection is not over for the server yet: the row stays, and counts
+            assert [row["worker"] for row in conn.execute(live)] == [proc.worker]
+        else:
+            assert "the database did not answer the stop's last calls within 5 s" in proc.text()
     finally:
         os.kill(pid, signal.SIGCONT)
     wait_for(lambda: not conn.execute(live).fetchall(), what="the stopped reactor no longer counting")

@@ -63,9 +63,15 @@ class Link:
                         raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
                     stale = False
 
-    def close(self) -> None:
-        with self._lock:
+    def close(self, wait: float = -1) -> None:
+        """Close the connection; given wait, not if a call still holds it after that many seconds (its server does
+        not answer: the process's exit closes the socket)."""
+        if not self._lock.acquire(timeout=wait):
+            return
+        try:
             self._drop()
+        finally:
+            self._lock.release()
 
     def _open(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:

@@ -33,6 +33,8 @@ _TICK = 0.25
 # An idle listener is pinged this often, so a dead connection is noticed without traffic.
 _PING_SECONDS = 10.0
 _BACKOFF_CAP = 30.0
+# A stop's last calls (give back the prompts never typed, remove the reactor's row) get this long.
+_LAST_CALLS = 5.0
 # The longest wake-up ps-health sends is about 600 characters (a host and a project of 255 each).
 _NOTE_LIMIT = 1024
 # Any login may NOTIFY the channel (see WakeThrottle).
@@ -391,25 +393,35 @@ class Reactor:
         with self._held_lock:
             untyped.update(pid for pid, handed in self._held.items() if handed is False)
         ids = sorted(untyped)
-        released = 0
-        if ids:
-            try:
-                released = self._work.call("release", {"worker": self.opts.worker, "ids": ids})[0]["released"]
-            except Exception as exc:  # their leases run out and another reactor takes them
-                log.warning("could not release %d prompts: %s", len(ids), exc)
         if left:
             log.warning("%d outcomes not recorded (database away); their leases will expire", left)
         # The listener is closed without a word and the reactor's row removed on another connection: the listener
         # may have a flood of notifications to send before it would answer, or not answer at all.
         listener = self._listener.backend_pid
         self._listener.close()
-        if listener is not None:
-            try:
-                self._work.call("reactor_stop", {"worker": self.opts.worker, "listener": listener})
-            except PsHealthError:  # the row stays, but with its listener closed it no longer counts
-                pass
-        log.info("stopped: released %d undelivered prompts", released)
-        self._work.close()
-        self._complete_link.close()
-        self._probe_link.close()
+        released = []
+
+        def last_calls() -> None:
+            if ids:
+                try:
+                    released.append(self._work.call("release", {"worker": self.opts.worker, "ids": ids})[0]["released"])
+                except Exception as exc:  # their leases run out and another reactor takes them
+                    log.warning("could not release %d prompts: %s", len(ids), exc)
+            if listener is not None:
+                try:
+                    self._work.call("reactor_stop", {"worker": self.opts.worker, "listener": listener})
+                except PsHealthError:  # the row stays, but with its listener closed it no longer counts
+                    pass
+
+        # A database that does not answer must not keep the reactor from exiting.
+        calls = threading.Thread(target=last_calls, name="last-calls", daemon=True)
+        calls.start()
+        calls.join(_LAST_CALLS)
+        if calls.is_alive():
+            log.warning("the database did not answer the stop's last calls within %g s: the prompts not given back "
+                        "wait for their leases to run out, and the reactor's row stays (with its listener closed it "
+                        "no longer counts)", _LAST_CALLS)
+        log.info("stopped: released %d undelivered prompts", sum(released))
+        for link in (self._work, self._complete_link, self._probe_link):
+            link.close(wait=_LAST_CALLS / 5)  # (one still in a call to a server that does not answer is left as it is)
         self._tmux.close()
