@@ -334,6 +334,33 @@ def test_a_reactor_counts_as_running_only_while_its_own_listener_connection_is_o
             third.execute("SELECT ps_health.reactor_start('h1', 'h1:3')")
 
 
+def test_a_worker_id_serves_one_host_at_a_time(conn, login):
+    """A start or a claim under a worker id that is the running reactor of another host moved its row there: the
+    first host was left without a running reactor, and a second one for it started beside the first (one login
+    granted two hosts ran three reactors, two of them for one host). While its listener is open, both are
+    refused, naming the host it serves."""
+    name, reactor = login("ps_health_reactor")
+    for host in ("host-a", "host-b"):
+        conn.execute("SELECT ps_health.grant_reactor(%s, %s)", (name, host))
+    live = "SELECT array_agg(worker || ' on ' || host ORDER BY worker) AS w FROM ps_health._live_reactors()"
+    elsewhere = 'worker "W1" is already running as the reactor of host "host-a"'
+    with psycopg.connect(reactor, autocommit=True, application_name="ps-health-reactor:listen") as listener, \
+            psycopg.connect(reactor, autocommit=True) as other:
+        assert listener.execute("SELECT ps_health.reactor_start('host-a', 'W1')").fetchone()[0] is True
+        for call in ("SELECT * FROM ps_health.claim_prompts('host-b', 'W1')",
+                     "SELECT ps_health.reactor_start('host-b', 'W1')"):
+            with pytest.raises(psycopg.errors.LockNotAvailable, match=elsewhere):
+                other.execute(call)
+        assert conn.execute(live).fetchone()["w"] == ["W1 on host-a"]
+        with pytest.raises(psycopg.errors.LockNotAvailable, match='already running: worker "W1"'):
+            other.execute("SELECT ps_health.reactor_start('host-a', 'W2')")
+        assert other.execute("SELECT count(*) FROM ps_health.claim_prompts('host-a', 'W1')").fetchone()[0] == 0
+        assert conn.execute(live).fetchone()["w"] == ["W1 on host-a"], "a claim for its own host is as before"
+    with psycopg.connect(reactor, autocommit=True) as later:  # its listener closed: the id is free to move
+        assert later.execute("SELECT ps_health.reactor_start('host-b', 'W1')").fetchone()[0] is True
+        assert conn.execute(live).fetchone()["w"] == ["W1 on host-b"]
+
+
 def test_a_reactor_login_that_leaves_its_sweep_open_is_ended_and_the_sweeps_go_on(db, conn, login):
     name, reactor = login("ps_health_reactor")
     conn.execute("SELECT ps_health.grant_reactor(%s, 'h9')", (name,))

@@ -161,6 +161,21 @@ def test_a_second_reactor_for_a_host_is_refused_naming_the_first_and_only_runnin
     wait_for(lambda: "listening on channel" in third.text(), what="a new reactor serving")
 
 
+def test_a_worker_id_running_for_one_host_is_refused_for_another(tmux_server, reactors):
+    """A reactor started with the --worker of one running for another host took that worker's row over, so the
+    other host's reactor no longer counted and a second one for that host started beside it."""
+    first = reactors.start(worker="shared")
+    wait_for(lambda: "listening on channel" in first.text(), what="the first reactor serving")
+    second = reactors.start(host="host-b", worker="shared")
+    assert second.popen.wait(20) == 1
+    assert f'worker "shared" is already running as the reactor of host "{HOST}"' in second.text()
+    assert "give this reactor another --worker, or leave it out" in second.text()
+    third = reactors.start(worker="third")
+    assert third.popen.wait(20) == 1
+    assert f'a reactor for host "{HOST}" is already running: worker "shared"' in third.text()
+    assert first.running()
+
+
 def test_a_killed_reactor_stops_counting_at_once_and_frees_its_host(conn, db, tmux_server, reactors):
     first = reactors.start()
     wait_for(lambda: "listening on channel" in first.text(), what="the reactor serving")

@@ -89,9 +89,14 @@ BEGIN
     SELECT p_worker, p_host, p_now, session_user WHERE ps_health._may_act(NULL, p_host)
     ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen,
                                        login = coalesce(r.login, EXCLUDED.login)
-     WHERE r.login IS NULL OR r.login = EXCLUDED.login OR ps_health._is_owner();
+     WHERE (r.login IS NULL OR r.login = EXCLUDED.login OR ps_health._is_owner())
+       -- (a worker id serves one host at a time: looked at only when the host changes)
+       AND CASE WHEN r.host = EXCLUDED.host THEN true
+                ELSE NOT EXISTS (SELECT 1 FROM ps_health._live_reactors() l
+                                  WHERE l.worker = r.worker AND l.backend_pid <> pg_backend_pid()) END;
     IF NOT FOUND THEN
-        PERFORM ps_health._authorize(NULL, p_host), ps_health._authorize_worker(p_worker);
+        PERFORM ps_health._authorize(NULL, p_host), ps_health._authorize_worker(p_worker),
+                ps_health._refuse_worker_elsewhere(p_worker, p_host);
     END IF;
 
     -- (after the login's rights: a login that may not claim here learns only that; this aborts what was written)

@@ -13,6 +13,24 @@ RETURNS SETOF ps_health.reactors LANGUAGE sql STABLE AS $$
                       AND a.application_name IS NOT DISTINCT FROM r.listener_name)
 $$;
 
+-- _refuse_worker_elsewhere: a worker id serves one host at a time. While it is the running reactor of another
+-- host (its listener, another connection, is open), starting or claiming under it for p_host is refused (55P03):
+-- moving its row would leave that host without a running reactor, and let a second one in beside the first.
+CREATE FUNCTION ps_health._refuse_worker_elsewhere(p_worker text, p_host text)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_host text;
+BEGIN
+    SELECT r.host INTO v_host FROM ps_health._live_reactors() r
+     WHERE r.worker = p_worker AND r.host IS DISTINCT FROM p_host AND r.backend_pid <> pg_backend_pid();
+    IF FOUND THEN
+        RAISE EXCEPTION 'worker "%" is already running as the reactor of host "%"', left(p_worker, 255), left(v_host, 255)
+            USING ERRCODE = '55P03',
+                  HINT = 'a worker id serves one host at a time; give this reactor another --worker, or leave it out';
+    END IF;
+END;
+$$;
+
 -- reactor_start: record the calling (listener) connection as the host's reactor. Refused (55P03)
 -- while another reactor serves the host, naming it; false while an older connection of this same
 -- worker is still open (the server has not noticed it is gone).
@@ -27,8 +45,10 @@ BEGIN
     -- a login serves only the hosts granted to it, under worker ids of its own
     PERFORM ps_health._authorize(NULL, p_host);
     PERFORM ps_health._authorize_worker(p_worker);
-    -- two reactors starting for one host at once queue here
+    -- two reactors starting for one host, or by one login (a worker id is a login's), at once queue here
+    PERFORM ps_health._lock('reactor login', session_user);
     PERFORM ps_health._lock('host', p_host);
+    PERFORM ps_health._refuse_worker_elsewhere(p_worker, p_host);
     SELECT * INTO holder FROM ps_health._live_reactors() r
      WHERE r.host = p_host AND r.backend_pid <> pg_backend_pid() ORDER BY r.started_at LIMIT 1;
     IF holder.worker = p_worker THEN
@@ -64,6 +84,7 @@ $$;
 CREATE FUNCTION ps_health.reactor_stop(p_worker text, p_listener integer DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM ps_health._check_text('worker', p_worker);
     IF p_listener IS NULL THEN
         DELETE FROM ps_health.reactors WHERE worker = p_worker AND backend_pid = pg_backend_pid();
         RETURN FOUND;

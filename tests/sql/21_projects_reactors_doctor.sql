@@ -1,7 +1,7 @@
 -- Typos change nothing (start_spawn, mute_project), forget_project, one reactor per host
 -- (reactor_start/stop and who counts as running), prompt_reason, doctor_checks.
 BEGIN;
-SELECT plan(46);
+SELECT plan(48);
 SET LOCAL search_path = ps_health, public;
 SELECT set_setting('context_check_interval', '1 day');
 
@@ -60,6 +60,8 @@ SELECT is((SELECT array_agg(worker)::text FROM _live_reactors()), '{hR:1}', 'whi
 UPDATE reactors SET backend_pid = 4194000 WHERE worker = 'hR:1';  -- (its listener connection has ended)
 SELECT ok(reactor_stop('hR:1', 4194000), 'a stop on another connection, naming the listener that ended');
 SELECT is((SELECT count(*)::int FROM reactors WHERE worker = 'hR:1'), 0, 'removes its row');
+SELECT throws_ok($$SELECT reactor_stop(NULL, 4194000)$$, '22023', 'worker is required', 'a stop without a worker');
+SELECT throws_ok($$SELECT reactor_stop(E'a\nb')$$, '22023', NULL, 'a control character in a worker');
 
 -- prompt_reason
 SELECT register_session('p', 'cli', '%3', 'hP', NULL, NULL, pg_temp.at(0));
