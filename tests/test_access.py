@@ -361,6 +361,52 @@ def test_a_worker_id_serves_one_host_at_a_time(conn, login):
         assert conn.execute(live).fetchone()["w"] == ["W1 on host-b"]
 
 
+@pytest.mark.parametrize("other", ["the owner starting it for another host", "its login claiming for another host"])
+def test_a_worker_id_taken_meanwhile_is_not_moved_to_another_host(db, conn, login, other):
+    """The refusal looked at the running reactors as the call's snapshot saw them: a start of the worker for host-a
+    committed while the other call waited behind its row, so that call moved the row to host-b all the same, and a
+    second reactor for host-a started (17 of 60 unforced races did). It looks at the row as committed when it got
+    to it."""
+    name, reactor = login("ps_health_reactor")
+    for host in ("host-a", "host-b"):
+        conn.execute("SELECT ps_health.grant_reactor(%s, %s)", (name, host))
+    with psycopg.connect(reactor, autocommit=True, application_name="ps-health-reactor:listen") as gone:
+        gone.execute("SELECT ps_health.reactor_start('host-a', 'W1')")  # (its listener has ended since)
+    started, refusal = {}, {}
+    with psycopg.connect(reactor, autocommit=True, application_name="ps-health-reactor:listen") as listener, \
+            psycopg.connect(db if other.startswith("the owner") else reactor, autocommit=True,
+                            application_name="ps-health-reactor:listen") as second, psycopg.connect(db) as blocker:
+        blocker.execute("SELECT 1 FROM ps_health.reactors WHERE worker = 'W1' FOR UPDATE")
+        waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = %s"
+
+        def call(conn_, query, out):
+            try:
+                out["result"] = conn_.execute(query).fetchone()[0]
+            except psycopg.Error as exc:
+                out["error"] = exc
+
+        threads = [threading.Thread(target=call, args=(listener, "SELECT ps_health.reactor_start('host-a', 'W1')",
+                                                      started))]
+        threads[0].start()
+        wait_for(lambda: conn.execute(waiting, (listener.info.dbname,)).fetchone()["n"] == 1, what="the start waiting")
+        query = ("SELECT ps_health.reactor_start('host-b', 'W1')" if other.startswith("the owner")
+                 else "SELECT count(*) FROM ps_health.claim_prompts('host-b', 'W1')")
+        threads.append(threading.Thread(target=call, args=(second, query, refusal)))
+        threads[1].start()
+        wait_for(lambda: conn.execute(waiting, (listener.info.dbname,)).fetchone()["n"] == 2, what="both waiting")
+        blocker.rollback()
+        for thread in threads:
+            thread.join(30)
+        assert started == {"result": True}
+        assert isinstance(refusal.get("error"), psycopg.errors.LockNotAvailable), refusal
+        assert 'worker "W1" is already running as the reactor of host "host-a"' in str(refusal["error"])
+        assert conn.execute("SELECT array_agg(worker || ' on ' || host) AS w FROM ps_health._live_reactors()"
+                            ).fetchone()["w"] == ["W1 on host-a"]
+        with psycopg.connect(reactor, autocommit=True) as third:
+            with pytest.raises(psycopg.errors.LockNotAvailable, match='already running: worker "W1"'):
+                third.execute("SELECT ps_health.reactor_start('host-a', 'W3')")
+
+
 def test_a_reactor_login_that_leaves_its_sweep_open_is_ended_and_the_sweeps_go_on(db, conn, login):
     name, reactor = login("ps_health_reactor")
     conn.execute("SELECT ps_health.grant_reactor(%s, 'h9')", (name,))

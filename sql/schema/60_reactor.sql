@@ -90,10 +90,10 @@ BEGIN
     ON CONFLICT (worker) DO UPDATE SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen,
                                        login = coalesce(r.login, EXCLUDED.login)
      WHERE (r.login IS NULL OR r.login = EXCLUDED.login OR ps_health._is_owner())
-       -- (a worker id serves one host at a time: looked at only when the host changes)
-       AND CASE WHEN r.host = EXCLUDED.host THEN true
-                ELSE NOT EXISTS (SELECT 1 FROM ps_health._live_reactors() l
-                                  WHERE l.worker = r.worker AND l.backend_pid <> pg_backend_pid()) END;
+       -- (a worker id serves one host at a time: looked at, on the row as committed when this got to it, only
+       -- when the host changes)
+       AND CASE WHEN r.host = EXCLUDED.host OR r.backend_pid = pg_backend_pid() THEN true
+                ELSE NOT ps_health._listener_open(r.backend_pid, r.login, r.listener_name) END;
     IF NOT FOUND THEN
         PERFORM ps_health._authorize(NULL, p_host), ps_health._authorize_worker(p_worker),
                 ps_health._refuse_worker_elsewhere(p_worker, p_host);

@@ -3,26 +3,42 @@
 -- first counts as running (a crash or a dropped connection ends it at once). Nothing another login
 -- can take decides it (as an advisory lock would: any login may take any advisory lock).
 
--- _live_reactors: the reactors whose listener connection, of their login in this database, is open now.
+-- _listener_open: whether a reactor row's listener connection (its pid, of its login in this database, under the
+-- name it started with) is open now: now, not when the transaction first looked (pg_stat_activity is read once
+-- per transaction otherwise, and a caller's transaction may have looked before that listener connected).
+-- (PL/pgSQL: a claim calls it only when a worker changes host, and it costs the claim nothing otherwise.)
+CREATE FUNCTION ps_health._listener_open(p_pid integer, p_login name, p_name text)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF p_pid IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_stat_clear_snapshot();
+    RETURN EXISTS (
+        SELECT 1 FROM pg_stat_activity a
+         WHERE a.pid = p_pid AND a.usename = p_login AND a.datname = current_database()
+           AND a.application_name IS NOT DISTINCT FROM p_name);
+END;
+$$;
+
+-- _live_reactors: the reactors whose listener connection is open now.
 CREATE FUNCTION ps_health._live_reactors()
 RETURNS SETOF ps_health.reactors LANGUAGE sql STABLE AS $$
-    SELECT r.* FROM ps_health.reactors r
-     WHERE r.backend_pid IS NOT NULL
-       AND EXISTS (SELECT 1 FROM pg_stat_activity a
-                    WHERE a.pid = r.backend_pid AND a.usename = r.login AND a.datname = current_database()
-                      AND a.application_name IS NOT DISTINCT FROM r.listener_name)
+    SELECT r.* FROM ps_health.reactors r WHERE ps_health._listener_open(r.backend_pid, r.login, r.listener_name)
 $$;
 
 -- _refuse_worker_elsewhere: a worker id serves one host at a time. While it is the running reactor of another
 -- host (its listener, another connection, is open), starting or claiming under it for p_host is refused (55P03):
 -- moving its row would leave that host without a running reactor, and let a second one in beside the first.
+-- A start or claim whose upsert found the row taken meanwhile calls it after it: the row as committed now.
 CREATE FUNCTION ps_health._refuse_worker_elsewhere(p_worker text, p_host text)
-RETURNS void LANGUAGE plpgsql STABLE AS $$
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_host text;
 BEGIN
-    SELECT r.host INTO v_host FROM ps_health._live_reactors() r
-     WHERE r.worker = p_worker AND r.host IS DISTINCT FROM p_host AND r.backend_pid <> pg_backend_pid();
+    SELECT r.host INTO v_host FROM ps_health.reactors r
+     WHERE r.worker = p_worker AND r.host IS DISTINCT FROM p_host AND r.backend_pid <> pg_backend_pid()
+       AND ps_health._listener_open(r.backend_pid, r.login, r.listener_name);
     IF FOUND THEN
         RAISE EXCEPTION 'worker "%" is already running as the reactor of host "%"', left(p_worker, 255), left(v_host, 255)
             USING ERRCODE = '55P03',
@@ -45,8 +61,7 @@ BEGIN
     -- a login serves only the hosts granted to it, under worker ids of its own
     PERFORM ps_health._authorize(NULL, p_host);
     PERFORM ps_health._authorize_worker(p_worker);
-    -- two reactors starting for one host, or by one login (a worker id is a login's), at once queue here
-    PERFORM ps_health._lock('reactor login', session_user);
+    -- two reactors starting for one host at once queue here
     PERFORM ps_health._lock('host', p_host);
     PERFORM ps_health._refuse_worker_elsewhere(p_worker, p_host);
     SELECT * INTO holder FROM ps_health._live_reactors() r
@@ -70,7 +85,17 @@ BEGIN
     ON CONFLICT (worker) DO UPDATE
        SET host = EXCLUDED.host, last_seen = EXCLUDED.last_seen, backend_pid = EXCLUDED.backend_pid,
            login = EXCLUDED.login, listener_name = EXCLUDED.listener_name,
-           started_at = coalesce(ps_health.reactors.started_at, EXCLUDED.started_at);
+           started_at = coalesce(ps_health.reactors.started_at, EXCLUDED.started_at)
+     -- (the row as committed when this got to it: a start for another host under the same worker id may have
+     -- taken it meanwhile; that one's host lock is not this one's)
+     WHERE ps_health.reactors.host = EXCLUDED.host OR ps_health.reactors.backend_pid = pg_backend_pid()
+        OR NOT ps_health._listener_open(ps_health.reactors.backend_pid, ps_health.reactors.login,
+                                        ps_health.reactors.listener_name);
+    IF NOT FOUND THEN
+        PERFORM ps_health._refuse_worker_elsewhere(p_worker, p_host);
+        RAISE EXCEPTION 'worker "%" was just taken by another reactor', left(p_worker, 255)
+            USING ERRCODE = '55P03', HINT = 'give this reactor another --worker, or leave it out';
+    END IF;
     RETURN true;
 END;
 $$;
