@@ -74,7 +74,7 @@ def register(sub) -> None:
     p.add_argument("--host", type=cliutil.host_label,
                    help="host label to serve (default: PS_HEALTH_HOST, else the hostname)")
     p.add_argument("--worker", help="worker id recorded on claimed prompts (default: HOST:PID:RANDOM, which no "
-                                    "other login can take first)")
+                                    "other login can take first); one serves one host at a time")
     sock = p.add_mutually_exclusive_group()
     sock.add_argument("--tmux-socket", metavar="NAME",
                       help="tmux server socket name, as tmux -L (default: PS_HEALTH_TMUX_SOCKET, else "
