@@ -56,7 +56,10 @@ def _typed(panes) -> dict[bytes, int]:
     return seen
 
 
-def test_reactor_killed_during_a_burst_of_1000_loses_merges_and_repeats_nothing(conn, tmux_server, reactors):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_reactor_killed_during_a_burst_of_1000_loses_merges_and_repeats_nothing(conn, tmux_server, reactors, sig):
+    """Killed, the next reactor finds text typed and not submitted on some input lines; stopped, the reactor
+    finishes what it was typing, gives the rest back and leaves nothing claimed."""
     fast(conn, submit_delay="20 milliseconds", agent_programs=RECORDER_PROGRAMS)
     panes = [tmux_server.recorder() for _ in range(PANES)]
     for n, pane in enumerate(panes):
@@ -66,10 +69,12 @@ def test_reactor_killed_during_a_burst_of_1000_loses_merges_and_repeats_nothing(
         conn.execute(BURST_SQL, {"n": BURST, "host": HOST, "targets": [p.target for p in panes], "panes": PANES})
         conn.execute(MARK_SQL)
     wait_for(lambda: _count(conn, "delivered") >= BURST // 5, timeout=60, what="a fifth of the burst delivered")
-    first.popen.send_signal(signal.SIGKILL)
-    first.popen.wait(10)
+    first.popen.send_signal(sig)
+    assert first.popen.wait(30) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     in_flight = _count(conn, "claimed")
     delivered_at_kill = _count(conn, "delivered")
+    if sig == signal.SIGTERM:
+        assert in_flight == 0, "a stopped reactor leaves no prompt claimed"
 
     # at once, as a supervisor would: text the killed reactor typed but did not submit is on some input lines
     reactors.start("--lease", "3", worker=f"{HOST}:second")
