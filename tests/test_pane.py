@@ -123,6 +123,21 @@ def test_a_placeholder_in_an_empty_input_box_counts_as_empty():
 def test_a_broken_profile_is_refused_naming_the_field(data, field):
     with pytest.raises(ValueError, match=field):
         Profile.parse("x", data)
+    for _ in range(2):  # as read before every keystroke: refused each time, never kept
+        with pytest.raises(ValueError, match=field):
+            Profile.of("x", data)
+
+
+def test_a_profile_is_read_anew_when_its_data_is_new():
+    """The reactor keeps one agent_profiles object per version: a profile read from it is kept, one changed (a new
+    version, new objects) is read again, and a name never takes another name's profile."""
+    first = {"input_pattern": "^> ", "clear_keys": ["C-u"]}
+    kept = Profile.of("aider", first)
+    assert Profile.of("aider", first) is kept
+    assert kept.input_line("> fix it") == "fix it"
+    changed = Profile.of("aider", {"input_pattern": "^aider> ", "clear_keys": []})
+    assert changed is not kept and changed.input_line("aider> fix it") == "fix it" and changed.clear_keys == ()
+    assert Profile.of("*", first).name == "*"
 
 
 def test_what_the_input_line_holds_decides_what_the_reactor_may_do():

@@ -15,6 +15,9 @@ _INTERPRETER = re.compile(r"(node|nodejs|bun|deno|python[0-9.]*|pypy[0-9.]*)")
 _SCRIPT_SUFFIX = re.compile(r"\.(js|mjs|cjs|ts|py)$")
 # Whitespace and box-drawing characters: a TUI input box wraps and frames long input.
 _LAYOUT = re.compile(r"[\s\u2500-\u259f]+")
+# Profiles parsed (Profile.of), by name and the identity of their data; emptied when it holds this many.
+_PARSED: dict[tuple[str, int], tuple[dict, "Profile"]] = {}
+_PARSED_LIMIT = 64
 
 # What an input line holds, as far as the reactor is concerned.
 EMPTY = "empty"          # nothing typed: the reactor may type
@@ -204,6 +207,20 @@ class Profile:
     paste_above: int | None = None
     placeholder: re.Pattern | None = None
     reset_command: str | None = None
+
+    @classmethod
+    def of(cls, name: str, data: dict) -> Profile:
+        """parse(name, data), kept for the very same data object: a reactor holds one agent_profiles object per
+        version and reads it before every keystroke, and compiling its patterns again each time costs."""
+        key = (name, id(data))
+        kept = _PARSED.get(key)
+        if kept is not None and kept[0] is data:
+            return kept[1]
+        profile = cls.parse(name, data)
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        _PARSED[key] = (data, profile)  # (holding data keeps its id from being reused)
+        return profile
 
     @classmethod
     def parse(cls, name: str, data: dict) -> Profile:

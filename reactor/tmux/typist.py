@@ -45,6 +45,8 @@ _RULE = re.compile("[\u2500-\u259f]{10,}")
 # The last look before Enter is taken this long before the submit delay is over (about what a look takes, so
 # Enter is not late), and no earlier: what it saw is what Enter answers.
 _LOOK_AHEAD = 0.001
+# The last part of a wait before a keystroke is spent looking at the clock, not asleep (see _pause_until).
+_SPIN = 0.0003
 
 
 @dataclass
@@ -405,7 +407,7 @@ class Typist:
         if data is None:
             return _deferred(f"no agent profile for {program!r} and no generic '*' profile", start)
         try:
-            return Profile.parse(program if program in trust.profiles else "*", data)
+            return Profile.of(program if program in trust.profiles else "*", data)
         except ValueError as exc:
             return _deferred(str(exc), start)
 
@@ -477,10 +479,13 @@ def _screen_refusal(profile: Profile, screen: str) -> str | None:
 
 
 def _pause_until(moment: float) -> None:
-    """Sleep until the monotonic clock reaches moment (no sleep if it has)."""
+    """Sleep until the monotonic clock reaches moment (no sleep if it has). A sleep ends late by the time its thread
+    takes to wake (0.1 ms and more on a VM): the last _SPIN of the wait is spent looking at the clock."""
     left = moment - time.monotonic()
-    if left > 0:
-        time.sleep(left)
+    if left > _SPIN:
+        time.sleep(left - _SPIN)
+    while time.monotonic() < moment:
+        pass
 
 
 def _deferred(reason: str, start: float) -> Outcome:
