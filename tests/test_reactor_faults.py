@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from reactor.db.migrate import Runner
 from reactor.tmux.client import sanitise
 from tests.reactor_proc import HOST, Reactors, create_login, delivered, failed_spawn, fast, session, submitted
+from tests.netproxy import Relay
 from tests.support import wait_for
 
 pytestmark = pytest.mark.faults
@@ -236,3 +237,47 @@ def test_a_stop_waits_for_no_connection_that_does_not_answer(conn, server, tmux_
     finally:
         os.kill(pid, signal.SIGCONT)
     wait_for(lambda: not conn.execute(live).fetchall(), what="the stopped reactor no longer counting")
+
+
+@pytest.fixture
+def relay(reactors):
+    """The reactors of this test reach their database through a relay that can go silent (tests.netproxy)."""
+    if reactors.login is None:
+        pytest.skip("the server is not this run's own: no login of the reactor's to reach it over TCP with")
+    relay = Relay("127.0.0.1", int(conninfo_to_dict(reactors.dsn)["port"]))
+    reactors.dsn = make_conninfo(reactors.dsn, host="127.0.0.1", port=relay.port)
+    yield relay
+    relay.close()
+
+
+def test_a_listener_that_gets_no_answer_is_given_up_and_the_reactor_serves_again(conn, tmux_server, reactors,
+                                                                                relay):
+    """The listener is pinged every 10 s when nothing comes; on a network path that drops everything the ping
+    waited for an answer for as long as TCP took to give up (a quarter of an hour), or forever, claiming nothing
+    meanwhile. Now a ping gets 10 s: then the connection is cut, the reactor reconnects, and delivers."""
+    fast(conn)
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    proc = reactors.start(poll=NO_POLL)
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    assert relay.hold(LISTENER) == 1
+    wait_for(lambda: relay.waiting(LISTENER), timeout=20, what="a ping sent on the silent path")
+    wait_for(lambda: "listener ping failed: no answer within 10 s" in proc.text(), timeout=20,
+             what="the ping given up")
+    _reconnected(proc, 0)
+    prompt_id = failed_spawn(conn, "alpha")
+    row = delivered(conn, prompt_id, timeout=30)
+    assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+    assert proc.running()
+
+
+def test_a_stop_waits_for_no_ping_that_gets_no_answer(conn, tmux_server, reactors, relay):
+    """A stop requested while a ping waited for an answer on a silent path waited with it (until systemd killed the
+    reactor): the ping is given up at once, and the stop goes on as usual."""
+    proc = reactors.start(poll=NO_POLL)
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    assert relay.hold(LISTENER) == 1
+    wait_for(lambda: relay.waiting(LISTENER), timeout=20, what="a ping sent on the silent path")
+    assert proc.stop(timeout=8) == 0
+    assert "stopped: released 0 undelivered prompts" in proc.text()
+    assert "went away" not in proc.text()

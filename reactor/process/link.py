@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 
 import psycopg
@@ -96,6 +98,11 @@ class Listener:
         self._name = name
         self._host, self._worker = host, worker
         self._conn: psycopg.Connection | None = None
+        # The connection a ping waits on, and why it was cut (see ping); reentrant: abort() runs in a signal
+        # handler, on the thread that may hold it.
+        self._pinging: psycopg.Connection | None = None
+        self._cut_why: str | None = None
+        self._ping_lock = threading.RLock()
 
     def open(self) -> None:
         """(Re)connect, take the host's lock and LISTEN on the ps_health channel."""
@@ -129,13 +136,41 @@ class Listener:
         except PsHealthError as exc:
             raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
 
-    def ping(self) -> None:
-        """A round trip, so a dead idle connection is noticed."""
+    def ping(self, limit: float) -> None:
+        """A round trip, so a dead idle connection is noticed. A ping that gets no answer within limit seconds (a
+        server process that does not answer, a network path that drops everything) is given up, and so is one in
+        flight when a stop is requested (abort()): the connection is cut, and DatabaseUnavailable raised."""
+        conn = self._conn
+        timer = threading.Timer(limit, self._cut, (conn, f"no answer within {limit:g} s"))
+        timer.daemon = True
+        with self._ping_lock:
+            self._pinging, self._cut_why = conn, None
+        timer.start()
         try:
             with db.mapped_errors():
-                self._conn.execute(query(TOPIC, "ping"))
+                conn.execute(query(TOPIC, "ping"))
         except PsHealthError as exc:
-            raise DatabaseUnavailable(f"listener ping failed: {exc}", exc.sqlstate) from exc
+            raise DatabaseUnavailable(f"listener ping failed: {self._cut_why or exc}", exc.sqlstate) from exc
+        finally:
+            timer.cancel()
+            with self._ping_lock:
+                self._pinging = None
+
+    def abort(self) -> None:
+        """Give up a ping in flight (a stop was requested); safe from a signal handler."""
+        self._cut(self._pinging, "a stop was requested")
+
+    def _cut(self, conn: psycopg.Connection | None, why: str) -> None:
+        """Shut the socket of conn if a ping still waits on it: the wait ends at once, with an error."""
+        with self._ping_lock:
+            if conn is None or self._pinging is not conn:
+                return
+            self._cut_why = why
+            try:
+                with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, psycopg.Error):
+                pass  # closed meanwhile: the ping ends on its own
 
     @property
     def backend_pid(self) -> int | None:

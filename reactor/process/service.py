@@ -30,7 +30,8 @@ FINISHED = "finished"  # a held prompt whose attempt ended (see Service._held)
 
 # The main loop wakes at least this often to notice a stop request.
 _TICK = 0.25
-# An idle listener is pinged this often, so a dead connection is noticed without traffic.
+# An idle listener is pinged this often, so a dead connection is noticed without traffic; a ping that gets no
+# answer within as long is given up (the connection is cut, and the reactor reconnects).
 _PING_SECONDS = 10.0
 _BACKOFF_CAP = 30.0
 # A stop's last calls (give back the prompts never typed, remove the reactor's row) get this long.
@@ -123,6 +124,7 @@ class Reactor:
     def request_stop(self, *_: object) -> None:
         """Stop claiming and shut down (safe from a signal handler)."""
         self._stop.set()
+        self._listener.abort()  # a ping that waits for an answer would keep the stop waiting
 
     def run(self, install_signals: bool = True) -> int:
         """Serve until stopped; returns the exit code."""
@@ -150,6 +152,8 @@ class Reactor:
                 try:
                     self._serve()
                 except DatabaseUnavailable as exc:
+                    if self._stop.is_set():
+                        break  # (a ping given up for the stop, or an outage as it came: the stop goes on)
                     self._went_away(exc)
         except AlreadyRunning as exc:
             log.error("%s (%s)", exc, exc.hint)
@@ -225,7 +229,7 @@ class Reactor:
                 self._extend()
                 next_lease = now + self.opts.lease / 3
             if now >= next_ping:
-                self._listener.ping()
+                self._listener.ping(_PING_SECONDS)
                 next_ping = now + _PING_SECONDS
 
     def _for_this_host(self, payload: str) -> bool:

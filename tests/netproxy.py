@@ -1,0 +1,111 @@
+"""A TCP relay between a client and PostgreSQL that can go silent: a network path that drops everything.
+
+While a connection is held, nothing it carries is passed on in either direction, and nothing is refused: the
+client's bytes sit in the relay's socket (the client's kernel sees them taken), as they would in a router that
+lost its route. The connection is told by the application_name of its startup message.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+
+
+class _Pair:
+    def __init__(self, client: socket.socket, server: socket.socket):
+        self.client, self.server = client, server
+        self.started = b""  # the first bytes the client sent (its startup message)
+        self.held = threading.Event()
+
+
+class Relay:
+    """Relays 127.0.0.1:port to (host, port); hold(name) silences the connections of application_name name."""
+
+    def __init__(self, host: str, port: int):
+        self._to = (host, port)
+        self._listen = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listen.getsockname()[1]
+        self._pairs: list[_Pair] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, name="relay accept", daemon=True).start()
+
+    def hold(self, name: str) -> int:
+        """Silence every open connection named name; how many there were."""
+        with self._lock:
+            pairs = [pair for pair in self._pairs if self._named(pair, name)]
+        for pair in pairs:
+            pair.held.set()
+        return len(pairs)
+
+    def waiting(self, name: str) -> bool:
+        """A held connection named name has bytes from its client that were not passed on (a query in flight)."""
+        with self._lock:
+            pairs = [pair for pair in self._pairs if pair.held.is_set() and self._named(pair, name)]
+        try:
+            return any(select.select([pair.client], [], [], 0)[0] for pair in pairs)
+        except (OSError, ValueError):
+            return False  # one ended meanwhile: ask again
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listen.close()
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            _close(pair)
+
+    @staticmethod
+    def _named(pair: _Pair, name: str) -> bool:
+        return b"application_name\0" + name.encode() + b"\0" in pair.started
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listen.accept()
+                server = socket.create_connection(self._to)
+            except OSError:
+                return  # closed
+            pair = _Pair(client, server)
+            with self._lock:
+                self._pairs.append(pair)
+            threading.Thread(target=self._relay, args=(pair,), name="relay", daemon=True).start()
+
+    def _relay(self, pair: _Pair) -> None:
+        """Pass bytes both ways until either side ends; while held, pass nothing, but end with the client."""
+        poller = select.poll()
+        poller.register(pair.client, select.POLLIN | select.POLLRDHUP)
+        poller.register(pair.server, select.POLLIN)
+        try:
+            while not self._closed.is_set():
+                for fd, events in poller.poll(50):
+                    if pair.held.is_set():
+                        if fd == pair.client.fileno() and events & (select.POLLRDHUP | select.POLLHUP):
+                            return  # the client gave the connection up: so does the server, at once
+                        continue
+                    source, sink = (pair.client, pair.server) if fd == pair.client.fileno() else \
+                        (pair.server, pair.client)
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if source is pair.client and len(pair.started) < 4096:
+                        pair.started += data
+                    sink.sendall(data)
+                if pair.held.is_set():
+                    self._closed.wait(0.05)  # (poll reports the bytes held back at once, every time)
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                if pair in self._pairs:
+                    self._pairs.remove(pair)
+            _close(pair)
+
+
+def _close(pair: _Pair) -> None:
+    for sock in (pair.client, pair.server):
+        try:
+            sock.close()
+        except OSError:
+            pass
