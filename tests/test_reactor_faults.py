@@ -16,13 +16,14 @@ from psycopg.rows import dict_row
 
 from reactor.db.migrate import Runner
 from reactor.tmux.client import sanitise
-from tests.reactor_proc import HOST, Reactors, create_login, delivered, failed_spawn, fast, session, submitted
 from tests.netproxy import Relay
+from tests.reactor_proc import HOST, Reactors, create_login, delivered, failed_spawn, fast, session, submitted
 from tests.support import wait_for
 
 pytestmark = pytest.mark.faults
 
 LISTENER = "ps-health-reactor:listen"
+WORK = "ps-health-reactor:work"
 # A poll interval far beyond every deadline: a prompt arrives only by NOTIFY or the drain after a reconnect.
 NO_POLL = "600"
 
@@ -281,3 +282,21 @@ def test_a_stop_waits_for_no_ping_that_gets_no_answer(conn, tmux_server, reactor
     assert proc.stop(timeout=8) == 0
     assert "stopped: released 0 undelivered prompts" in proc.text()
     assert "went away" not in proc.text()
+
+
+def test_a_claim_that_gets_no_answer_is_tried_again_on_a_new_connection(conn, tmux_server, reactors, relay):
+    """The main loop's calls (claim, renew) ran on a connection that nothing bounded: a claim sent on a path that
+    drops everything waited as long as TCP took to give up, and the reactor claimed, renewed and pinged nothing
+    meanwhile. Now such a call is cut after 30 s and tried once more on a new connection: the prompt arrives."""
+    fast(conn)
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    proc = reactors.start(poll=NO_POLL)
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    assert relay.hold(WORK) == 1
+    prompt_id = failed_spawn(conn, "alpha")
+    wait_for(lambda: relay.waiting(WORK), what="the claim sent on the silent path")
+    row = delivered(conn, prompt_id, timeout=60)
+    assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+    assert "claim call on ps-health-reactor:work: no answer within 30 s, connection cut" in proc.text()
+    assert "went away" not in proc.text() and proc.running()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
@@ -14,6 +19,8 @@ from reactor import db
 from reactor.db.queries import query
 from reactor.errors import AlreadyRunning, BadInput, Busy, DatabaseUnavailable, PsHealthError, is_outage
 
+log = logging.getLogger(__name__)
+
 TOPIC = "reactor"
 CHANNEL = "ps_health"
 # TCP keepalives notice a silently dropped network path (ignored on Unix sockets).
@@ -21,6 +28,8 @@ _KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, 
 # The reactor waits at most this long for a lock another transaction holds (then Busy): a transaction
 # an agent's login leaves open must not stop the reactor's probes, sweeps or outcomes for other projects.
 LOCK_TIMEOUT = "2s"
+# A Watch looks at the calls in flight this often (so a limit is kept to within this much).
+_WATCH_EVERY = 0.25
 
 
 def conninfo(dsn: str) -> str:
@@ -37,14 +46,76 @@ def open_connection(dsn: str, name: str) -> psycopg.Connection:
         raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
 
 
-class Link:
-    """One autocommit connection behind a lock; reconnects on the next call after an outage."""
+class Watch:
+    """Cuts the connection a call waits on when the call gets no answer within its limit (a network path that drops
+    everything, a server process that does not answer), or at once on abort(): the call then ends with an error,
+    instead of waiting as long as TCP takes to give up (about a quarter of an hour) or forever. One thread looks at
+    every watch a few times a second; a call costs two assignments and a lock nobody else holds."""
 
-    def __init__(self, dsn: str, name: str):
+    _all: weakref.WeakSet[Watch] = weakref.WeakSet()
+    _looker: threading.Thread | None = None
+    _started = threading.Lock()
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.why: str | None = None  # why the last call was cut
+        self._call: tuple[psycopg.Connection, float] | None = None  # (connection, deadline) of the call in flight
+        self._lock = threading.RLock()  # (reentrant: abort() runs in a signal handler, on the calling thread)
+        with Watch._started:
+            Watch._all.add(self)
+            if Watch._looker is None or not Watch._looker.is_alive():  # (none yet, or a forked child's)
+                Watch._looker = threading.Thread(target=Watch._look, name="call watch", daemon=True)
+                Watch._looker.start()
+
+    @contextmanager
+    def watching(self, conn: psycopg.Connection) -> Iterator[None]:
+        with self._lock:
+            self._call, self.why = (conn, time.monotonic() + self.limit), None
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._call = None
+
+    def abort(self, why: str) -> None:
+        """Cut the call in flight now, if there is one."""
+        call = self._call
+        if call is not None:
+            self._cut(call, why)
+
+    def _cut(self, call: tuple[psycopg.Connection, float], why: str) -> None:
+        with self._lock:
+            if self._call is not call:
+                return  # it ended meanwhile
+            self.why = why
+            try:
+                with socket.socket(fileno=os.dup(call[0].fileno())) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)  # the wait on it ends at once, with an error
+            except (OSError, psycopg.Error):
+                pass  # closed meanwhile: the call ends on its own
+
+    @staticmethod
+    def _look() -> None:
+        while True:
+            time.sleep(_WATCH_EVERY)
+            now = time.monotonic()
+            for watch in list(Watch._all):
+                call = watch._call
+                if call is not None and now > call[1]:
+                    watch._cut(call, f"no answer within {watch.limit:g} s")
+
+
+class Link:
+    """One autocommit connection behind a lock; reconnects on the next call after an outage. With a limit, a call
+    that gets no answer within it is cut (see Watch): it is tried once more on a fresh connection, as after an
+    outage."""
+
+    def __init__(self, dsn: str, name: str, limit: float | None = None):
         self._dsn = dsn
         self._name = name
         self._lock = threading.Lock()
         self._conn: psycopg.Connection | None = None
+        self._watch = Watch(limit) if limit else None
 
     def call(self, name: str, params: dict | None = None) -> list[dict]:
         """Run a named reactor query; DatabaseUnavailable when the database is out of reach."""
@@ -56,13 +127,19 @@ class Link:
             while True:
                 conn = self._open()
                 try:
-                    return db.fetch(conn, TOPIC, name, params)
+                    if self._watch is None:
+                        return db.fetch(conn, TOPIC, name, params)
+                    with self._watch.watching(conn):
+                        return db.fetch(conn, TOPIC, name, params)
                 except PsHealthError as exc:
                     if not is_outage(exc, conn):
                         raise
                     self._drop()
+                    why = self._watch.why if self._watch is not None else None
+                    if why:
+                        log.warning("%s call on %s: %s, connection cut", name, self._name, why)
                     if not stale:
-                        raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
+                        raise DatabaseUnavailable(f"{name}: {why}" if why else str(exc), exc.sqlstate) from exc
                     stale = False
 
     def close(self, wait: float = -1) -> None:
@@ -93,16 +170,12 @@ class Listener:
     """The dedicated LISTEN connection (autocommit), holding the host's lock; its failures are
     DatabaseUnavailable, except AlreadyRunning when another reactor serves the host."""
 
-    def __init__(self, dsn: str, name: str, host: str, worker: str):
+    def __init__(self, dsn: str, name: str, host: str, worker: str, ping_limit: float = 10.0):
         self._dsn = dsn
         self._name = name
         self._host, self._worker = host, worker
         self._conn: psycopg.Connection | None = None
-        # The connection a ping waits on, and why it was cut (see ping); reentrant: abort() runs in a signal
-        # handler, on the thread that may hold it.
-        self._pinging: psycopg.Connection | None = None
-        self._cut_why: str | None = None
-        self._ping_lock = threading.RLock()
+        self._ping = Watch(ping_limit)
 
     def open(self) -> None:
         """(Re)connect, take the host's lock and LISTEN on the ps_health channel."""
@@ -136,41 +209,19 @@ class Listener:
         except PsHealthError as exc:
             raise DatabaseUnavailable(str(exc), exc.sqlstate) from exc
 
-    def ping(self, limit: float) -> None:
-        """A round trip, so a dead idle connection is noticed. A ping that gets no answer within limit seconds (a
-        server process that does not answer, a network path that drops everything) is given up, and so is one in
-        flight when a stop is requested (abort()): the connection is cut, and DatabaseUnavailable raised."""
-        conn = self._conn
-        timer = threading.Timer(limit, self._cut, (conn, f"no answer within {limit:g} s"))
-        timer.daemon = True
-        with self._ping_lock:
-            self._pinging, self._cut_why = conn, None
-        timer.start()
+    def ping(self) -> None:
+        """A round trip, so a dead idle connection is noticed. A ping that gets no answer within its limit is given
+        up, and so is one in flight when a stop is requested (abort()): the connection is cut (see Watch), and
+        DatabaseUnavailable raised."""
         try:
-            with db.mapped_errors():
-                conn.execute(query(TOPIC, "ping"))
+            with db.mapped_errors(), self._ping.watching(self._conn):
+                self._conn.execute(query(TOPIC, "ping"))
         except PsHealthError as exc:
-            raise DatabaseUnavailable(f"listener ping failed: {self._cut_why or exc}", exc.sqlstate) from exc
-        finally:
-            timer.cancel()
-            with self._ping_lock:
-                self._pinging = None
+            raise DatabaseUnavailable(f"listener ping failed: {self._ping.why or exc}", exc.sqlstate) from exc
 
     def abort(self) -> None:
         """Give up a ping in flight (a stop was requested); safe from a signal handler."""
-        self._cut(self._pinging, "a stop was requested")
-
-    def _cut(self, conn: psycopg.Connection | None, why: str) -> None:
-        """Shut the socket of conn if a ping still waits on it: the wait ends at once, with an error."""
-        with self._ping_lock:
-            if conn is None or self._pinging is not conn:
-                return
-            self._cut_why = why
-            try:
-                with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except (OSError, psycopg.Error):
-                pass  # closed meanwhile: the ping ends on its own
+        self._ping.abort("a stop was requested")
 
     @property
     def backend_pid(self) -> int | None:

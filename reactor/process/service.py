@@ -33,6 +33,9 @@ _TICK = 0.25
 # An idle listener is pinged this often, so a dead connection is noticed without traffic; a ping that gets no
 # answer within as long is given up (the connection is cut, and the reactor reconnects).
 _PING_SECONDS = 10.0
+# A call of the main loop's (claim, renew, record a pane's identity) that gets no answer within this long is cut and
+# tried once more on a new connection (see Link): far longer than any call waits for a lock (LOCK_TIMEOUT).
+_CALL_LIMIT = 30.0
 _BACKOFF_CAP = 30.0
 # A stop's last calls (give back the prompts never typed, remove the reactor's row) get this long.
 _LAST_CALLS = 5.0
@@ -97,7 +100,7 @@ class Reactor:
         # The SQL caps a critical prompt's wait (critical_max_defer, returned as its max_defer).
         self._dispatcher = Dispatcher(Typist(self._tmux))
         self._commands = CommandRunner(self._finished)
-        self._work = Link(opts.dsn, "ps-health-reactor:work")
+        self._work = Link(opts.dsn, "ps-health-reactor:work", limit=_CALL_LIMIT)
         self._probe_link = Link(opts.dsn, "ps-health-reactor:probe")
         # Outcomes travel on a connection of their own, so a claim never waits behind one.
         self._complete_link = Link(opts.dsn, "ps-health-reactor:complete")
@@ -113,7 +116,8 @@ class Reactor:
         self._held: dict[int, bool | str] = {}
         self._recording: dict[int, int] = {}  # id -> outcomes handed to the completer, not yet recorded
         self._held_lock = threading.Lock()
-        self._listener = Listener(opts.dsn, "ps-health-reactor:listen", opts.host, opts.worker)
+        self._listener = Listener(opts.dsn, "ps-health-reactor:listen", opts.host, opts.worker,
+                                  ping_limit=_PING_SECONDS)
         self._down_since: float | None = None
         self._backlog = False  # the last drain stopped at max_held with prompts possibly left
         self._refused: str | None = None  # why the last claim was refused, until one succeeds
@@ -229,7 +233,7 @@ class Reactor:
                 self._extend()
                 next_lease = now + self.opts.lease / 3
             if now >= next_ping:
-                self._listener.ping(_PING_SECONDS)
+                self._listener.ping()
                 next_ping = now + _PING_SECONDS
 
     def _for_this_host(self, payload: str) -> bool:
