@@ -240,6 +240,17 @@ def test_a_stop_waits_for_no_connection_that_does_not_answer(conn, server, tmux_
     wait_for(lambda: not conn.execute(live).fetchall(), what="the stopped reactor no longer counting")
 
 
+def _serving(conn, tmux_server, reactors):
+    """(pane, reactor): a session of project alpha in a recording pane, and a reactor listening that claims only
+    when woken."""
+    fast(conn)
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    proc = reactors.start(poll=NO_POLL)
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    return pane, proc
+
+
 @pytest.fixture
 def relay(reactors):
     """The reactors of this test reach their database through a relay that can go silent (tests.netproxy)."""
@@ -256,11 +267,7 @@ def test_a_listener_that_gets_no_answer_is_given_up_and_the_reactor_serves_again
     """The listener is pinged every 10 s when nothing comes; on a network path that drops everything the ping
     waited for an answer for as long as TCP took to give up (a quarter of an hour), or forever, claiming nothing
     meanwhile. Now a ping gets 10 s: then the connection is cut, the reactor reconnects, and delivers."""
-    fast(conn)
-    pane = tmux_server.recorder()
-    session(conn, "alpha", pane.target)
-    proc = reactors.start(poll=NO_POLL)
-    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    pane, proc = _serving(conn, tmux_server, reactors)
     assert relay.hold(LISTENER) == 1
     wait_for(lambda: relay.waiting(LISTENER), timeout=20, what="a ping sent on the silent path")
     wait_for(lambda: "listener ping failed: no answer within 10 s" in proc.text(), timeout=20,
@@ -288,11 +295,7 @@ def test_a_claim_that_gets_no_answer_is_tried_again_on_a_new_connection(conn, tm
     """The main loop's calls (claim, renew) ran on a connection that nothing bounded: a claim sent on a path that
     drops everything waited as long as TCP took to give up, and the reactor claimed, renewed and pinged nothing
     meanwhile. Now such a call is cut after 30 s and tried once more on a new connection: the prompt arrives."""
-    fast(conn)
-    pane = tmux_server.recorder()
-    session(conn, "alpha", pane.target)
-    proc = reactors.start(poll=NO_POLL)
-    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    pane, proc = _serving(conn, tmux_server, reactors)
     assert relay.hold(WORK) == 1
     prompt_id = failed_spawn(conn, "alpha")
     wait_for(lambda: relay.waiting(WORK), what="the claim sent on the silent path")
