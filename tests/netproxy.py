@@ -29,6 +29,7 @@ class Relay:
         self._pairs: list[_Pair] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._all_held = threading.Event()
         threading.Thread(target=self._accept, name="relay accept", daemon=True).start()
 
     def hold(self, name: str) -> int:
@@ -38,6 +39,14 @@ class Relay:
         for pair in pairs:
             pair.held.set()
         return len(pairs)
+
+    def hold_all(self) -> None:
+        """Silence every connection, open or opened from now on (a new one never gets past its startup)."""
+        self._all_held.set()
+        with self._lock:
+            pairs = list(self._pairs)
+        for pair in pairs:
+            pair.held.set()
 
     def waiting(self, name: str) -> bool:
         """A held connection named name has bytes from its client that were not passed on (a query in flight)."""
@@ -68,6 +77,8 @@ class Relay:
             except OSError:
                 return  # closed
             pair = _Pair(client, server)
+            if self._all_held.is_set():
+                pair.held.set()
             with self._lock:
                 self._pairs.append(pair)
             threading.Thread(target=self._relay, args=(pair,), name="relay", daemon=True).start()

@@ -303,3 +303,32 @@ def test_a_claim_that_gets_no_answer_is_tried_again_on_a_new_connection(conn, tm
     assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
     assert "claim call on ps-health-reactor:work: no answer within 30 s, connection cut" in proc.text()
     assert "went away" not in proc.text() and proc.running()
+
+
+def test_a_stop_waits_for_no_claim_that_gets_no_answer(conn, tmux_server, reactors, relay):
+    """A stop requested while a claim waited for its answer on a silent path waited the claim's whole 30 s, and then
+    claimed again on a new connection. A claim in flight at a stop gets 2 s more (time to end, so an answer is not
+    thrown away), is cut, and is not tried again: nothing is typed, and the prompt waits for the next reactor."""
+    pane, proc = _serving(conn, tmux_server, reactors)
+    assert relay.hold(WORK) == 1
+    prompt_id = failed_spawn(conn, "alpha")
+    wait_for(lambda: relay.waiting(WORK), what="the claim sent on the silent path")
+    assert proc.stop(timeout=12) == 0
+    assert "claim call on ps-health-reactor:work: a stop was requested, connection cut" in proc.text()
+    assert pane.received() == b""
+    row = conn.execute("SELECT state, attempts FROM ps_health.prompts WHERE id = %s", (prompt_id,)).fetchone()
+    assert (row["state"], row["attempts"]) == ("pending", 0)
+
+
+def test_a_stop_ends_when_the_whole_path_to_the_database_drops_everything(conn, tmux_server, reactors, relay):
+    """With every connection silent (claims, probes, the spool's facts, the stop's own last calls), the stop waited
+    for ever on the spool's connection: each part of it is bounded, and the reactor exits well within the 60 s
+    systemd gives it."""
+    pane, proc = _serving(conn, tmux_server, reactors)
+    assert relay.hold(WORK) == 1
+    failed_spawn(conn, "alpha")
+    wait_for(lambda: relay.waiting(WORK), what="the claim sent on the silent path")
+    relay.hold_all()
+    assert proc.stop(timeout=45) == 0
+    assert "stopped: released 0 undelivered prompts" in proc.text()
+    assert pane.received() == b""

@@ -100,7 +100,7 @@ class SpoolIngest:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self._link.close()
+        self._link.close(wait=min(timeout, 1.0))  # (one still in a call to a server that does not answer is left)
         if self._sock is not None:
             self._sock.close()
             try:

@@ -30,6 +30,8 @@ _KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, 
 LOCK_TIMEOUT = "2s"
 # A Watch looks at the calls in flight this often (so a limit is kept to within this much).
 _WATCH_EVERY = 0.25
+# Why a call was cut when a stop came (see Watch.hurry): it is not tried again.
+STOPPING = "a stop was requested"
 
 
 def conninfo(dsn: str) -> str:
@@ -59,7 +61,8 @@ class Watch:
     def __init__(self, limit: float):
         self.limit = limit
         self.why: str | None = None  # why the last call was cut
-        self._call: tuple[psycopg.Connection, float] | None = None  # (connection, deadline) of the call in flight
+        # (connection, deadline, why it is cut then) of the call in flight
+        self._call: tuple[psycopg.Connection, float, str] | None = None
         self._lock = threading.RLock()  # (reentrant: abort() runs in a signal handler, on the calling thread)
         with Watch._started:
             Watch._all.add(self)
@@ -70,24 +73,33 @@ class Watch:
     @contextmanager
     def watching(self, conn: psycopg.Connection) -> Iterator[None]:
         with self._lock:
-            self._call, self.why = (conn, time.monotonic() + self.limit), None
+            self._call, self.why = (conn, time.monotonic() + self.limit, f"no answer within {self.limit:g} s"), None
         try:
             yield
         finally:
             with self._lock:
                 self._call = None
 
-    def abort(self, why: str) -> None:
-        """Cut the call in flight now, if there is one."""
-        call = self._call
-        if call is not None:
-            self._cut(call, why)
+    def hurry(self, grace: float) -> None:
+        """A stop was requested: the call in flight gets at most grace seconds more, then it is cut (STOPPING). Safe
+        from a signal handler."""
+        with self._lock:
+            call = self._call
+            if call is not None:
+                self._call = (call[0], min(call[1], time.monotonic() + grace), STOPPING)
+        if grace <= 0:
+            self._due(time.monotonic())
 
-    def _cut(self, call: tuple[psycopg.Connection, float], why: str) -> None:
+    def _due(self, now: float) -> None:
+        call = self._call
+        if call is not None and now >= call[1]:
+            self._cut(call)
+
+    def _cut(self, call: tuple[psycopg.Connection, float, str]) -> None:
         with self._lock:
             if self._call is not call:
-                return  # it ended meanwhile
-            self.why = why
+                return  # it ended meanwhile, or was given another deadline
+            self.why = call[2]
             try:
                 with socket.socket(fileno=os.dup(call[0].fileno())) as sock:
                     sock.shutdown(socket.SHUT_RDWR)  # the wait on it ends at once, with an error
@@ -100,9 +112,7 @@ class Watch:
             time.sleep(_WATCH_EVERY)
             now = time.monotonic()
             for watch in list(Watch._all):
-                call = watch._call
-                if call is not None and now > call[1]:
-                    watch._cut(call, f"no answer within {watch.limit:g} s")
+                watch._due(now)
 
 
 class Link:
@@ -138,9 +148,14 @@ class Link:
                     why = self._watch.why if self._watch is not None else None
                     if why:
                         log.warning("%s call on %s: %s, connection cut", name, self._name, why)
-                    if not stale:
+                    if not stale or why == STOPPING:
                         raise DatabaseUnavailable(f"{name}: {why}" if why else str(exc), exc.sqlstate) from exc
                     stale = False
+
+    def hurry(self, grace: float) -> None:
+        """A stop was requested: a call in flight gets at most grace seconds more (see Watch.hurry)."""
+        if self._watch is not None:
+            self._watch.hurry(grace)
 
     def close(self, wait: float = -1) -> None:
         """Close the connection; given wait, not if a call still holds it after that many seconds (its server does
@@ -221,7 +236,7 @@ class Listener:
 
     def abort(self) -> None:
         """Give up a ping in flight (a stop was requested); safe from a signal handler."""
-        self._ping.abort("a stop was requested")
+        self._ping.hurry(0.0)
 
     @property
     def backend_pid(self) -> int | None:

@@ -36,6 +36,8 @@ _PING_SECONDS = 10.0
 # A call of the main loop's (claim, renew, record a pane's identity) that gets no answer within this long is cut and
 # tried once more on a new connection (see Link): far longer than any call waits for a lock (LOCK_TIMEOUT).
 _CALL_LIMIT = 30.0
+# A call of the main loop's in flight when a stop is requested gets this long more (any lock wait ends by then).
+_STOP_GRACE = 2.0
 _BACKOFF_CAP = 30.0
 # A stop's last calls (give back the prompts never typed, remove the reactor's row) get this long.
 _LAST_CALLS = 5.0
@@ -128,7 +130,10 @@ class Reactor:
     def request_stop(self, *_: object) -> None:
         """Stop claiming and shut down (safe from a signal handler)."""
         self._stop.set()
-        self._listener.abort()  # a ping that waits for an answer would keep the stop waiting
+        # A call that waits for an answer would keep the stop waiting: a ping is given up at once, a call of the
+        # main loop's once it had time to end (a claim's answer is not thrown away).
+        self._listener.abort()
+        self._work.hurry(_STOP_GRACE)
 
     def run(self, install_signals: bool = True) -> int:
         """Serve until stopped; returns the exit code."""
@@ -392,12 +397,18 @@ class Reactor:
     def _shutdown(self) -> None:
         """Let typing in progress finish, record it, give back every prompt never typed."""
         log.info("stopping: finishing deliveries in progress")
-        untyped = {job.prompt_id for job in self._dispatcher.stop(self.opts.shutdown_timeout)}
-        untyped.update(self._commands.stop(self.opts.shutdown_timeout))
-        left = self._completer.close(self.opts.shutdown_timeout)
-        self._housekeeper.stop(self.opts.shutdown_timeout)
+        # One deadline for all of it: a database or a tmux server that does not answer holds up every part.
+        deadline = time.monotonic() + self.opts.shutdown_timeout
+
+        def remaining(least: float = 0.0) -> float:
+            return max(least, deadline - time.monotonic())
+
+        untyped = {job.prompt_id for job in self._dispatcher.stop(remaining())}
+        untyped.update(self._commands.stop(remaining()))
+        left = self._completer.close(remaining(_LAST_CALLS))  # (what was typed is recorded, if it can be)
+        self._housekeeper.stop(remaining())
         if self._spool:
-            self._spool.stop(self.opts.shutdown_timeout)
+            self._spool.stop(remaining())
         with self._held_lock:
             untyped.update(pid for pid, handed in self._held.items() if handed is False)
         ids = sorted(untyped)
