@@ -11,12 +11,16 @@ import select
 import socket
 import threading
 
+# The server's ReadyForQuery message, idle: sent when the login is over, and after each query.
+_READY = b"Z\x00\x00\x00\x05I"
+
 
 class _Pair:
     def __init__(self, client: socket.socket, server: socket.socket):
         self.client, self.server = client, server
         self.started = b""  # the first bytes the client sent (its startup message)
         self.held = threading.Event()
+        self.hold_when_ready = False  # held once the server says it is ready for the first query
 
 
 class Relay:
@@ -30,6 +34,7 @@ class Relay:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._all_held = threading.Event()
+        self._next: str | None = None  # see hold_next
         threading.Thread(target=self._accept, name="relay accept", daemon=True).start()
 
     def hold(self, name: str) -> int:
@@ -39,6 +44,10 @@ class Relay:
         for pair in pairs:
             pair.held.set()
         return len(pairs)
+
+    def hold_next(self, name: str) -> None:
+        """Silence the next connection named name once it has logged in (its first query gets no answer)."""
+        self._next = name
 
     def hold_all(self) -> None:
         """Silence every connection, open or opened from now on (a new one never gets past its startup)."""
@@ -102,7 +111,11 @@ class Relay:
                         return
                     if source is pair.client and len(pair.started) < 4096:
                         pair.started += data
+                        if self._next is not None and self._named(pair, self._next):
+                            self._next, pair.hold_when_ready = None, True
                     sink.sendall(data)
+                    if source is pair.server and pair.hold_when_ready and _READY in data:
+                        pair.held.set()
                 if pair.held.is_set():
                     self._closed.wait(0.05)  # (poll reports the bytes held back at once, every time)
         except OSError:

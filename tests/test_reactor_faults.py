@@ -332,3 +332,48 @@ def test_a_stop_ends_when_the_whole_path_to_the_database_drops_everything(conn, 
     assert proc.stop(timeout=45) == 0
     assert "stopped: released 0 undelivered prompts" in proc.text()
     assert pane.received() == b""
+
+
+@pytest.mark.parametrize("then", ["wait", "stop"])
+def test_a_reconnect_that_gets_no_answer_is_given_up(conn, tmux_server, reactors, relay, then):
+    """A reconnect logs in, then takes the host (reactor_start) and LISTENs, and nothing bounded those two calls: on a
+    path that drops everything the reactor waited there, claiming nothing, and a stop waited with it (for ever; found
+    by a red-team pass). They are watched as a ping is: given up after 10 s (the reactor connects again), or at once
+    for a stop."""
+    pane, proc = _serving(conn, tmux_server, reactors)
+    relay.hold_next(LISTENER)
+    assert conn.execute("SELECT pg_terminate_backend(%s, 5000) AS ok", (_listener_pid(conn),)).fetchone()["ok"]
+    wait_for(lambda: relay.waiting(LISTENER), timeout=20, what="the reconnect's first call sent on the silent path")
+    if then == "stop":
+        assert proc.stop(timeout=12) == 0
+        assert "stopped: released 0 undelivered prompts" in proc.text()
+        return
+    _reconnected(proc, 0)  # (the failed attempts of one outage are not logged, only its start and its end)
+    prompt_id = failed_spawn(conn, "alpha")
+    row = delivered(conn, prompt_id, timeout=30)
+    assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
+
+
+def test_a_claim_answered_after_a_stop_is_given_back_not_typed(conn, db, tmux_server, reactors):
+    """A stop stops claiming: a claim still in flight when it came was answered and its prompt typed during the stop.
+    Now what it brings is given back at once, for the next reactor (found by a red-team pass)."""
+    pane, proc = _serving(conn, tmux_server, reactors)
+    first = delivered(conn, failed_spawn(conn, "alpha", "t1"))  # (the pane's typist now waits for its next job)
+    typed = sanitise(first["text"]).encode() + b"\r"
+    wait_for(lambda: submitted(pane) == typed, what="the first prompt typed")
+    work = wait_for(lambda: (row := conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+        (WORK,)).fetchone()) and row["pid"], what="the reactor's work connection")
+    with psycopg.connect(db, autocommit=False, row_factory=dict_row) as holder:
+        holder.execute("SELECT 1 FROM ps_health.reactors WHERE worker = %s FOR UPDATE", (proc.worker,))
+        prompt_id = failed_spawn(conn, "alpha", "t2")
+        wait_for(lambda: conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                      (work,)).fetchone()["wait_event_type"] == "Lock",
+                 what="the claim waiting for the reactor's row")
+        proc.popen.send_signal(signal.SIGTERM)
+        holder.commit()  # the claim goes on, and is answered within the 2 s a stop gives it
+    assert proc.stop() == 0
+    assert "stopped: released 1 undelivered prompts" in proc.text()
+    assert submitted(pane) == typed
+    assert conn.execute("SELECT state FROM ps_health.prompts WHERE id = %s", (prompt_id,)).fetchone()["state"] \
+        == "pending"

@@ -193,11 +193,12 @@ class Listener:
         self._ping = Watch(ping_limit)
 
     def open(self) -> None:
-        """(Re)connect, take the host's lock and LISTEN on the ps_health channel."""
+        """(Re)connect, take the host's lock and LISTEN on the ps_health channel. Its calls are watched as a ping is:
+        no answer within the limit, or a stop requested (abort()), cuts them."""
         self.close()
         conn = open_connection(self._dsn, self._name)
         try:
-            with db.mapped_errors():
+            with db.mapped_errors(), self._ping.watching(conn):
                 started = db.fetch_one(conn, TOPIC, "reactor_start", {"host": self._host, "worker": self._worker})
                 if not started["started"]:
                     raise DatabaseUnavailable(f"an older connection of {self._worker} still holds host "
@@ -213,7 +214,7 @@ class Listener:
             raise  # another reactor serves the host, or this login may not: retrying changes nothing
         except PsHealthError as exc:
             conn.close()
-            raise DatabaseUnavailable(f"LISTEN failed: {exc}", exc.sqlstate) from exc
+            raise DatabaseUnavailable(f"LISTEN failed: {self._ping.why or exc}", exc.sqlstate) from exc
         self._conn = conn
 
     def wait(self, timeout: float) -> list[str]:
@@ -235,7 +236,7 @@ class Listener:
             raise DatabaseUnavailable(f"listener ping failed: {self._ping.why or exc}", exc.sqlstate) from exc
 
     def abort(self) -> None:
-        """Give up a ping in flight (a stop was requested); safe from a signal handler."""
+        """Give up a ping, or the calls of open(), in flight (a stop was requested); safe from a signal handler."""
         self._ping.hurry(0.0)
 
     @property

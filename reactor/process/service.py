@@ -129,6 +129,8 @@ class Reactor:
 
     def request_stop(self, *_: object) -> None:
         """Stop claiming and shut down (safe from a signal handler)."""
+        if self._stop.is_set():
+            return  # (a second signal changes nothing: the stop's own calls are not cut)
         self._stop.set()
         # A call that waits for an answer would keep the stop waiting: a ping is given up at once, a call of the
         # main loop's once it had time to end (a claim's answer is not thrown away).
@@ -234,6 +236,8 @@ class Reactor:
                 next_poll = time.monotonic() + self.opts.poll_interval
                 # (a backlog: it stopped for room, prompts are left)
                 throttle.drained(time.monotonic(), woke, bool(claimed) or self._backlog)
+                if self._stop.is_set():
+                    return  # (no renewal or ping after a stop: they could wait on a database that does not answer)
             if now >= next_lease:
                 self._extend()
                 next_lease = now + self.opts.lease / 3
@@ -313,12 +317,15 @@ class Reactor:
             return len(self._held)
 
     def _submit(self, row: dict) -> int:
-        """Hand one claimed prompt to the deliverer of its channel; 0 if it is already ours."""
+        """Hand one claimed prompt to the deliverer of its channel; 0 if it is already ours. Once a stop was requested
+        (a claim in flight then), it is kept unhanded: the stop gives it back."""
         with self._held_lock:
             if self._held.get(row["id"], FINISHED) is not FINISHED:
                 return 0  # our own lease ran out and we claimed it again: it is already queued
             self._held[row["id"]] = False
             self.metrics.held.set(len(self._held))
+        if self._stop.is_set():
+            return 1
         if row["channel"] in ("command", "escalation"):
             handed = self._commands.submit(row)
         elif row["channel"] == "tmux" and row["target"]:
