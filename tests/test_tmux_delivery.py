@@ -133,6 +133,41 @@ def test_the_submit_delay_counts_from_when_the_text_went_out_not_from_when_it_wa
     assert _text_to_enter(pane) >= 0.4
 
 
+class LooksTaking(Tmux):
+    """A tmux whose looks at a pane's screen take at least `took` seconds each (a busy machine)."""
+
+    took = 0.004
+
+    def _screen(self, target: str) -> str:
+        time.sleep(self.took)
+        return super()._screen(target)
+
+
+def test_the_look_before_enter_starts_as_early_as_looks_take_so_enter_is_not_late_and_no_earlier(server):
+    # A look that takes longer than the time allowed for it delayed Enter by the difference, every time.
+    pane = server.recorder()
+    tmux = LooksTaking(socket_name=server.name)
+    typist = Typist(tmux)
+    try:
+        assert typist.look_ahead(0.5) == 0.001  # (before any look)
+        assert typist.deliver(pane.target, "first prompt", 0.5, trust=trust()).outcome == "delivered"
+        after_slow = typist.look_ahead(0.5)
+        assert after_slow >= 0.004, after_slow  # the next look starts at least as long before the Enter
+        assert typist.look_ahead(0.008) == 0.002  # and never more than a quarter of the delay before it
+
+        tmux.took = 0.5  # a look stuck for half a second does not send the next ones that far ahead
+        assert typist.deliver(pane.target, "second prompt", 0.5, trust=trust()).outcome == "delivered"
+        assert typist.look_ahead(0.5) == 0.01
+
+        tmux.took = 0  # looks quick again (some milliseconds at most): the start moves back toward the delay's end
+        for n in range(12):
+            assert typist.deliver(pane.target, f"prompt {n}", 0.05, trust=trust()).outcome == "delivered"
+        assert typist.look_ahead(0.5) < 0.01
+    finally:
+        tmux.close()
+    arrived(pane, b"first prompt\rsecond prompt\r" + b"".join(b"prompt %d\r" % n for n in range(12)))
+
+
 LONG = "start" + "".join(f" {i:05d}é" for i in range(2000))[:9_995]
 
 HOSTILE = {

@@ -42,9 +42,12 @@ _SETTLE_POLL = 0.005
 _HISTORY_LINES = 500
 # A row of an input box's border: box-drawing and block characters only (─, ━, ▀, ▄, ╰──╯, ...).
 _RULE = re.compile("[\u2500-\u259f]{10,}")
-# The last look before Enter is taken this long before the submit delay is over (about what a look takes, so
-# Enter is not late), and no earlier: what it saw is what Enter answers.
+# The last look before Enter starts about as long before the submit delay is over as such a look and its checks
+# took of late (so Enter is not late; at least _LOOK_AHEAD, at most _LOOK_AHEAD_MAX and a quarter of the delay),
+# and no earlier: what it saw is what Enter answers. A look takes 0.4 ms on a quiet machine, several times that
+# on a busy one.
 _LOOK_AHEAD = 0.001
+_LOOK_AHEAD_MAX = 0.01
 # The last part of a wait before a keystroke is spent looking at the clock, not asleep (see _pause_until).
 _SPIN = 0.0003
 
@@ -78,6 +81,17 @@ class Typist:
         self._submitted: dict[str, str] = {}  # pane -> the input line as it was submitted there (squashed)
         self._left: dict[str, str] = {}  # pane -> the text (squashed) typed or pasted there and not submitted
         self._entered: dict[str, float] = {}  # pane -> when this typist last pressed Enter there (monotonic)
+        self._look_took = _LOOK_AHEAD  # how long the last look before an Enter took, smoothed (see look_ahead)
+
+    def look_ahead(self, submit_delay: float) -> float:
+        """How long before the end of the submit delay the last look before Enter starts."""
+        return min(submit_delay / 4, max(_LOOK_AHEAD, self._look_took))  # (_look_took <= _LOOK_AHEAD_MAX)
+
+    def _looked(self, took: float) -> None:
+        # (a longer look raises it at once, so the next Enter is not late again; shorter ones lower it a quarter of
+        # the way each; pane threads share it: a float, set whole)
+        took = min(took, _LOOK_AHEAD_MAX)
+        self._look_took = took if took > self._look_took else 0.75 * self._look_took + 0.25 * took
 
     def deliver(self, target: str, text: str, submit_delay: float, attempts: int = 3, *,
                 trust: Trust) -> Outcome:
@@ -196,7 +210,7 @@ class Typist:
         before = None
         for attempt in range(1, attempts + 1):
             # Retries only look again: typing the text twice would be worse than failing.
-            _pause_until(due - min(submit_delay / 4, _LOOK_AHEAD))
+            looking = _pause_until(due - self.look_ahead(submit_delay))
             # The pane's identity and mode are checked by tmux as it sends the Enter; its program here.
             screen = self.tmux._screen(target)
             agent = self._agent(look.pane_pid, trust, start)
@@ -221,6 +235,7 @@ class Typist:
                         continue
             shown = squash(line) if line else full
             was = _Before.of(profile, screen)  # (read before the pause: Enter goes out the moment it ends)
+            self._looked(time.monotonic() - looking)
             _pause_until(due)
             missed = self._enter(target, trust, profile, shown, was)
             if missed:
@@ -478,14 +493,16 @@ def _screen_refusal(profile: Profile, screen: str) -> str | None:
     return None
 
 
-def _pause_until(moment: float) -> None:
-    """Sleep until the monotonic clock reaches moment (no sleep if it has). A sleep ends late by the time its thread
-    takes to wake (0.1 ms and more on a VM): the last _SPIN of the wait is spent looking at the clock."""
+def _pause_until(moment: float) -> float:
+    """Sleep until the monotonic clock reaches moment (no sleep if it has); return the clock then. A sleep ends late
+    by the time its thread takes to wake (0.1 ms and more on a VM): the last _SPIN of the wait is spent looking at
+    the clock."""
     left = moment - time.monotonic()
     if left > _SPIN:
         time.sleep(left - _SPIN)
-    while time.monotonic() < moment:
+    while (now := time.monotonic()) < moment:
         pass
+    return now
 
 
 def _deferred(reason: str, start: float) -> Outcome:
