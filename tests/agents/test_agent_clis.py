@@ -63,11 +63,24 @@ def register(conn, agent) -> str:
     return project(agent)
 
 
-def user_turn(agent, text: str) -> None:
-    """The person at the keyboard sends the agent a prompt."""
+def user_turn(agent, standin, text: str) -> None:
+    """The person at the keyboard sends the agent a prompt: types it, presses Enter once it shows, and, as a person
+    would, presses Enter again while the model got no new turn (a CLI on a busy machine may swallow an Enter typed
+    right after text: Gemini CLI did, one time in three, with two CLIs starting beside it). Enter on an empty input
+    line does nothing in these CLIs."""
+    turns = len(standin.turns())
     agent.type(text)
-    time.sleep(0.5)  # an Enter right after the text is swallowed by some CLIs
-    agent.keys("Enter")
+    agent.wait(lambda screen: text in screen, what="the typed text")
+    for _ in range(3):
+        time.sleep(0.5)  # an Enter right after the text is swallowed by some CLIs
+        agent.keys("Enter")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if len(standin.turns()) > turns:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"{agent.profile.name}: Enter pressed three times, 5 s apart, and the model got no turn; "
+                         f"screen:\n{agent.screen()}")
 
 
 def failed_spawn(conn, name: str, error: str = "boom") -> int:
@@ -106,7 +119,7 @@ def test_the_busy_gate_waits_out_a_streamed_reply(cli, launch, conn, reactors, s
     name = register(conn, agent)
     reactors.start()
     standin.reply(STREAMED)
-    user_turn(agent, f"tell me a long story {uuid.uuid4().hex[:6]}")
+    user_turn(agent, standin, f"tell me a long story {uuid.uuid4().hex[:6]}")
     wait_for(lambda: standin.turns(), timeout=30, what="the user's turn at the model")
     prompt_id = failed_spawn(conn, name)
     marker = f"[ps-health #{prompt_id}]"
@@ -140,7 +153,7 @@ def test_nothing_is_typed_into_a_permission_dialog_and_the_prompt_follows_its_an
     reactors.start()
     ran = tmp_path / "ran"
     standin.reply(Reply("I will run it.", shell=f"touch {ran}"))
-    user_turn(agent, "please run the command")
+    user_turn(agent, standin, "please run the command")
     agent.wait(lambda s: agent.profile.dialog.search(s), timeout=30, what="the permission dialog")
     prompt_id = failed_spawn(conn, name)
     wait_for(lambda: "deferred" in action(conn, prompt_id), timeout=30, what="the prompt deferred")
@@ -223,7 +236,7 @@ def test_the_handoff_cycle_resets_the_conversation_and_the_context_follows_the_a
     before, after = Usage(20_000, 30_000, 0, 150), Usage(1_000, 9_000, 0, 40)  # 50,000 then 10,000 tokens
     standin.reply(Reply("First answer.", usage=before), Reply("Answer in the fresh conversation.", usage=after))
     first = f"let us start {uuid.uuid4().hex[:6]}"
-    user_turn(agent, first)  # the hooks register the session (Codex's at the first prompt)
+    user_turn(agent, standin, first)  # the hooks register the session (Codex's at the first prompt)
     settled(agent, standin)
     window = WINDOWS[cli]
     old = wait_for(lambda: _context(conn, name, 50_000, window), timeout=30, what=f"{cli}'s context in the database")
@@ -256,7 +269,7 @@ def test_a_claude_code_subagent_is_a_spawn_that_ends_by_itself(launch, conn, rea
                       "description": "Research the parser", "prompt": "Find what breaks in the parser",
                       "subagent_type": "general-purpose"}}),
                   Reply("The parser breaks on empty input."))  # the subagent's own turn
-    user_turn(agent, "research the parser with a subagent")
+    user_turn(agent, standin, "research the parser with a subagent")
     spawn = wait_for(lambda: conn.execute("SELECT * FROM ps_health.active_spawns WHERE project = %s",
                                           (name,)).fetchone(), timeout=60, what="the subagent as a spawn")
     assert (spawn["task_type"], spawn["description"]) == ("general-purpose", "Research the parser")
