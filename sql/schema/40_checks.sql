@@ -147,14 +147,18 @@ $$;
 
 -- _orphans: open spawns of a project left by a session that ended, is gone, went quiet,
 -- or that were started before the current session began.
+-- (whether the session is active is looked at once, not once per spawn: it reads a setting)
 CREATE FUNCTION ps_health._orphans(p_project text, p_now timestamptz)
 RETURNS TABLE (task_id varchar, task_type varchar, status varchar)
 LANGUAGE sql STABLE AS $$
+    WITH s AS MATERIALIZED (
+        SELECT s.id, s.started_at, ps_health._is_active(s, p_now) AS active
+          FROM ps_health.ps_sessions s WHERE s.project = p_project)
     SELECT sp.task_id, sp.task_type, sp.status
       FROM ps_health.active_spawns sp
-      LEFT JOIN ps_health.ps_sessions s ON s.project = sp.project
+      LEFT JOIN s ON true
      WHERE sp.project = p_project AND sp.status IN ('running', 'stalled')
-       AND (s.id IS NULL OR NOT ps_health._is_active(s, p_now) OR sp.spawn_time < s.started_at)
+       AND (s.id IS NULL OR NOT s.active OR sp.spawn_time < s.started_at)
      ORDER BY sp.spawn_time
 $$;
 
