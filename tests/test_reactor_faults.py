@@ -24,6 +24,8 @@ pytestmark = pytest.mark.faults
 
 LISTENER = "ps-health-reactor:listen"
 WORK = "ps-health-reactor:work"
+COMPLETE = "ps-health-reactor:complete"
+PROBE = "ps-health-reactor:probe"
 # A poll interval far beyond every deadline: a prompt arrives only by NOTIFY or the drain after a reconnect.
 NO_POLL = "600"
 
@@ -302,6 +304,37 @@ def test_a_claim_that_gets_no_answer_is_tried_again_on_a_new_connection(conn, tm
     row = delivered(conn, prompt_id, timeout=60)
     assert submitted(pane) == sanitise(row["text"]).encode() + b"\r"
     assert "claim call on ps-health-reactor:work: no answer within 30 s, connection cut" in proc.text()
+    assert "went away" not in proc.text() and proc.running()
+
+
+def test_an_outcome_that_gets_no_answer_is_recorded_on_a_new_connection(conn, tmux_server, reactors, relay):
+    """Outcomes went out on a connection that nothing bounded: one sent on a path that drops everything waited as long
+    as TCP took to give up (a quarter of an hour), its prompt stayed claimed, and no outcome after it was recorded
+    meanwhile. Now such a call is cut after 30 s and sent again on a new connection: the prompt, typed once, is
+    recorded delivered."""
+    pane, proc = _serving(conn, tmux_server, reactors)
+    relay.hold_next(COMPLETE)  # (the outcomes' connection opens with the first outcome)
+    prompt_id = failed_spawn(conn, "alpha")
+    typed = submitted(pane)
+    wait_for(lambda: relay.waiting(COMPLETE), what="the outcome sent on the silent path")
+    row = delivered(conn, prompt_id, timeout=60)
+    assert typed == sanitise(row["text"]).encode() + b"\r"
+    assert pane.received() == typed
+    assert "complete call on ps-health-reactor:complete: no answer within 30 s, connection cut" in proc.text()
+    assert "went away" not in proc.text() and proc.running()
+
+
+def test_a_probe_call_that_gets_no_answer_stops_the_probes_for_30_s_at_most(conn, tmux_server, reactors, relay):
+    """Every probe kind, the sweep and the health gauge share one connection, and nothing bounded its calls: one sent
+    on a path that drops everything held up all of them (a pane that closed was never found gone) for as long as TCP
+    took to give up. Now the call is cut after 30 s and tried again on a new connection, and the probes go on."""
+    pane, proc = _serving(conn, tmux_server, reactors)
+    wait_for(lambda: _pane_state(conn, "alpha") == "seen", what="the pane seen and bound")
+    assert relay.hold(PROBE) == 1
+    wait_for(lambda: relay.waiting(PROBE), what="a probe's call sent on the silent path")
+    tmux_server.run("kill-pane", "-t", pane.target)
+    wait_for(lambda: _pane_state(conn, "alpha") == "gone", timeout=60, what="the closed pane found gone")
+    assert re.search(r"\w+ call on ps-health-reactor:probe: no answer within 30 s, connection cut", proc.text())
     assert "went away" not in proc.text() and proc.running()
 
 

@@ -33,8 +33,9 @@ _TICK = 0.25
 # An idle listener is pinged this often, so a dead connection is noticed without traffic; a ping that gets no
 # answer within as long is given up (the connection is cut, and the reactor reconnects).
 _PING_SECONDS = 10.0
-# A call of the main loop's (claim, renew, record a pane's identity) that gets no answer within this long is cut and
-# tried once more on a new connection (see Link): far longer than any call waits for a lock (LOCK_TIMEOUT).
+# A call (the main loop's: claim, renew, record a pane's identity; an outcome; a probe's report, a sweep, the health
+# gauge) that gets no answer within this long is cut and tried once more on a new connection (see Link): far longer
+# than any call waits for a lock (LOCK_TIMEOUT), or a sweep takes.
 _CALL_LIMIT = 30.0
 # A call of the main loop's in flight when a stop is requested gets this long more (any lock wait ends by then).
 _STOP_GRACE = 2.0
@@ -103,9 +104,10 @@ class Reactor:
         self._dispatcher = Dispatcher(Typist(self._tmux))
         self._commands = CommandRunner(self._finished)
         self._work = Link(opts.dsn, "ps-health-reactor:work", limit=_CALL_LIMIT)
-        self._probe_link = Link(opts.dsn, "ps-health-reactor:probe")
+        # (every probe kind, the sweep and the gauge share it: a call that never got an answer would stop them all)
+        self._probe_link = Link(opts.dsn, "ps-health-reactor:probe", limit=_CALL_LIMIT)
         # Outcomes travel on a connection of their own, so a claim never waits behind one.
-        self._complete_link = Link(opts.dsn, "ps-health-reactor:complete")
+        self._complete_link = Link(opts.dsn, "ps-health-reactor:complete", limit=_CALL_LIMIT)
         self._completer = Completer(self._complete_link, opts.worker, self._recorded)
         probe = HostProbe(self._probe_link, opts.host, opts.tmux_socket, opts.tmux_socket_path)
         self._housekeeper = housekeeping(self._probe_link, probe, opts.probe_interval, opts.run_checks_every,
