@@ -149,11 +149,15 @@ BEGIN
             UPDATE ps_health.prompts p
                SET state = 'expired', completed_at = p_now, detail = 'every problem it reported has recovered'
              WHERE p.id = ANY (v_ids) AND p.state = 'pending' AND p.kind = 'alert'
+               -- (each of its items looked up by key: "OFFSET 0" keeps the planner from joining whole tables, which
+               -- it did once prompts carried many items, the claim of one prompt then reading every check ever made)
                AND NOT EXISTS (SELECT 1 FROM ps_health.prompt_items i
-                                 JOIN ps_health.health_checks c ON c.id = i.check_id
-                                 JOIN ps_health.check_state st
-                                   ON st.project = c.project AND st.check_type = c.check_type AND st.subject = c.subject
-                                WHERE i.prompt_id = p.id AND st.status <> 'ok')
+                                CROSS JOIN LATERAL (SELECT 1 FROM ps_health.health_checks c
+                                                      JOIN ps_health.check_state st
+                                                        ON st.project = c.project AND st.check_type = c.check_type
+                                                       AND st.subject = c.subject
+                                                     WHERE c.id = i.check_id AND st.status <> 'ok' OFFSET 0) open
+                                WHERE i.prompt_id = p.id OFFSET 0)
             RETURNING p.id),
         claimed AS (
             UPDATE ps_health.prompts p
@@ -187,7 +191,9 @@ BEGIN
                                      (array_agg(h.id ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_id,
                                      (array_agg(h.check_type ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_type,
                                      (array_agg(h.status ORDER BY (h.status = 'critical') DESC, h.id))[1] AS first_status
-                                FROM ps_health.prompt_items i JOIN ps_health.health_checks h ON h.id = i.check_id
+                                FROM ps_health.prompt_items i
+                                CROSS JOIN LATERAL (SELECT x.id, x.status, x.check_type FROM ps_health.health_checks x
+                                                     WHERE x.id = i.check_id OFFSET 0) h  -- (by key, as above)
                                WHERE i.prompt_id = c.id) items
          ORDER BY c.id;
         GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -317,7 +323,9 @@ BEGIN
                     ELSE 'pending' END AS new_state,
                i.outcome IN ('deferred', 'target_changed') AS untouched,
                (st.v->>'prompt_retry_delay')::interval AS retry_delay, st.v->>'prompt_defer_delay' AS defer_delay
-          FROM input i JOIN ps_health.prompts p ON p.id = i.id
+          -- (p.id = ANY (p_ids) here and below, though the join says as much: with it the planner looks the
+          -- prompts up by key instead of reading them all, as it did once prompts had a history)
+          FROM input i JOIN ps_health.prompts p ON p.id = i.id AND p.id = ANY (p_ids)
           CROSS JOIN LATERAL (SELECT ps_health._settings_of(p.project, ARRAY['prompt_max_attempts',
                                   'prompt_retry_delay', 'prompt_defer_delay']) AS v OFFSET 0) st),
     updated AS (
@@ -330,7 +338,7 @@ BEGIN
                not_before = CASE WHEN d.outcome = 'deferred' THEN p_now + d.defer_delay::interval
                                  WHEN d.new_state = 'pending' THEN p_now + d.retry_delay * p.attempts
                                  ELSE p.not_before END
-          FROM decided d WHERE p.id = d.id
+          FROM decided d WHERE p.id = d.id AND p.id = ANY (p_ids)
         RETURNING p.id),
     audited AS (
         UPDATE ps_health.health_checks c
@@ -347,8 +355,10 @@ BEGIN
                                          coalesce(d.detail, 'the pane was not ready'), d.defer_delay)
                              ELSE format('prompt #%s attempt %s: %s%s; will retry', d.id, d.attempts, d.outcome,
                                coalesce(': ' || d.detail, '')) END END
-          FROM decided d JOIN ps_health.prompt_items i ON i.prompt_id = d.id
+          FROM decided d JOIN ps_health.prompt_items i ON i.prompt_id = d.id AND i.prompt_id = ANY (p_ids)
          WHERE d.kind = 'alert' AND c.id = i.check_id
+           -- (its checks by key: the planner read every check ever made to find them)
+           AND c.id = ANY (ARRAY(SELECT x.check_id FROM ps_health.prompt_items x WHERE x.prompt_id = ANY (p_ids)))
         RETURNING c.id)
     SELECT d.id, d.new_state::varchar FROM decided d ORDER BY d.n;
 
