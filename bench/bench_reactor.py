@@ -195,7 +195,8 @@ def _claim_and_complete(dsn: str, worker: str, batch: int) -> int:
         while rows := link.call("claim", {"host": HOST, "worker": worker, "limit": batch, "lease": 60,
                                           "profiles_version": None}):
             link.call("complete", {"worker": worker, "ids": [r["id"] for r in rows],
-                                   "outcomes": ["delivered"] * len(rows), "details": ["bench"] * len(rows)})
+                                   "outcomes": ["delivered"] * len(rows), "details": ["bench"] * len(rows),
+                                   "claimed": [r["claimed_at"] for r in rows]})
             done += len(rows)
     finally:
         link.close()

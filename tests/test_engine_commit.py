@@ -6,6 +6,7 @@ import json
 import threading
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from tests.support import wait_for
@@ -104,3 +105,30 @@ def test_long_host_names_are_refused_before_they_reach_a_notification(db):
         c.execute("SELECT finish_spawn('p', 't', 1, %s)", ("e" * 100_000,))
         got = wait_for(lambda: list(c.notifies(timeout=1, stop_after=1)), what="the notification")
     assert json.loads(got[0].payload)["host"] == "h" * 255
+
+
+def test_an_outcome_sent_again_after_its_prompt_was_claimed_anew_is_refused(db):
+    """The reactor sends an outcome again when the answer to the first send was lost (a call cut after the server had
+    recorded it). A deferred outcome puts the prompt back to pending; claimed anew and typed, the outcome sent again
+    landed on the new claim, sent the prompt back to pending, and it was typed once more. Now an outcome names its
+    claim, and one of an earlier claim is refused: the prompt stays under the new claim, whose outcome is recorded."""
+    later = "now() + interval '1 hour'"  # (past the defer delay)
+    with connect(db) as conn:
+        failing_spawn(conn)
+        first = conn.execute("SELECT id, claimed_at FROM claim_prompts('h1', 'w1', 10, 60)").fetchone()
+        assert conn.execute("SELECT state FROM complete_prompts('w1', %s, '{deferred}', '{busy}', now(), %s)",
+                            ([first["id"]], [first["claimed_at"]])).fetchone()["state"] == "pending"
+        second = conn.execute(f"SELECT id, claimed_at FROM claim_prompts('h1', 'w1', 10, 60, {later})").fetchone()
+        assert second["id"] == first["id"] and second["claimed_at"] != first["claimed_at"]
+
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="was claimed again since the claim"):
+            conn.execute(f"SELECT * FROM complete_prompts('w1', %s, '{{deferred}}', '{{busy}}', {later}, %s)",
+                         ([first["id"]], [first["claimed_at"]]))
+        row = conn.execute("SELECT state, claimed_at FROM prompts WHERE id = %s", (first["id"],)).fetchone()
+        assert (row["state"], row["claimed_at"]) == ("claimed", second["claimed_at"])
+
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="claimed_at must be an array as long as ids"):
+            conn.execute(f"SELECT * FROM complete_prompts('w1', %s, '{{delivered}}', '{{typed}}', {later}, %s)",
+                         ([first["id"]], [second["claimed_at"], second["claimed_at"]]))
+        assert conn.execute(f"SELECT state FROM complete_prompts('w1', %s, '{{delivered}}', '{{typed}}', {later}, %s)",
+                            ([first["id"]], [second["claimed_at"]])).fetchone()["state"] == "delivered"

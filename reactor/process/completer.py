@@ -24,11 +24,12 @@ BUSY_RETRY_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Result:
-    """One outcome to record with complete_prompt."""
+    """One outcome to record with complete_prompt; claimed_at: the claim it is of (None: whichever holds it)."""
 
     prompt_id: int
     outcome: str
     detail: str
+    claimed_at: object = None
 
 
 class Completer:
@@ -152,5 +153,6 @@ class Completer:
             "ids": [r.prompt_id for r in batch],
             "outcomes": [r.outcome for r in batch],
             "details": [r.detail for r in batch],
+            "claimed": [r.claimed_at for r in batch],
         })
         self._on_recorded([r.prompt_id for r in batch])

@@ -334,13 +334,13 @@ class Reactor:
             try:
                 job = self._job(row)
             except (TypeError, ValueError) as exc:  # only this prompt fails, with the reason
-                self._record(Result(row["id"], "failed", f"unusable delivery settings: {exc}"))
+                self._record(Result(row["id"], "failed", f"unusable delivery settings: {exc}", row.get("claimed_at")))
                 return 1
             handed = self._dispatcher.submit(job)
         else:
             outcome = ("target_missing", "the prompt has no tmux target") if row["channel"] == "tmux" else \
                 ("failed", f"this reactor cannot deliver channel {row['channel']!r}")
-            self._record(Result(row["id"], *outcome))
+            self._record(Result(row["id"], *outcome, row.get("claimed_at")))
             return 1
         if handed:
             with self._held_lock:
@@ -355,20 +355,22 @@ class Reactor:
         for name, value in timings.items():
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} is {value}")
+        claimed_at = row.get("claimed_at")  # (its outcome is of this claim)
         return Job(prompt_id=row["id"], target=row["target"], text=row["text"], severity=row["severity"],
-                   on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome),
+                   on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome, claimed_at),
                    trust=Trust(identity=row["identity"], programs=_programs(row["agent_programs"]),
                                profiles=_profiles(row["agent_profiles"]), marker_pattern=row["marker_pattern"],
                                bind=lambda seen, p=row["project"], t=row["target"]: self._bind(p, t, seen),
                                claimed_before=row["attempts"] > 1, reset=row.get("kind") == "reset"),
                    **timings)
 
-    def _finished(self, prompt_id: int, where: str, outcome: Outcome) -> None:
-        """A delivery ended (on the deliverer's thread): count, log, record at once."""
+    def _finished(self, prompt_id: int, where: str, outcome: Outcome, claimed_at: object = None) -> None:
+        """A delivery ended (on the deliverer's thread): count, log, record at once (as an outcome of the claim made
+        at claimed_at)."""
         self.metrics.delivery(outcome.outcome, outcome.latency_ms)
         log.info("prompt %s to %s: %s in %.1f ms (%s)", prompt_id, where, outcome.outcome, outcome.latency_ms,
                  outcome.detail)
-        self._record(Result(prompt_id, outcome.outcome, outcome.detail))
+        self._record(Result(prompt_id, outcome.outcome, outcome.detail, claimed_at))
 
     def _record(self, result: Result) -> None:
         """Hand an attempt's outcome to the completer; the prompt may be claimed again before it is recorded."""

@@ -21,10 +21,10 @@ SELECT 1 AS ok
 -- name: claim
 -- Take up to %(limit)s deliverable prompts of this host under a lease, with how to deliver each and
 -- what must hold before typing into a pane. The agent profiles and the marker come only when their
--- version is not %(profiles_version)s (the one the reactor holds).
+-- version is not %(profiles_version)s (the one the reactor holds). claimed_at names the claim: its outcome says it.
 SELECT id, project, target, severity, text, attempts, submit_delay_ms, idle_seconds, max_defer_seconds,
        channel, kind, command, timeout_seconds, check_id, check_type, check_status, identity,
-       agent_programs::text, agent_profiles::text, marker_pattern, profiles_version
+       agent_programs::text, agent_profiles::text, marker_pattern, profiles_version, claimed_at
   FROM ps_health.claim_prompts(%(host)s, %(worker)s, %(limit)s, %(lease)s, now(), %(profiles_version)s)
 
 -- name: bind_target
@@ -32,8 +32,10 @@ SELECT id, project, target, severity, text, attempts, submit_delay_ms, idle_seco
 SELECT ps_health.bind_target(%(project)s, %(host)s, %(target)s, %(identity)s) AS identity
 
 -- name: complete
--- Record the outcomes of a batch of deliveries in one round trip; returns each prompt's new state.
-SELECT id, state FROM ps_health.complete_prompts(%(worker)s, %(ids)s::bigint[], %(outcomes)s::text[], %(details)s::text[])
+-- Record the outcomes of a batch of deliveries in one round trip; returns each prompt's new state. Each outcome
+-- names its claim (%(claimed)s: the claimed_at of the claim), so one sent again never lands on a later claim.
+SELECT id, state FROM ps_health.complete_prompts(%(worker)s, %(ids)s::bigint[], %(outcomes)s::text[], %(details)s::text[],
+                                                 now(), %(claimed)s::timestamptz[])
 
 -- name: locked
 -- Of the prompts this worker holds, those whose project another transaction keeps locked now.

@@ -63,7 +63,8 @@ RETURNS TABLE (id bigint, project varchar, target varchar, severity varchar, tex
                submit_delay_ms integer, idle_seconds numeric, max_defer_seconds numeric, check_ids integer[],
                channel varchar, kind varchar, command jsonb, timeout_seconds numeric,
                check_id integer, check_type varchar, check_status varchar, identity varchar,
-               agent_programs jsonb, agent_profiles jsonb, marker_pattern text, profiles_version text)
+               agent_programs jsonb, agent_profiles jsonb, marker_pattern text, profiles_version text,
+               claimed_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_left integer := p_limit;
@@ -180,7 +181,7 @@ BEGIN
                CASE WHEN s.host = c.host AND s.tmux_target = c.target AND s.ended_at IS NULL THEN s.target_identity END,
                CASE c.channel WHEN 'tmux' THEN (st.v->>'agent_programs')::jsonb END,
                CASE c.channel WHEN 'tmux' THEN v_profiles END, CASE c.channel WHEN 'tmux' THEN v_marker END,
-               v_version
+               v_version, c.claimed_at
           FROM claimed c
           CROSS JOIN LATERAL (SELECT ps_health._settings_of(c.project, ARRAY['submit_delay', 'idle_seconds',
                                   'max_defer', 'critical_max_defer', 'command_channel', 'escalation_command',
@@ -240,8 +241,9 @@ END;
 $$;
 
 -- _refuse_unheld: refuse a batch of outcomes for prompts this worker does not hold: one the login may not handle
--- (another host's) or that does not exist is 'unknown prompt', one not claimed by the worker says its state.
-CREATE FUNCTION ps_health._refuse_unheld(p_ids bigint[], p_worker text)
+-- (another host's) or that does not exist is 'unknown prompt', one not claimed by the worker says its state, and
+-- one of a claim (p_claimed_at: each outcome's claim time, NULL for any) that is not the prompt's latest says so.
+CREATE FUNCTION ps_health._refuse_unheld(p_ids bigint[], p_worker text, p_claimed_at timestamptz[] DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_handled bigint[] := ps_health._handled(p_ids);
@@ -257,6 +259,15 @@ BEGIN
         RAISE EXCEPTION 'prompt % is % and not claimed by worker "%"', v_bad.id, v_bad.state, left(p_worker, 255)
             USING ERRCODE = '55000';
     END IF;
+    IF p_claimed_at IS NOT NULL THEN
+        SELECT p.id INTO v_bad FROM unnest(p_ids, p_claimed_at) u(i, c) JOIN ps_health.prompts p ON p.id = u.i
+         WHERE u.c IS NOT NULL AND p.claimed_at IS DISTINCT FROM u.c ORDER BY p.id LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'prompt % was claimed again since the claim this outcome is of: it is not recorded',
+                v_bad.id USING ERRCODE = '55000',
+                HINT = 'An outcome sent again (its first answer lost) after the prompt went back to pending and was claimed anew.';
+        END IF;
+    END IF;
 END;
 $$;
 
@@ -267,9 +278,12 @@ $$;
 -- not type) goes back to pending after prompt_defer_delay without using an attempt. target_changed
 -- (the pane is not the one the session registered) makes the session gone; the prompt waits for a new
 -- registration. All or nothing: one unknown prompt, bad outcome or prompt not claimed by the worker
--- refuses the batch and changes nothing.
+-- refuses the batch and changes nothing. p_claimed_at (the claimed_at each prompt's claim returned): an outcome
+-- is refused unless the prompt is still under that claim, so an outcome sent again after its first answer was
+-- lost never lands on a later claim of the prompt (which would send a prompt typed since back to pending).
 CREATE FUNCTION ps_health.complete_prompts(p_worker text, p_ids bigint[], p_outcomes text[],
-                                           p_details text[] DEFAULT NULL, p_now timestamptz DEFAULT now())
+                                           p_details text[] DEFAULT NULL, p_now timestamptz DEFAULT now(),
+                                           p_claimed_at timestamptz[] DEFAULT NULL)
 RETURNS TABLE (id bigint, state varchar) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -283,6 +297,10 @@ BEGIN
         RAISE EXCEPTION 'ids, outcomes and details must be arrays of one length, got %, % and %',
             coalesce(cardinality(p_ids)::text, 'NULL'), coalesce(cardinality(p_outcomes)::text, 'NULL'),
             coalesce(cardinality(p_details)::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF p_claimed_at IS NOT NULL AND cardinality(p_claimed_at) <> v_n THEN
+        RAISE EXCEPTION 'claimed_at must be an array as long as ids (%), got %', v_n, cardinality(p_claimed_at)
+            USING ERRCODE = '22023';
     END IF;
     IF v_n > 10000 THEN
         RAISE EXCEPTION 'at most 10000 outcomes per call, got %', v_n USING ERRCODE = '22023';
@@ -302,10 +320,10 @@ BEGIN
     -- Before any lock: a prompt of a host the login may not act for is unknown to it, as one that does not exist
     -- (it learns nothing of other hosts' prompts), and only the projects of prompts this worker holds are locked
     -- (an escalation names any tenant's project). Checked again under the lock.
-    PERFORM ps_health._refuse_unheld(p_ids, p_worker);
+    PERFORM ps_health._refuse_unheld(p_ids, p_worker, p_claimed_at);
     PERFORM ps_health._lock_projects(ARRAY(SELECT p.project FROM ps_health.prompts p WHERE p.id = ANY (p_ids)));
     PERFORM 1 FROM ps_health.prompts p WHERE p.id = ANY (p_ids) ORDER BY p.id FOR UPDATE;
-    PERFORM ps_health._refuse_unheld(p_ids, p_worker);  -- (deleted by prune, or completed, meanwhile)
+    PERFORM ps_health._refuse_unheld(p_ids, p_worker, p_claimed_at);  -- (deleted by prune, or completed, meanwhile)
     -- the cycle's steps and escalations as they were before this outcome
     SELECT array_agg(p ORDER BY p.id) INTO v_steps FROM ps_health.prompts p WHERE p.id = ANY (p_ids) AND p.kind <> 'alert';
 
