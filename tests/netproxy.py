@@ -21,6 +21,8 @@ class _Pair:
         self.started = b""  # the first bytes the client sent (its startup message)
         self.held = threading.Event()
         self.hold_when_ready = False  # held once the server says it is ready for the first query
+        self.replies_held = threading.Event()  # the server's bytes are not passed on (the client's still are)
+        self.mute_when_ready = False  # replies_held once the server says it is ready for the first query
 
 
 class Relay:
@@ -35,6 +37,7 @@ class Relay:
         self._closed = threading.Event()
         self._all_held = threading.Event()
         self._next: str | None = None  # see hold_next
+        self._mute_next: str | None = None  # see mute_replies_next
         threading.Thread(target=self._accept, name="relay accept", daemon=True).start()
 
     def hold(self, name: str) -> int:
@@ -48,6 +51,11 @@ class Relay:
     def hold_next(self, name: str) -> None:
         """Silence the next connection named name once it has logged in (its first query gets no answer)."""
         self._next = name
+
+    def mute_replies_next(self, name: str) -> None:
+        """Pass on what the next connection named name sends once it has logged in, but none of the answers: its first
+        query is run and committed by the server, and the client never hears of it (an answer lost on the way)."""
+        self._mute_next = name
 
     def hold_all(self) -> None:
         """Silence every connection, open or opened from now on (a new one never gets past its startup)."""
@@ -100,6 +108,8 @@ class Relay:
         try:
             while not self._closed.is_set():
                 for fd, events in poller.poll(50):
+                    if pair.replies_held.is_set() and fd == pair.server.fileno():
+                        continue
                     if pair.held.is_set():
                         if fd == pair.client.fileno() and events & (select.POLLRDHUP | select.POLLHUP):
                             return  # the client gave the connection up: so does the server, at once
@@ -113,10 +123,14 @@ class Relay:
                         pair.started += data
                         if self._next is not None and self._named(pair, self._next):
                             self._next, pair.hold_when_ready = None, True
+                        if self._mute_next is not None and self._named(pair, self._mute_next):
+                            self._mute_next, pair.mute_when_ready = None, True
                     sink.sendall(data)
                     if source is pair.server and pair.hold_when_ready and _READY in data:
                         pair.held.set()
-                if pair.held.is_set():
+                    if source is pair.server and pair.mute_when_ready and _READY in data:
+                        pair.replies_held.set()
+                if pair.held.is_set() or pair.replies_held.is_set():
                     self._closed.wait(0.05)  # (poll reports the bytes held back at once, every time)
         except OSError:
             return

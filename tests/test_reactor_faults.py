@@ -324,6 +324,33 @@ def test_an_outcome_that_gets_no_answer_is_recorded_on_a_new_connection(conn, tm
     assert "went away" not in proc.text() and proc.running()
 
 
+def test_an_outcome_whose_answer_was_lost_is_not_recorded_over_the_prompts_next_attempt(conn, tmux_server, reactors,
+                                                                                       relay):
+    """The server recorded a `deferred` outcome (the pane was in copy-mode) but its answer was lost on the way. While
+    the reactor waited for it, the prompt came due again and was claimed and typed; 30 s on, the outcome sent again
+    landed on that new claim and sent it back to pending, and the prompt was typed a second time. An outcome names its
+    claim now: the one sent again is refused, the new attempt is recorded, and the text arrives once."""
+    fast(conn, prompt_defer_delay="1 second")
+    pane = tmux_server.recorder()
+    session(conn, "alpha", pane.target)
+    proc = reactors.start(poll="0.5")
+    wait_for(lambda: "listening on channel" in proc.text(), what="the reactor serving")
+    tmux_server.run("copy-mode", "-t", pane.target)
+    relay.mute_replies_next(COMPLETE)  # (the outcomes' connection opens with the first outcome)
+    prompt_id = failed_spawn(conn, "alpha")
+    wait_for(lambda: conn.execute("SELECT outcome FROM ps_health.prompts WHERE id = %s",
+                                  (prompt_id,)).fetchone()["outcome"] == "deferred",
+             what="the deferred outcome recorded by the server, its answer held back")
+    tmux_server.run("send-keys", "-t", pane.target, "-X", "cancel")
+    typed = submitted(pane, timeout=30)
+    row = delivered(conn, prompt_id, timeout=60)
+    assert "was claimed again since the claim this outcome is of" in proc.text()
+    assert typed == sanitise(row["text"]).encode() + b"\r"
+    assert row["attempts"] == 1  # (the deferred attempt gave its attempt back)
+    assert pane.received() == typed
+    assert proc.running()
+
+
 def test_a_probe_call_that_gets_no_answer_stops_the_probes_for_30_s_at_most(conn, tmux_server, reactors, relay):
     """Every probe kind, the sweep and the health gauge share one connection, and nothing bounded its calls: one sent
     on a path that drops everything held up all of them (a pane that closed was never found gone) for as long as TCP
