@@ -260,8 +260,10 @@ BEGIN
             USING ERRCODE = '55000';
     END IF;
     IF p_claimed_at IS NOT NULL THEN
-        SELECT p.id INTO v_bad FROM unnest(p_ids, p_claimed_at) u(i, c) JOIN ps_health.prompts p ON p.id = u.i
-         WHERE u.c IS NOT NULL AND p.claimed_at IS DISTINCT FROM u.c ORDER BY p.id LIMIT 1;
+        -- (each prompt by its key: joined, a batch of 1,000 was compared with every prompt 1,000 times over)
+        SELECT u.i AS id INTO v_bad FROM unnest(p_ids, p_claimed_at) u(i, c)
+         CROSS JOIN LATERAL (SELECT p.claimed_at FROM ps_health.prompts p WHERE p.id = u.i OFFSET 0) p
+         WHERE u.c IS NOT NULL AND p.claimed_at IS DISTINCT FROM u.c ORDER BY u.i LIMIT 1;
         IF FOUND THEN
             RAISE EXCEPTION 'prompt % was claimed again since the claim this outcome is of: it is not recorded',
                 v_bad.id USING ERRCODE = '55000',
@@ -320,10 +322,11 @@ BEGIN
     -- Before any lock: a prompt of a host the login may not act for is unknown to it, as one that does not exist
     -- (it learns nothing of other hosts' prompts), and only the projects of prompts this worker holds are locked
     -- (an escalation names any tenant's project). Checked again under the lock.
-    PERFORM ps_health._refuse_unheld(p_ids, p_worker, p_claimed_at);
+    PERFORM ps_health._refuse_unheld(p_ids, p_worker);
     PERFORM ps_health._lock_projects(ARRAY(SELECT p.project FROM ps_health.prompts p WHERE p.id = ANY (p_ids)));
     PERFORM 1 FROM ps_health.prompts p WHERE p.id = ANY (p_ids) ORDER BY p.id FOR UPDATE;
-    PERFORM ps_health._refuse_unheld(p_ids, p_worker, p_claimed_at);  -- (deleted by prune, or completed, meanwhile)
+    -- (deleted by prune, completed or claimed anew meanwhile: under the lock, so no claim comes between)
+    PERFORM ps_health._refuse_unheld(p_ids, p_worker, p_claimed_at);
     -- the cycle's steps and escalations as they were before this outcome
     SELECT array_agg(p ORDER BY p.id) INTO v_steps FROM ps_health.prompts p WHERE p.id = ANY (p_ids) AND p.kind <> 'alert';
 
@@ -341,9 +344,7 @@ BEGIN
                     ELSE 'pending' END AS new_state,
                i.outcome IN ('deferred', 'target_changed') AS untouched,
                (st.v->>'prompt_retry_delay')::interval AS retry_delay, st.v->>'prompt_defer_delay' AS defer_delay
-          -- (p.id = ANY (p_ids) here and below, though the join says as much: with it the planner looks the
-          -- prompts up by key instead of reading them all, as it did once prompts had a history)
-          FROM input i JOIN ps_health.prompts p ON p.id = i.id AND p.id = ANY (p_ids)
+          FROM input i JOIN ps_health.prompts p ON p.id = i.id
           CROSS JOIN LATERAL (SELECT ps_health._settings_of(p.project, ARRAY['prompt_max_attempts',
                                   'prompt_retry_delay', 'prompt_defer_delay']) AS v OFFSET 0) st),
     updated AS (
@@ -356,7 +357,7 @@ BEGIN
                not_before = CASE WHEN d.outcome = 'deferred' THEN p_now + d.defer_delay::interval
                                  WHEN d.new_state = 'pending' THEN p_now + d.retry_delay * p.attempts
                                  ELSE p.not_before END
-          FROM decided d WHERE p.id = d.id AND p.id = ANY (p_ids)
+          FROM decided d WHERE p.id = d.id
         RETURNING p.id),
     audited AS (
         UPDATE ps_health.health_checks c
@@ -373,10 +374,8 @@ BEGIN
                                          coalesce(d.detail, 'the pane was not ready'), d.defer_delay)
                              ELSE format('prompt #%s attempt %s: %s%s; will retry', d.id, d.attempts, d.outcome,
                                coalesce(': ' || d.detail, '')) END END
-          FROM decided d JOIN ps_health.prompt_items i ON i.prompt_id = d.id AND i.prompt_id = ANY (p_ids)
+          FROM decided d JOIN ps_health.prompt_items i ON i.prompt_id = d.id
          WHERE d.kind = 'alert' AND c.id = i.check_id
-           -- (its checks by key: the planner read every check ever made to find them)
-           AND c.id = ANY (ARRAY(SELECT x.check_id FROM ps_health.prompt_items x WHERE x.prompt_id = ANY (p_ids)))
         RETURNING c.id)
     SELECT d.id, d.new_state::varchar FROM decided d ORDER BY d.n;
 
