@@ -211,6 +211,28 @@ def test_reactor_of_another_host_never_touches_this_hosts_prompts(conn, tmux_ser
     delivered(conn, prompt_id)
 
 
+def test_a_prompt_claimed_again_by_its_own_reactor_while_it_waits_is_recorded_once_typed(conn, tmux_server, reactors):
+    """A prompt waits at the busy gate longer than its lease (a stalled main loop, a suspended VM) and its own reactor
+    claims it again: that claim is the same delivery, so its outcome is recorded on it. Recorded as of the first claim,
+    it was refused, the prompt stayed claimed with nobody renewing it, and it was claimed and typed again once its
+    lease ran out."""
+    fast(conn, critical_max_defer="6 seconds")
+    busy = tmux_server.recorder("--tick", "0.2")  # (a screen that never goes still: the gate waits the whole 6 s)
+    session(conn, "busy", busy.target)
+    conn.execute("SELECT ps_health.set_setting('idle_seconds', '5', 'busy')")
+    proc = reactors.start()
+    prompt_id = failed_spawn(conn, "busy")
+    first = wait_for(lambda: (row := prompt(conn, prompt_id))["state"] == "claimed" and row, what="the prompt claimed")
+    conn.execute("UPDATE ps_health.prompts SET lease_until = now() - interval '1 second' WHERE id = %s", (prompt_id,))
+    wait_for(lambda: prompt(conn, prompt_id)["attempts"] == 2, what="the prompt claimed again by its reactor")
+    assert busy.received() == b""  # (still at the gate)
+
+    row = delivered(conn, prompt_id, timeout=20)
+    assert row["claimed_at"] > first["claimed_at"] and row["attempts"] == 2
+    assert busy.received().count(b"\r") == 1
+    assert "not recorded" not in proc.text()
+
+
 def test_sigterm_releases_the_gated_prompt_and_finishes_the_one_being_typed(conn, tmux_server, reactors):
     fast(conn, critical_max_defer="60 seconds")
     busy, idle = tmux_server.recorder("--tick", "0.2"), tmux_server.recorder()

@@ -73,9 +73,9 @@ def _ms(started: float) -> float:
 
 
 class CommandRunner:
-    """Runs channel commands on a few threads; on_done(prompt_id, where, outcome, claimed_at) once each finished."""
+    """Runs channel commands on a few threads; on_done(prompt_id, where, outcome) once each finished."""
 
-    def __init__(self, on_done: Callable[[int, str, Outcome, object], None], workers: int = WORKERS):
+    def __init__(self, on_done: Callable[[int, str, Outcome], None], workers: int = WORKERS):
         self._on_done = on_done
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="channel")
         self._futures: dict[int, Future] = {}
@@ -94,7 +94,7 @@ class CommandRunner:
         outcome = run_command(row)
         with self._lock:
             self._futures.pop(row["id"], None)
-        self._on_done(row["id"], f"{row['channel']} command", outcome, row.get("claimed_at"))
+        self._on_done(row["id"], f"{row['channel']} command", outcome)
 
     def stop(self, timeout: float) -> list[int]:
         """Start nothing more, wait for running commands, return the ids never started."""

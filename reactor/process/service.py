@@ -9,6 +9,7 @@ import math
 import signal
 import threading
 import time
+from dataclasses import replace
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential_jitter
 
@@ -119,6 +120,10 @@ class Reactor:
         # outcome is on the way: claimed again meanwhile, e.g. a retry, it is a new attempt to deliver)
         self._held: dict[int, bool | str] = {}
         self._recording: dict[int, int] = {}  # id -> outcomes handed to the completer, not yet recorded
+        # id -> the claimed_at of its latest claim by this reactor (kept while held): an outcome says the claim it is
+        # of. A prompt claimed again while its delivery still runs (our own lease ran out) is that same delivery: its
+        # outcome is of the latest claim, and one sent again of an earlier claim is refused.
+        self._claims: dict[int, object] = {}
         self._held_lock = threading.Lock()
         self._listener = Listener(opts.dsn, "ps-health-reactor:listen", opts.host, opts.worker,
                                   ping_limit=_PING_SECONDS)
@@ -322,6 +327,7 @@ class Reactor:
         """Hand one claimed prompt to the deliverer of its channel; 0 if it is already ours. Once a stop was requested
         (a claim in flight then), it is kept unhanded: the stop gives it back."""
         with self._held_lock:
+            self._claims[row["id"]] = row.get("claimed_at")
             if self._held.get(row["id"], FINISHED) is not FINISHED:
                 return 0  # our own lease ran out and we claimed it again: it is already queued
             self._held[row["id"]] = False
@@ -334,13 +340,13 @@ class Reactor:
             try:
                 job = self._job(row)
             except (TypeError, ValueError) as exc:  # only this prompt fails, with the reason
-                self._record(Result(row["id"], "failed", f"unusable delivery settings: {exc}", row.get("claimed_at")))
+                self._record(Result(row["id"], "failed", f"unusable delivery settings: {exc}"))
                 return 1
             handed = self._dispatcher.submit(job)
         else:
             outcome = ("target_missing", "the prompt has no tmux target") if row["channel"] == "tmux" else \
                 ("failed", f"this reactor cannot deliver channel {row['channel']!r}")
-            self._record(Result(row["id"], *outcome, row.get("claimed_at")))
+            self._record(Result(row["id"], *outcome))
             return 1
         if handed:
             with self._held_lock:
@@ -355,26 +361,26 @@ class Reactor:
         for name, value in timings.items():
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} is {value}")
-        claimed_at = row.get("claimed_at")  # (its outcome is of this claim)
         return Job(prompt_id=row["id"], target=row["target"], text=row["text"], severity=row["severity"],
-                   on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome, claimed_at),
+                   on_done=lambda job, outcome: self._finished(job.prompt_id, job.target, outcome),
                    trust=Trust(identity=row["identity"], programs=_programs(row["agent_programs"]),
                                profiles=_profiles(row["agent_profiles"]), marker_pattern=row["marker_pattern"],
                                bind=lambda seen, p=row["project"], t=row["target"]: self._bind(p, t, seen),
                                claimed_before=row["attempts"] > 1, reset=row.get("kind") == "reset"),
                    **timings)
 
-    def _finished(self, prompt_id: int, where: str, outcome: Outcome, claimed_at: object = None) -> None:
-        """A delivery ended (on the deliverer's thread): count, log, record at once (as an outcome of the claim made
-        at claimed_at)."""
+    def _finished(self, prompt_id: int, where: str, outcome: Outcome) -> None:
+        """A delivery ended (on the deliverer's thread): count, log, record at once."""
         self.metrics.delivery(outcome.outcome, outcome.latency_ms)
         log.info("prompt %s to %s: %s in %.1f ms (%s)", prompt_id, where, outcome.outcome, outcome.latency_ms,
                  outcome.detail)
-        self._record(Result(prompt_id, outcome.outcome, outcome.detail, claimed_at))
+        self._record(Result(prompt_id, outcome.outcome, outcome.detail))
 
     def _record(self, result: Result) -> None:
-        """Hand an attempt's outcome to the completer; the prompt may be claimed again before it is recorded."""
+        """Hand an attempt's outcome to the completer, as an outcome of the prompt's latest claim; the prompt may be
+        claimed again before it is recorded."""
         with self._held_lock:
+            result = replace(result, claimed_at=self._claims.get(result.prompt_id))
             self._held[result.prompt_id] = FINISHED
             self._recording[result.prompt_id] = self._recording.get(result.prompt_id, 0) + 1
         self._completer.put(result)
@@ -395,6 +401,7 @@ class Reactor:
                     self._recording[prompt_id] = left
                 elif self._held.get(prompt_id) is FINISHED:  # not claimed again meanwhile
                     del self._held[prompt_id]
+                    self._claims.pop(prompt_id, None)
             self.metrics.held.set(len(self._held))
 
     def _extend(self) -> None:

@@ -267,7 +267,7 @@ BEGIN
         IF FOUND THEN
             RAISE EXCEPTION 'prompt % was claimed again since the claim this outcome is of: it is not recorded',
                 v_bad.id USING ERRCODE = '55000',
-                HINT = 'An outcome sent again (its first answer lost) after the prompt went back to pending and was claimed anew.';
+                HINT = 'The prompt is under another claim than the one this outcome names: give the claimed_at of its latest claim.';
         END IF;
     END IF;
 END;
