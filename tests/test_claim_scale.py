@@ -57,8 +57,10 @@ def _claim(tx) -> list[dict]:
 
 
 def _complete(tx, rows: list[dict]) -> None:
-    tx.execute("SELECT * FROM complete_prompts('w1', %s, %s, %s)",
-               ([r["id"] for r in rows], ["delivered"] * len(rows), ["typed"] * len(rows))).fetchall()
+    """The outcomes as the reactor sends them: each naming its claim."""
+    tx.execute("SELECT * FROM complete_prompts('w1', %s, %s, %s, now(), %s)",
+               ([r["id"] for r in rows], ["delivered"] * len(rows), ["typed"] * len(rows),
+                [r["claimed_at"] for r in rows])).fetchall()
 
 
 def test_a_claim_and_its_outcome_read_their_own_rows_not_the_history(db):
